@@ -1,0 +1,1 @@
+"""Backprop governor: decides when and where a run may start."""

@@ -1,0 +1,3 @@
+"""The ``[governor]`` section of ``backprop.toml`` (placeholder until the governor lands)."""
+
+from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Backprop runner: launches, supervises and records training runs (never imports textual)."""

@@ -1,0 +1,531 @@
+"""What users do to runs, the same for the CLI and the TUI: submit, stop, pause, resume, ...
+
+Control goes through files and signals only: a request file in the run's ``requests/`` folder,
+then SIGUSR1 to the supervisor (after checking its identity) so it acts at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from runner import identity
+from runner.config import Config
+from runner.durable import read_json, write_json
+from runner.model import (
+    Lineage,
+    Resources,
+    RunSpec,
+    RunState,
+    ShapeError,
+    Status,
+    validate_name,
+)
+from runner.registry import (
+    CHECKPOINTS,
+    REQUESTS,
+    SPEC,
+    STATE,
+    SUPERVISOR_LOCK,
+    Registry,
+    RunView,
+)
+
+# Variables that describe the submitter's terminal, not the job; never passed to a run.
+_TERMINAL_ENV = (
+    "TMUX",
+    "TMUX_PANE",
+    "TERM_SESSION_ID",
+    "WINDOWID",
+    "DISPLAY",
+    "SHLVL",
+    "_",
+    "OLDPWD",
+    "PWD",
+    "COLUMNS",
+    "LINES",
+    "STY",
+    "SSH_TTY",
+    "SSH_AUTH_SOCK",
+)
+_RUNTIME_ENV_PREFIX = "BACKPROP_"
+
+
+class LifecycleError(RuntimeError):
+    """An action that cannot be done to a run in its current state (one-line message)."""
+
+
+def captured_env() -> dict[str, str]:
+    """The submitter's environment as a run should see it, now and on every resume."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if (k not in _TERMINAL_ENV and not k.startswith(_RUNTIME_ENV_PREFIX))
+        or k == "BACKPROP_HOME"
+    }
+
+
+def build_command(
+    target: str, args: Sequence[str], *, python: str | None, config: Config
+) -> tuple[list[str], str | None]:
+    """Turn ``SCRIPT.py ARGS`` or ``COMMAND ARGS`` into an argv; return it and the script.
+
+    A ``.py`` file runs with ``--python``, else the configured interpreter, else ``python3``.
+    """
+    if target.endswith(".py"):
+        script = Path(target)
+        if not script.is_file():
+            raise LifecycleError(f"no such script: {target}")
+        interp = python or config.run.python or "python3"
+        resolved = shutil.which(interp)
+        if resolved is None:
+            raise LifecycleError(f"python interpreter not found: {interp}")
+        return [resolved, "-u", str(script.resolve()), *args], str(script.resolve())
+    if shutil.which(target) is None and not Path(target).exists():
+        raise LifecycleError(f"command not found: {target}")
+    return [target, *args], None
+
+
+def default_name(command: Sequence[str], script: str | None) -> str:
+    """A readable default name: the script's stem or the command's base name."""
+    base = Path(script).stem if script else Path(command[0]).name
+    cleaned = "".join(c if c.isalnum() or c in "._-" else "_" for c in base).lstrip("._-")
+    return (cleaned or "run")[:64]
+
+
+def submit(
+    registry: Registry,
+    command: Sequence[str],
+    *,
+    name: str,
+    cwd: str | None = None,
+    timeout_s: float | None = None,
+    config: Config | None = None,
+    group: str | None = None,
+    resources: Resources | None = None,
+    env: dict[str, str] | None = None,
+    script: str | None = None,
+    parent: Lineage | None = None,
+    resume_from: str | None = None,
+    start: bool = True,
+) -> RunSpec:
+    """Record a new run durably, then start its supervisor. Returns the spec.
+
+    The run counts as submitted once ``spec.json`` is on disk; the supervisor is started
+    detached and this returns without waiting for the trainer.
+    """
+    config = config or Config()
+    validate_name(name)
+    if group is not None:
+        validate_name(group)
+    if not command:
+        raise LifecycleError("nothing to run")
+    run_id = registry.allocate_id()
+    spec = RunSpec(
+        id=run_id,
+        name=name,
+        command=tuple(command),
+        cwd=str(Path(cwd or os.getcwd()).resolve()),
+        created_at=time.time(),
+        timeout_s=timeout_s,
+        env=captured_env() if env is None else env,
+        group=group,
+        grace_int_s=config.run.grace_int_s,
+        grace_term_s=config.run.grace_term_s,
+        output_cap_bytes=config.run.output_cap_bytes,
+        resume_args=config.run.resume_args,
+        parent=parent,
+        resources=resources or Resources(),
+        script=script,
+        primary_metric=config.run.primary_metric,
+    )
+    registry.create(spec)
+    if start:
+        spawn_supervisor(registry, run_id, attempt=1, timeout_s=timeout_s, resume_from=resume_from)
+    return spec
+
+
+def spawn_supervisor(
+    registry: Registry,
+    run_id: str,
+    *,
+    attempt: int,
+    timeout_s: float | None,
+    resume_from: str | None = None,
+) -> None:
+    """Start a detached supervisor for one attempt (returns once it has detached)."""
+    run_dir = registry.run_dir(run_id)
+    cmd = [
+        sys.executable,
+        "-m",
+        "runner.shim",
+        "--home",
+        str(registry.root),
+        "--run",
+        run_id,
+        "--attempt",
+        str(attempt),
+        "--detach",
+    ]
+    if timeout_s is not None:
+        cmd += ["--timeout", repr(float(timeout_s))]
+    if resume_from:
+        cmd += ["--resume-from", resume_from]
+    env = dict(os.environ)
+    # The supervisor must import this very package, wherever the launcher was started.
+    pkg_root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [pkg_root, env.get("PYTHONPATH")]))
+    with open(run_dir / "supervisor.log", "ab") as err:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+            close_fds=True,
+            env=env,
+            cwd=run_dir,
+        )
+    proc.wait()
+
+
+def _require(view: RunView, allowed: set[Status], action: str) -> None:
+    if view.status not in allowed:
+        detail = f" ({view.reason})" if view.reason else ""
+        raise LifecycleError(f"cannot {action} run {view.id}: it is {view.status.value}{detail}")
+
+
+def send_request(registry: Registry, run_id: str, action: str) -> bool:
+    """Leave a control request for the run's supervisor and nudge it. Returns if nudged."""
+    folder = registry.run_dir(run_id) / REQUESTS
+    folder.mkdir(exist_ok=True)
+    name = f"{time.time_ns():020d}-{secrets.token_hex(3)}.json"
+    write_json(folder / name, {"action": action, "at": time.time(), "by": os.getpid()})
+    with contextlib.suppress(ShapeError, OSError):
+        state = registry.read_state(run_id)
+        if state is not None:
+            return identity.send_signal(state.supervisor, signal.SIGUSR1)
+    return False
+
+
+def stop(registry: Registry, run_id: str, *, force: bool = False) -> str:
+    """Stop a run: graceful (SIGINT, then SIGTERM, then SIGKILL) or, with ``force``, SIGKILL.
+
+    Returns a one-line description of what was done.
+    """
+    view = registry.load(run_id)
+    if view.status is Status.LOST and view.state and view.state.trainer:
+        # The supervisor is gone but its trainer lives on: signal it ourselves, by identity.
+        trainer = view.state.trainer
+        if not identity.matches(trainer):
+            raise LifecycleError(f"cannot stop run {run_id}: it is lost and nothing is running")
+        sig = signal.SIGKILL if force else signal.SIGINT
+        identity.signal_group(trainer, sig)
+        if not force and view.spec:
+            deadline = time.monotonic() + view.spec.grace_int_s
+            while identity.matches(trainer) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            identity.signal_group(trainer, signal.SIGKILL)
+        return f"signalled the unsupervised trainer of run {run_id}"
+    _require(view, {Status.STARTING, Status.QUEUED, Status.RUNNING, Status.PAUSED}, "stop")
+    send_request(registry, run_id, "kill" if force else "stop")
+    return f"{'force-' if force else ''}stop requested for run {run_id}"
+
+
+def pause(registry: Registry, run_id: str) -> str:
+    """Pause a running run (SIGSTOP to its process group)."""
+    _require(registry.load(run_id), {Status.RUNNING}, "pause")
+    send_request(registry, run_id, "pause")
+    return f"pause requested for run {run_id}"
+
+
+def cont(registry: Registry, run_id: str) -> str:
+    """Continue a paused run (SIGCONT)."""
+    _require(registry.load(run_id), {Status.PAUSED}, "continue")
+    send_request(registry, run_id, "continue")
+    return f"continue requested for run {run_id}"
+
+
+def start_now(registry: Registry, run_id: str) -> str:
+    """Start a queued run now, bypassing the governor's limits."""
+    _require(registry.load(run_id), {Status.QUEUED, Status.STARTING}, "start")
+    send_request(registry, run_id, "start")
+    return f"start requested for run {run_id}"
+
+
+def latest_checkpoint(registry: Registry, run_id: str) -> str | None:
+    """The run's newest checkpoint: the last one announced, else the newest file on disk."""
+    folder = registry.run_dir(run_id)
+    announced = registry.read_summary(run_id).get("latest_checkpoint")
+    if isinstance(announced, str):
+        path = Path(announced) if os.path.isabs(announced) else folder / announced
+        if path.is_file():
+            return str(path)
+    best: tuple[float, str] | None = None
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(folder / CHECKPOINTS):
+            if entry.name.startswith(".") or not entry.is_file():
+                continue
+            key = (entry.stat().st_mtime, entry.path)
+            if best is None or key > best:
+                best = key
+    return best[1] if best else None
+
+
+def resume(
+    registry: Registry, run_id: str, *, timeout_s: float | None = None, wait_s: float = 10.0
+) -> int:
+    """Start the next attempt of a finished run from its latest checkpoint. Returns it."""
+    with registry.lock(f".resume-{run_id}.lock"):
+        view = registry.load(run_id)
+        _require(
+            view,
+            {Status.COMPLETED, Status.FAILED, Status.STOPPED, Status.TIMEBOXED, Status.LOST},
+            "resume",
+        )
+        if registry.supervisor_locked(run_id):
+            raise LifecycleError(f"cannot resume run {run_id}: its supervisor is still alive")
+        if view.state and view.state.trainer and identity.matches(view.state.trainer):
+            raise LifecycleError(
+                f"cannot resume run {run_id}: its trainer (pid {view.state.trainer.pid}) "
+                "is still running; stop it first"
+            )
+        attempt = view.attempt + 1
+        ckpt = latest_checkpoint(registry, run_id)
+        spawn_supervisor(registry, run_id, attempt=attempt, timeout_s=timeout_s, resume_from=ckpt)
+        _wait_for_attempt(registry, run_id, attempt, wait_s)
+    return attempt
+
+
+def _wait_for_attempt(registry: Registry, run_id: str, attempt: int, wait_s: float) -> None:
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ShapeError, OSError):
+            state = registry.read_state(run_id)
+            if state is not None and state.attempt >= attempt:
+                return
+        time.sleep(0.02)
+
+
+def merge_args(command: Sequence[str], changes: Sequence[str]) -> list[str]:
+    """Apply ``--key value`` / ``--key=value`` changes to a command; append new ones."""
+    cmd = list(command)
+    i = 0
+    pairs: list[tuple[str, str | None, bool]] = []  # key, value, was "key=value" form
+    while i < len(changes):
+        tok = changes[i]
+        if tok.startswith("--") and "=" in tok:
+            k, v = tok.split("=", 1)
+            pairs.append((k, v, True))
+            i += 1
+        elif tok.startswith("-") and i + 1 < len(changes) and not changes[i + 1].startswith("--"):
+            pairs.append((tok, changes[i + 1], False))
+            i += 2
+        else:
+            pairs.append((tok, None, False))
+            i += 1
+    for key, value, eq in pairs:
+        for j, tok in enumerate(cmd):
+            if tok == key:
+                if value is not None:
+                    if j + 1 < len(cmd):
+                        cmd[j + 1] = value
+                    else:
+                        cmd.append(value)
+                break
+            if value is not None and tok.startswith(key + "="):
+                cmd[j] = f"{key}={value}"
+                break
+        else:
+            if value is None:
+                cmd.append(key)
+            elif eq:
+                cmd.append(f"{key}={value}")
+            else:
+                cmd += [key, value]
+    return cmd
+
+
+def fork(
+    registry: Registry,
+    run_id: str,
+    changes: Sequence[str],
+    *,
+    name: str | None = None,
+    timeout_s: float | None = None,
+    config: Config | None = None,
+    from_checkpoint: bool = True,
+) -> RunSpec:
+    """A new run from another run's checkpoint, with changed arguments and recorded lineage."""
+    view = registry.load(run_id)
+    if view.spec is None:
+        raise LifecycleError(f"cannot fork run {run_id}: it is {view.status.value}")
+    parent_spec = view.spec
+    ckpt = latest_checkpoint(registry, run_id) if from_checkpoint else None
+    new_name = name or _fork_name(parent_spec.name)
+    return submit(
+        registry,
+        merge_args(parent_spec.command, changes),
+        name=new_name,
+        cwd=parent_spec.cwd,
+        timeout_s=timeout_s if timeout_s is not None else parent_spec.timeout_s,
+        config=config,
+        group=parent_spec.group,
+        resources=parent_spec.resources,
+        env=parent_spec.env,
+        script=parent_spec.script,
+        parent=Lineage(run_id=run_id, checkpoint=ckpt),
+        resume_from=ckpt,
+    )
+
+
+def rerun(registry: Registry, run_id: str, *, config: Config | None = None) -> RunSpec:
+    """Run the same command again as a new run (no checkpoint, no lineage)."""
+    view = registry.load(run_id)
+    if view.spec is None:
+        raise LifecycleError(f"cannot rerun run {run_id}: it is {view.status.value}")
+    s = view.spec
+    return submit(
+        registry,
+        s.command,
+        name=s.name,
+        cwd=s.cwd,
+        timeout_s=s.timeout_s,
+        config=config,
+        group=s.group,
+        resources=s.resources,
+        env=s.env,
+        script=s.script,
+    )
+
+
+def _fork_name(name: str) -> str:
+    base = name if len(name) <= 120 else name[:120]
+    return f"{base}-fork"
+
+
+def remove(registry: Registry, run_id: str) -> None:
+    """Delete a finished run's folder (a run still active must be stopped first)."""
+    view = registry.load(run_id)
+    if view.status.active or registry.supervisor_locked(run_id):
+        raise LifecycleError(
+            f"cannot remove run {run_id}: it is {view.status.value}; stop it first"
+        )
+    folder = registry.run_dir(run_id)
+    trash = registry.runs_dir / f".trash-{run_id}-{secrets.token_hex(4)}"
+    os.rename(folder, trash)  # vanishes from listings atomically
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+_EXPORT_SKIP = {SUPERVISOR_LOCK, REQUESTS}
+
+
+def export_run(registry: Registry, run_id: str, out: Path) -> Path:
+    """Write the run folder as a portable ``.tar.gz`` bundle."""
+    folder = registry.run_dir(run_id)
+    if not (folder / SPEC).is_file():
+        raise LifecycleError(f"cannot export run {run_id}: it has no spec.json")
+
+    def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        parts = Path(info.name).parts
+        if len(parts) > 1 and parts[1] in _EXPORT_SKIP:
+            return None
+        if not (info.isfile() or info.isdir()):
+            return None
+        return info
+
+    tmp = out.with_name(f".{out.name}.{secrets.token_hex(3)}.tmp")
+    with tarfile.open(tmp, "w:gz") as tar:
+        tar.add(folder, arcname=run_id, filter=keep)
+    os.replace(tmp, out)
+    return out
+
+
+def import_run(registry: Registry, bundle: Path) -> str:
+    """Add a bundle made by :func:`export_run` as a new run (new id); return the id."""
+    registry.ensure()
+    staging = Path(tempfile.mkdtemp(prefix=".import-", dir=registry.runs_dir))
+    try:
+        try:
+            with tarfile.open(bundle, "r:*") as tar:
+                members = tar.getmembers()
+                roots = {Path(m.name).parts[0] for m in members if m.name not in ("", ".")}
+                if len(roots) != 1:
+                    raise LifecycleError(f"{bundle}: not a Backprop run bundle")
+                tar.extractall(staging, filter="data")
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise LifecycleError(f"{bundle}: not a readable bundle ({exc})") from None
+        (root,) = roots
+        src = staging / root
+        try:
+            old_spec = RunSpec.from_json(read_json(src / SPEC))
+        except (FileNotFoundError, ShapeError) as exc:
+            raise LifecycleError(f"{bundle}: bundle has no valid spec.json ({exc})") from None
+        new_id = registry.allocate_id()
+        write_json(src / SPEC, replace(old_spec, id=new_id).to_json())
+        with contextlib.suppress(FileNotFoundError):
+            raw = read_json(src / STATE)
+            try:
+                st = RunState.from_json(raw)
+                if st.status.active:
+                    st = replace(st, status=Status.LOST, reason="imported while it was running")
+                write_json(src / STATE, replace(st, run_id=new_id).to_json())
+            except ShapeError:
+                pass  # keep it as it is: the run will list as corrupt, nothing is lost
+        (src / REQUESTS).mkdir(exist_ok=True)
+        dest = registry.run_dir(new_id)
+        os.rmdir(dest)  # allocate_id created it empty; the bundle takes its place
+        os.rename(src, dest)
+        return new_id
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def sweep_points(sweeps: Sequence[str]) -> list[list[tuple[str, str]]]:
+    """Expand ``["lr=1e-3,3e-4", "batch=32,64"]`` into the product of assignments."""
+    axes: list[list[tuple[str, str]]] = []
+    for item in sweeps:
+        key, sep, values = item.partition("=")
+        key = key.strip().lstrip("-")
+        vals = [v.strip() for v in values.split(",") if v.strip()]
+        if not sep or not key or not vals:
+            raise LifecycleError(f"bad --sweep {item!r}: use KEY=V1,V2,...")
+        axes.append([(key, v) for v in vals])
+    return [list(p) for p in itertools.product(*axes)]
+
+
+def sweep_args(point: Sequence[tuple[str, str]], template: str | None = None) -> list[str]:
+    """Arguments for one sweep point: ``--key value`` each, or a template like ``{key}={value}``."""
+    out: list[str] = []
+    for key, value in point:
+        if template:
+            out.append(template.replace("{key}", key).replace("{value}", value))
+        else:
+            out += [f"--{key}", value]
+    return out
+
+
+def events(registry: Registry, run_id: str) -> list[dict[str, object]]:
+    """The run's lifecycle history."""
+    from runner.durable import read_jsonl
+
+    records, _ = read_jsonl(registry.run_dir(run_id) / "events.jsonl")
+    return [r for r in records if isinstance(r, dict)]
+
+
+def dump(obj: object) -> str:
+    """JSON for ``--json`` output."""
+    return json.dumps(obj, indent=2, sort_keys=False, default=str)

@@ -1,0 +1,86 @@
+"""Process-tree walking through ``/proc`` (no psutil, so the supervisor stays small)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+
+
+def _parent_map() -> dict[int, int]:
+    parents: dict[int, int] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        close = raw.rfind(b")")
+        fields = raw[close + 2 :].split()
+        if len(fields) > 1 and fields[0] not in (b"Z", b"X"):
+            parents[int(name)] = int(fields[1])
+    return parents
+
+
+def descendants(pid: int) -> list[int]:
+    """Live (non-zombie) descendants of ``pid``, parents before children."""
+    parents = _parent_map()
+    children: dict[int, list[int]] = {}
+    for child, parent in parents.items():
+        children.setdefault(parent, []).append(child)
+    out: list[int] = []
+    stack = list(children.get(pid, []))
+    while stack:
+        p = stack.pop()
+        out.append(p)
+        stack.extend(children.get(p, []))
+    return out
+
+
+def signal_tree(root: int, sig: int, *, group: int | None = None) -> int:
+    """Send ``sig`` to the process group ``group`` (if given) and every descendant of ``root``.
+
+    Only called by a supervisor on its own subtree: as a child subreaper it is the ancestor of
+    every process the run started, and a pid it has not reaped cannot be recycled.
+
+    Returns:
+        How many processes were signalled individually.
+    """
+    if group is not None and group > 1:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, sig)
+    count = 0
+    for pid in descendants(root):
+        if pid <= 1:
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+            count += 1
+    return count
+
+
+def set_child_subreaper() -> bool:
+    """Make this process adopt orphaned descendants (Linux ``PR_SET_CHILD_SUBREAPER``)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(36, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):  # pragma: no cover - non-Linux
+        return False
+
+
+def reset_signals() -> None:
+    """Give a child default signal dispositions and an empty mask (runs between fork and exec).
+
+    A launcher started with ``&`` from a script has SIGINT ignored; children inherit ignored
+    signals across exec, and Python then never raises KeyboardInterrupt. Reset them all.
+    """
+    for sig in range(1, signal.NSIG):
+        if sig in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])

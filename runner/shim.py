@@ -1,0 +1,653 @@
+"""The per-run supervisor ("shim"): one small process per attempt that outlives every UI.
+
+Started as ``python -m runner.shim --home ROOT --run ID --attempt N [--detach] ...``. With
+``--detach`` it forks once and the parent exits at once, so the launcher can reap it and the
+supervisor is adopted by init (or a subreaper) in a session of its own: closing the terminal,
+killing tmux or the launcher does not reach it.
+
+It alone writes the run's ``state.json`` and ``events.jsonl``. It holds ``supervisor.lock`` for
+its whole life (so two supervisors never run one run), asks the admission hook, starts the
+trainer in its own process group with default signal dispositions and output straight to
+``output.log``, adopts orphans as a child subreaper, and enforces stop, time limit and pause.
+Control requests arrive as files in ``requests/`` (written by anyone), with SIGUSR1 as a nudge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import select
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from runner import identity, proctree
+from runner.admission import AdmissionHook
+from runner.durable import append_jsonl, write_json
+from runner.model import ProcessIdentity, RunSpec, RunState, Status
+from runner.registry import (
+    EVENTS,
+    OUTPUT,
+    REQUESTS,
+    STATE,
+    SUPERVISOR_LOCK,
+    Registry,
+)
+
+POLL_S = 0.1
+CLEANUP_GRACE_S = 2.0
+OUTPUT_HEAD_BYTES = 1024 * 1024
+EXIT_ALREADY_SUPERVISED = 3
+
+VALID_ACTIONS = frozenset({"stop", "kill", "pause", "continue", "start"})
+
+
+def read_requests(folder: Path) -> list[str]:
+    """Consume pending control requests (oldest first) and return their actions."""
+    try:
+        names = sorted(os.listdir(folder))
+    except FileNotFoundError:
+        return []
+    actions = []
+    for name in names:
+        if not name.endswith(".json") or name.startswith("."):
+            continue
+        path = folder / name
+        try:
+            with open(path, "rb") as f:
+                data = json.loads(f.read(4096))
+            action = data.get("action") if isinstance(data, dict) else None
+        except (OSError, ValueError):
+            action = None
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        if action in VALID_ACTIONS:
+            actions.append(str(action))
+    return actions
+
+
+def compact_output(path: Path, cap: int, head: int = OUTPUT_HEAD_BYTES) -> int | None:
+    """Keep the first ``head`` bytes and the latest tail of an output file grown past ``cap``.
+
+    The trainer's descriptor is in append mode, so after the rewrite its next write lands at
+    the new end. Returns the new size, or ``None`` if nothing was done.
+    """
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return None
+    if size <= cap:
+        return None
+    head = min(head, cap // 4)
+    keep = max(cap // 2 - head, 0)
+    with open(path, "r+b") as f:
+        tail_start = size - keep
+        f.seek(tail_start)
+        tail = f.read(keep)
+        nl = tail.find(b"\n")
+        if 0 <= nl < len(tail) - 1:
+            tail = tail[nl + 1 :]  # start the kept tail on a line boundary
+        f.seek(0)
+        head_bytes = f.read(head)
+        cut = head_bytes.rfind(b"\n")
+        if cut >= 0:
+            head_bytes = head_bytes[: cut + 1]
+        marker = (
+            f"\n[backprop: output over {cap} bytes; "
+            f"{size - len(head_bytes) - len(tail)} bytes omitted here]\n"
+        ).encode()
+        f.seek(len(head_bytes))
+        f.write(marker)
+        f.write(tail)
+        f.truncate()
+        return f.tell()
+
+
+class Supervisor:
+    """Runs one attempt of one run to its end and records it truthfully."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        run_id: str,
+        attempt: int,
+        *,
+        timeout_s: float | None,
+        resume_from: str | None,
+        hook: AdmissionHook,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.registry = registry
+        self.run_id = run_id
+        self.run_dir = registry.run_dir(run_id)
+        self.attempt = attempt
+        self.timeout_s = timeout_s
+        self.resume_from = resume_from
+        self.hook = hook
+        self.clock = clock
+        self.spec: RunSpec = registry.read_spec(run_id)
+        me = identity.identity_of(os.getpid())
+        assert me is not None
+        self.state = RunState(
+            run_id=run_id,
+            attempt=attempt,
+            status=Status.STARTING,
+            updated_at=clock(),
+            supervisor=me,
+            timeout_s=timeout_s,
+            resume_from=resume_from,
+        )
+        self.trainer_pid: int | None = None
+        self.stop_kind: str | None = None  # "stop", "kill" or "timeout"
+        self.stop_phase = 0  # 0 none, 1 SIGINT sent, 2 SIGTERM sent, 3 SIGKILL sent
+        self.phase_at = 0.0
+        self.paused_at: float | None = None
+        self.paused_total = 0.0
+        self.force_start = False
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    # --- records ---------------------------------------------------------------------------
+
+    def record(self, event: str, /, **fields: Any) -> None:
+        """Append a lifecycle event."""
+        entry = {"t": self.clock(), "attempt": self.attempt, "event": event, **fields}
+        append_jsonl(self.run_dir / EVENTS, [entry])
+
+    def set_state(self, **changes: Any) -> None:
+        """Durably replace ``state.json`` with the current state plus ``changes``."""
+        self.state = replace(self.state, updated_at=self.clock(), **changes)
+        write_json(self.run_dir / STATE, self.state.to_json())
+
+    # --- signals ---------------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        """Route signals to the wake-up pipe; SIGTERM/SIGINT to the shim mean "stop the run"."""
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        for sig in (signal.SIGCHLD, signal.SIGUSR1):
+            signal.signal(sig, lambda s, f: None)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_terminate)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+    def _on_terminate(self, signum: int, frame: object) -> None:
+        if self.stop_kind is None:
+            self.stop_kind = "stop"
+            self._terminate_reason = f"supervisor received {signal.Signals(signum).name}"
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until a signal arrives or ``timeout`` passes."""
+        with contextlib.suppress(InterruptedError):
+            select.select([self._wake_r], [], [], max(timeout, 0.0))
+        with contextlib.suppress(BlockingIOError, OSError):
+            while os.read(self._wake_r, 512):
+                pass
+
+    # --- phases ----------------------------------------------------------------------------
+
+    def run(self) -> Status:
+        """Queue, start, supervise and record one attempt. Returns the final status."""
+        self.install_signal_handlers()
+        proctree.set_child_subreaper()
+        self._terminate_reason = ""
+        self.set_state(status=Status.STARTING, reason="supervisor started")
+        self.record(
+            "supervisor_started",
+            pid=os.getpid(),
+            timeout_s=self.timeout_s,
+            resume_from=self.resume_from,
+        )
+        try:
+            if not self.wait_for_admission():
+                return self.state.status
+            self.start_trainer()
+            self.supervise()
+        except _StartFailed:
+            raise
+        except BaseException as exc:  # record the truth even when the supervisor itself fails
+            self.kill_everything()
+            self.set_state(
+                status=Status.FAILED,
+                ended_at=self.clock(),
+                reason=f"supervisor error: {type(exc).__name__}: {exc}"[:300],
+            )
+            self.record("supervisor_error", error=repr(exc)[:300])
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                self.hook.release(self.spec, self.run_dir)
+        return self.state.status
+
+    def wait_for_admission(self) -> bool:
+        """Ask the hook until admitted; handle stop/start requests meanwhile."""
+        queued_reason = None
+        while True:
+            for action in read_requests(self.run_dir / REQUESTS):
+                if action in ("stop", "kill"):
+                    self.stop_kind = action
+                elif action == "start":
+                    self.force_start = True
+            if self.stop_kind is not None:
+                reason = self._terminate_reason or "stopped while queued"
+                self.set_state(
+                    status=Status.STOPPED,
+                    reason=reason,
+                    ended_at=self.clock(),
+                    stop_requested=self.stop_kind,
+                )
+                self.record("stopped", reason=reason)
+                return False
+            decision = self.hook.request(
+                self.spec, self.run_dir, self.attempt, force=self.force_start
+            )
+            if decision.admitted:
+                self.admission = decision
+                self.record("admitted", reason=decision.reason, gpus=list(decision.gpus))
+                return True
+            if decision.reason != queued_reason:
+                queued_reason = decision.reason
+                self.set_state(
+                    status=Status.QUEUED,
+                    reason=decision.reason,
+                    queued_at=self.state.queued_at or self.clock(),
+                )
+                self.record("queued", reason=decision.reason)
+            self.wait(max(0.05, decision.retry_after_s))
+
+    def trainer_env(self) -> dict[str, str]:
+        """The trainer's environment: the submitter's, the run's, Backprop's and placement."""
+        env = dict(os.environ)
+        env.update(self.spec.env)
+        env.update(self.admission.env)
+        env.update(
+            PYTHONUNBUFFERED="1",
+            BACKPROP_RUN_ID=self.run_id,
+            BACKPROP_RUN_DIR=str(self.run_dir),
+            BACKPROP_CHECKPOINT_DIR=str(self.run_dir / "checkpoints"),
+            BACKPROP_ATTEMPT=str(self.attempt),
+            BACKPROP_HOME=str(self.registry.root),
+        )
+        env.pop("BACKPROP_RESUME_FROM", None)
+        if self.resume_from:
+            env["BACKPROP_RESUME_FROM"] = self.resume_from
+        return env
+
+    def trainer_command(self) -> list[str]:
+        """The command, plus the resume-argument template when resuming or forking.
+
+        A template naming ``{checkpoint}`` applies only when there is a checkpoint; one that
+        does not (``--init_from=resume``) applies to every attempt after the first.
+        """
+        cmd = list(self.spec.command)
+        if self.spec.resume_args:
+            needs_ckpt = any("{checkpoint}" in a for a in self.spec.resume_args)
+            if self.resume_from or (self.attempt > 1 and not needs_ckpt):
+                values = {
+                    "checkpoint": self.resume_from or "",
+                    "checkpoint_dir": str(self.run_dir / "checkpoints"),
+                    "run_dir": str(self.run_dir),
+                    "attempt": str(self.attempt),
+                }
+                cmd += [_substitute(a, values) for a in self.spec.resume_args]
+        return cmd
+
+    def start_trainer(self) -> None:
+        """Start the trainer: own process group, default signals, output straight to a file."""
+        import subprocess
+
+        out = os.open(
+            self.run_dir / OUTPUT, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
+        )
+        cmd = self.trainer_command()
+        try:
+            proc = subprocess.Popen(
+                cmd,
+                cwd=self.spec.cwd,
+                env=self.trainer_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                close_fds=True,
+                process_group=0,
+                preexec_fn=proctree.reset_signals,
+            )
+        except OSError as exc:
+            os.close(out)
+            reason = f"could not start {cmd[0]!r}: {exc.strerror or exc}"
+            self.set_state(
+                status=Status.FAILED,
+                reason=reason,
+                ended_at=self.clock(),
+                started_at=self.clock(),
+                exit_code=127,
+            )
+            self.record("failed_to_start", reason=reason)
+            raise _StartFailed from None
+        os.close(out)
+        # We reap children ourselves (we are a subreaper and adopt orphans too).
+        self._popen = proc
+        self.trainer_pid = proc.pid
+        ident = identity.identity_of(proc.pid)
+        if ident is None:  # exited already: still record who it was
+            ident = ProcessIdentity(pid=proc.pid, start_ticks=0, boot_id=identity.boot_id())
+        from runner.ingest import Ingestor
+
+        self.ingestor = Ingestor(self.run_dir, self.spec, self.attempt)
+        self.started_at = self.clock()
+        self.set_state(
+            status=Status.RUNNING,
+            reason="running",
+            trainer=ident,
+            started_at=self.started_at,
+            gpus=self.admission.gpus,
+            ended_at=None,
+            exit_code=None,
+            signal=None,
+        )
+        self.record("started", pid=proc.pid, command=cmd, gpus=list(self.admission.gpus))
+        with contextlib.suppress(Exception):
+            self.hook.started(self.spec, self.run_dir, proc.pid)
+
+    # --- supervision -----------------------------------------------------------------------
+
+    def deadline(self) -> float | None:
+        """When the time limit runs out (paused time does not count)."""
+        if self.timeout_s is None:
+            return None
+        return self.started_at + self.timeout_s + self.paused_total
+
+    def supervise(self) -> None:
+        """Loop until the trainer exits, then clean up and record the exit."""
+        assert self.trainer_pid is not None
+        status: int | None = None
+        last_cap_check = 0.0
+        while status is None:
+            status = self.reap()
+            if status is not None:
+                break
+            for action in read_requests(self.run_dir / REQUESTS):
+                self.handle(action)
+            now = self.clock()
+            dl = self.deadline()
+            if dl is not None and now >= dl and self.stop_kind is None and self.paused_at is None:
+                self.stop_kind = "timeout"
+            self.escalate(now)
+            self.ingestor.poll()
+            if now - last_cap_check >= 1.0:
+                last_cap_check = now
+                self.enforce_output_cap()
+            self.wait(POLL_S)
+        self.finish(status)
+
+    def reap(self) -> int | None:
+        """Reap every exited child; return the trainer's wait status once it has exited."""
+        trainer_status = None
+        while True:
+            try:
+                pid, st = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            if pid == self.trainer_pid:
+                trainer_status = st
+                self._popen.returncode = os.waitstatus_to_exitcode(st)
+        return trainer_status
+
+    def handle(self, action: str) -> None:
+        """Act on one control request."""
+        if action in ("stop", "kill"):
+            if self.stop_kind in (None, "stop", "timeout") and (
+                action == "kill" or self.stop_kind is None
+            ):
+                self.stop_kind = action
+                self.stop_phase = 0 if action == "stop" else self.stop_phase
+                self.record("stop_requested", kind=action)
+        elif action == "pause" and self.paused_at is None and self.stop_kind is None:
+            self.signal_trainer(signal.SIGSTOP)
+            self.paused_at = self.clock()
+            self.set_state(status=Status.PAUSED, reason="paused by user")
+            self.record("paused")
+        elif action == "continue" and self.paused_at is not None:
+            self.signal_trainer(signal.SIGCONT)
+            self.paused_total += self.clock() - self.paused_at
+            self.paused_at = None
+            self.set_state(status=Status.RUNNING, reason="running")
+            self.record("continued")
+
+    def signal_trainer(self, sig: int) -> None:
+        """Signal the trainer's process group and every other descendant."""
+        assert self.trainer_pid is not None
+        proctree.signal_tree(os.getpid(), sig, group=self.trainer_pid)
+
+    def escalate(self, now: float) -> None:
+        """Drive the stop sequence: SIGINT, then SIGTERM, then SIGKILL on schedule."""
+        if self.stop_kind is None or self.trainer_pid is None:
+            return
+        if self.stop_kind == "kill":
+            if self.stop_phase < 3 or now - self.phase_at >= 1.0:
+                self.send_phase(3, signal.SIGKILL, now)
+            return
+        if self.stop_phase == 0:
+            if self.stop_kind == "stop" and not self.state.stop_requested:
+                self.set_state(stop_requested="stop", reason="stopping (SIGINT sent)")
+            elif self.stop_kind == "timeout":
+                self.set_state(stop_requested="timeout", reason="time limit reached")
+            # SIGINT goes to the group only: the trainer decides what its children do.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.trainer_pid, signal.SIGINT)
+            if self.paused_at is not None:
+                self.signal_trainer(signal.SIGCONT)
+                self.paused_at = None
+            self.stop_phase, self.phase_at = 1, now
+            self.record("signal", signal="SIGINT", kind=self.stop_kind)
+        elif self.stop_phase == 1 and now - self.phase_at >= self.spec.grace_int_s:
+            self.send_phase(2, signal.SIGTERM, now)
+        elif self._kill_due(now):
+            self.send_phase(3, signal.SIGKILL, now)
+
+    def _kill_due(self, now: float) -> bool:
+        """SIGKILL after the SIGTERM grace, and again each second for stragglers."""
+        waited = now - self.phase_at
+        if self.stop_phase == 2:
+            return waited >= self.spec.grace_term_s
+        return self.stop_phase == 3 and waited >= 1.0
+
+    def send_phase(self, phase: int, sig: int, now: float) -> None:
+        """Send ``sig`` to the whole tree and remember when."""
+        if self.stop_phase != phase:
+            self.record("signal", signal=signal.Signals(sig).name, kind=self.stop_kind)
+        if self.stop_kind is not None and not self.state.stop_requested:
+            self.set_state(stop_requested=self.stop_kind)
+        self.signal_trainer(sig)
+        if sig == signal.SIGKILL and self.paused_at is not None:
+            self.paused_at = None
+        self.stop_phase, self.phase_at = phase, now
+
+    def enforce_output_cap(self) -> None:
+        """Compact ``output.log`` once it passes the cap (after consuming it)."""
+        path = self.run_dir / OUTPUT
+        try:
+            if path.stat().st_size <= self.spec.output_cap_bytes:
+                return
+        except OSError:
+            return
+        self.ingestor.poll()
+        new_size = compact_output(path, self.spec.output_cap_bytes)
+        if new_size is not None:
+            self.ingestor.output_rewritten(new_size)
+            self.record("output_compacted", size=new_size)
+
+    def kill_everything(self) -> None:
+        """SIGTERM, then SIGKILL, whatever is left of the run's tree; reap it all."""
+        me = os.getpid()
+        group = self.trainer_pid
+        if not proctree.descendants(me):
+            self.reap()
+            return
+        proctree.signal_tree(me, signal.SIGTERM, group=group)
+        proctree.signal_tree(me, signal.SIGCONT, group=group)
+        end = time.monotonic() + CLEANUP_GRACE_S
+        while proctree.descendants(me) and time.monotonic() < end:
+            self.reap()
+            self.wait(0.05)
+        for _ in range(50):
+            if not proctree.descendants(me):
+                break
+            proctree.signal_tree(me, signal.SIGKILL, group=group)
+            self.reap()
+            self.wait(0.02)
+        self.reap()
+
+    def finish(self, wait_status: int) -> None:
+        """Clean up the tree, take the last metrics and record a truthful exit."""
+        ended = self.clock()
+        self.kill_everything()
+        self.ingestor.poll(final=True)
+        code = os.waitstatus_to_exitcode(wait_status)
+        exit_code = code if code >= 0 else None
+        sig = -code if code < 0 else None
+        status, reason = classify(
+            code,
+            self.stop_kind,
+            self.stop_phase,
+            self.ingestor.failure_hint(),
+            self._terminate_reason,
+        )
+        self.ingestor.close()
+        self.set_state(
+            status=status, reason=reason, ended_at=ended, exit_code=exit_code, signal=sig
+        )
+        self.record("exited", status=status.value, exit_code=exit_code, signal=sig, reason=reason)
+
+
+def classify(
+    code: int,
+    stop_kind: str | None,
+    stop_phase: int,
+    hint: str | None,
+    terminate_reason: str = "",
+) -> tuple[Status, str]:
+    """Name an exit truthfully (pure).
+
+    Args:
+        code: the exit code, or minus the signal number (as ``waitstatus_to_exitcode``).
+        stop_kind: ``"stop"``/``"kill"`` (the user asked), ``"timeout"``, or ``None``.
+        stop_phase: how far the stop sequence went (1 SIGINT, 2 SIGTERM, 3 SIGKILL).
+        hint: a failure reason seen in the output (out of memory, ...).
+        terminate_reason: why the supervisor itself was asked to stop, if it was.
+    """
+    how = _describe(code)
+    escalated = {2: " after SIGTERM", 3: " after SIGKILL"}.get(stop_phase, "")
+    if stop_kind == "timeout":
+        return Status.TIMEBOXED, f"time limit reached; {how}{escalated}"
+    if stop_kind in ("stop", "kill"):
+        who = terminate_reason or (
+            "force-stopped by user" if stop_kind == "kill" else "stopped by user"
+        )
+        return Status.STOPPED, f"{who}; {how}{escalated}"
+    if code == 0:
+        return Status.COMPLETED, "exit 0"
+    if hint:
+        return Status.FAILED, f"{hint}; {how}"
+    if code == -signal.SIGKILL:
+        return Status.FAILED, f"{how} (not by Backprop: possibly the out-of-memory killer)"
+    return Status.FAILED, how
+
+
+def _describe(code: int) -> str:
+    if code >= 0:
+        return f"exit {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    return f"killed by {name}"
+
+
+def _substitute(template: str, values: dict[str, str]) -> str:
+    out = template
+    for key, value in values.items():
+        out = out.replace("{" + key + "}", value)
+    return out
+
+
+class _StartFailed(Exception):
+    """The trainer could not be executed (already recorded)."""
+
+
+def acquire_lock(run_dir: Path) -> int | None:
+    """Take the run's supervisor lock for the life of this process (``None``: already held)."""
+    fd = os.open(run_dir / SUPERVISOR_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        # A reader may hold a shared lock for a few microseconds while it checks.
+        for _ in range(100):
+            time.sleep(0.01)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                continue
+        os.close(fd)
+        return None
+    return fd
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m runner.shim``."""
+    parser = argparse.ArgumentParser(prog="backprop-supervisor")
+    parser.add_argument("--home", required=True)
+    parser.add_argument("--run", required=True)
+    parser.add_argument("--attempt", type=int, default=1)
+    parser.add_argument("--timeout", type=float, default=None)
+    parser.add_argument("--resume-from", default=None)
+    parser.add_argument("--detach", action="store_true")
+    args = parser.parse_args(argv)
+    if args.detach and os.fork() > 0:
+        os._exit(0)  # the launcher reaps this parent; the child is adopted by init
+    if args.detach:
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+    registry = Registry(args.home)
+    run_dir = registry.run_dir(args.run)
+    lock = acquire_lock(run_dir)
+    if lock is None:
+        print(f"run {args.run} already has a supervisor", file=sys.stderr)
+        return EXIT_ALREADY_SUPERVISED
+    from governor.hook import build_hook
+    from runner.config import ConfigError, load_config
+
+    try:
+        config = load_config(registry.root, Path(registry.read_spec(args.run).cwd))
+    except ConfigError as exc:
+        print(f"backprop: {exc}; using defaults", file=sys.stderr)
+        from runner.config import Config
+
+        config = Config()
+    sup = Supervisor(
+        registry,
+        args.run,
+        args.attempt,
+        timeout_s=args.timeout,
+        resume_from=args.resume_from,
+        hook=build_hook(registry.root, config),
+    )
+    try:
+        sup.run()
+    except _StartFailed:
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Backprop terminal UI and command line."""
