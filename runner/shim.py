@@ -367,7 +367,6 @@ class Supervisor:
         """Loop until the trainer exits, then clean up and record the exit."""
         assert self.trainer_pid is not None
         status: int | None = None
-        last_cap_check = 0.0
         while status is None:
             status = self.reap()
             if status is not None:
@@ -380,9 +379,7 @@ class Supervisor:
                 self.stop_kind = "timeout"
             self.escalate(now)
             self.ingestor.poll()
-            if now - last_cap_check >= 1.0:
-                last_cap_check = now
-                self.enforce_output_cap()
+            self.enforce_output_cap()
             self.wait(POLL_S)
         self.finish(status)
 
@@ -511,6 +508,7 @@ class Supervisor:
         ended = self.clock()
         self.kill_everything()
         self.ingestor.poll(final=True)
+        self.enforce_output_cap()
         code = os.waitstatus_to_exitcode(wait_status)
         exit_code = code if code >= 0 else None
         sig = -code if code < 0 else None

@@ -189,8 +189,14 @@ def cmd_run(ctx: Context) -> int:
     """``backprop run``."""
     a = ctx.args
     cfg = ctx.config
-    command, script = lifecycle.build_command(a.target, a.args, python=a.python, config=cfg)
     timeout = _duration(a.timeout) if a.timeout else cfg.run.timeout_s
+    for label in (a.name, a.group):
+        if label is not None:
+            try:
+                lifecycle.validate_name(label)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+    command, script = lifecycle.build_command(a.target, a.args, python=a.python, config=cfg)
     gpu_ids = None
     if a.gpu_ids:
         try:
