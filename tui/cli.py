@@ -350,7 +350,7 @@ def cmd_ls(ctx: Context) -> int:
     if ctx.args.group:
         views = [v for v in views if v.to_json().get("group") == ctx.args.group]
     if ctx.json:
-        print(json.dumps([v.to_json() for v in views], default=str))
+        sys.stdout.write("[" + ",".join(v.to_json_text() for v in views) + "]\n")
     elif not views:
         print(f"no runs in {ctx.registry.root}")
     else:

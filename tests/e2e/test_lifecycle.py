@@ -21,7 +21,7 @@ import pytest
 
 from runner import identity
 from runner.durable import write_json
-from runner.model import SCHEMA, ProcessIdentity, RunSpec, RunState, Status
+from runner.model import ProcessIdentity, RunSpec, RunState, Status
 from runner.registry import Registry
 from tests.conftest import Cli, wait_until
 

@@ -1,0 +1,59 @@
+"""The suite runs the project's linters: ruff (lint and format) and mypy --strict."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PATHS = ["runner", "governor", "tui", "tests", "bench", "examples", "screenshots"]
+
+
+def _run(*cmd: str) -> subprocess.CompletedProcess[str]:
+    present = [p for p in PATHS if (ROOT / p).exists()]
+    return subprocess.run([*cmd, *present], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_ruff_check() -> None:
+    if shutil.which("ruff") is None:
+        pytest.fail("ruff is not installed: pip install -e '.[dev]'")
+    proc = _run("ruff", "check", "--quiet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_ruff_format() -> None:
+    proc = _run("ruff", "format", "--check", "--quiet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_mypy_strict_on_core() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "runner", "governor"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_no_network_listener_in_the_code() -> None:
+    """No server anywhere: control goes through files and signals."""
+    forbidden = (
+        ".listen(",
+        ".bind((",
+        "start_server(",
+        "HTTPServer",
+        "socketserver",
+        "asyncio.start_unix_server",
+        "SimpleXMLRPCServer",
+    )
+    hits = []
+    for package in ("runner", "governor", "tui"):
+        for path in (ROOT / package).rglob("*.py"):
+            text = path.read_text()
+            hits += [f"{path.relative_to(ROOT)}: {f}" for f in forbidden if f in text]
+    assert hits == []
