@@ -507,3 +507,24 @@ def test_supervisor_has_no_listening_socket(cli: Cli) -> None:
     sup = psutil.Process(state_of(cli, run_id).supervisor.pid)
     for proc in [sup, *sup.children(recursive=True)]:
         assert proc.net_connections(kind="all") == []
+
+
+def test_follow_streams_output_and_ctrl_c_stops_gracefully(cli: Cli) -> None:
+    script = cli.cwd / "t.py"
+    script.write_text(TRAINER)
+    env = {**os.environ, "BACKPROP_HOME": str(cli.home)}
+    launcher = subprocess.Popen([sys.executable, "-m", "tui.cli", "run", "--follow", str(script)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env, cwd=cli.cwd)
+    assert launcher.stdout is not None
+    first = launcher.stdout.readline()
+    assert "submitted" in first and "Ctrl-C stops it gracefully" in first
+    assert launcher.stdout.readline().startswith("step 0 loss")
+    launcher.send_signal(signal.SIGINT)
+    out, err = launcher.communicate(timeout=30)
+    assert launcher.returncode == 1  # the run did not complete
+    assert "checkpoint saved on interrupt" in out
+    assert "stopping gracefully" in err
+    run_id = Registry(cli.home).ids()[0]
+    assert cli.show(run_id)["status"] == "stopped"
+    assert out.rstrip().endswith(f"run {run_id} stopped: stopped by user; exit 0")
