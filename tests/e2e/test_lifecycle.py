@@ -513,9 +513,14 @@ def test_follow_streams_output_and_ctrl_c_stops_gracefully(cli: Cli) -> None:
     script = cli.cwd / "t.py"
     script.write_text(TRAINER)
     env = {**os.environ, "BACKPROP_HOME": str(cli.home)}
-    launcher = subprocess.Popen([sys.executable, "-m", "tui.cli", "run", "--follow", str(script)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=env, cwd=cli.cwd)
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", "run", "--follow", str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=cli.cwd,
+    )
     assert launcher.stdout is not None
     first = launcher.stdout.readline()
     assert "submitted" in first and "Ctrl-C stops it gracefully" in first
