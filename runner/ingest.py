@@ -1,34 +1,498 @@
-"""Turning a run's output and reports into its metric history (placeholder seam).
+"""Turning a run's output and reports into its metric history, as they are written.
 
 The supervisor owns one :class:`Ingestor` per attempt and calls :meth:`Ingestor.poll` about
 ten times a second. It reads ``output.log`` and ``report.jsonl`` incrementally by byte offset,
-appends normalised records to ``metrics.jsonl`` and refreshes ``summary.json``.
+appends normalised records to ``metrics.jsonl`` (it is that file's only writer) and rewrites
+``summary.json`` at most a few times a second. An idle poll costs one ``stat`` per file.
+
+Once a report record arrives in an attempt, metric values parsed from the output of that
+attempt are ignored (the script reports them itself); checkpoint announcements and
+out-of-memory text are still taken from the output.
+
+Besides the keys listing reads, ``summary.json`` holds ``"ingest"``: the byte offsets reached
+in ``output.log`` and ``report.jsonl`` and whether the attempt ended (``final``), so the next
+attempt starts reading where this one stopped, and the first epoch's number (0 or 1) so
+inferred steps continue. A resumed attempt replays ``metrics.jsonl`` once to rebuild the
+digest (the best value of steps it repeats must go).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import re
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from runner.model import RunSpec
+from runner.durable import JsonlAppender, read_json, write_json
+from runner.health import (
+    OOM,
+    STALL_FACTOR,
+    STALL_FLOOR_S,
+    STALLED,
+    find_oom,
+    is_stalled,
+    last_exception,
+    oom_kill_count,
+    order_flags,
+)
+from runner.history import (
+    CheckpointEvent,
+    Point,
+    decode_record,
+    event_record,
+    iter_records,
+    point_record,
+)
+from runner.model import RunSpec, ShapeError
+from runner.parsers import LineSplitter, ParsedLine, StepTracker, parse_line
+from runner.registry import CHECKPOINTS, METRICS, OUTPUT, REPORT, SUMMARY
+from runner.summary import SummaryBuilder
+from runner.textsafe import safe_label
+
+READ_PER_POLL = 4 * 1024 * 1024
+SUMMARY_INTERVAL_S = 0.3
+CHECKPOINT_RESCAN_S = 2.0
+MAX_HINT = 200
+_NONFINITE_RE = re.compile(rb"(?<=[:\[,])(-?)(nan|inf)(?=[,}\]])")
 
 
 class Ingestor:
-    """Incremental capture of one attempt's metrics."""
+    """Incremental capture of one attempt's metrics.
 
-    def __init__(self, run_dir: Path, spec: RunSpec, attempt: int) -> None:
-        self.run_dir = run_dir
+    Args:
+        run_dir: the run's folder.
+        spec: the run's spec (primary metric, working directory).
+        attempt: the attempt number (a resumed attempt continues the step count).
+        clock: wall time.
+        oom_kills: reads the cgroup's OOM-kill counter (``None``: unknown).
+        stall_factor: how many usual intervals without a metric count as stalled.
+        stall_floor_s: the least silence that counts as stalled.
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        spec: RunSpec,
+        attempt: int,
+        *,
+        clock: Callable[[], float] = time.time,
+        oom_kills: Callable[[], int | None] = oom_kill_count,
+        stall_factor: float = STALL_FACTOR,
+        stall_floor_s: float = STALL_FLOOR_S,
+    ) -> None:
+        self.run_dir = Path(run_dir)
         self.spec = spec
         self.attempt = attempt
+        self.clock = clock
+        self.stall_factor = stall_factor
+        self.stall_floor_s = stall_floor_s
+        self.primary = spec.primary_metric or "loss"
+        self._oom_kills = oom_kills
+        self._oom_kills_at_start = _safe_count(oom_kills)
+        previous = self._previous_summary() if attempt > 1 else {}
+        state = previous.get("ingest")
+        if not isinstance(state, dict):
+            state = {}
+        self._out_off = self._start_offset(OUTPUT, state, "output_offset") if attempt > 1 else 0
+        self._rep_off = self._start_offset(REPORT, state, "report_offset") if attempt > 1 else 0
+        base = state.get("epoch_base")
+        self.tracker = StepTracker(
+            epoch_base=base if base in (0, 1) else None, primary=self.primary
+        )
+        self.builder = SummaryBuilder(self.primary)
+        self._replay_pending = attempt > 1
+        self._splitter = LineSplitter()
+        self._report_pending = b""
+        self._appender = JsonlAppender(self.run_dir / METRICS)
+        self._out_fd: int | None = None
+        self._rep_fd: int | None = None
+        self._records: list[dict[str, Any]] = []
+        self._report_mode = False
+        self._announced: deque[str] = deque(maxlen=64)
+        self._oom: str | None = None
+        self._kernel_oom = False
+        self._exception: str | None = None
+        self._last_arrival: float | None = None
+        self._gaps: deque[float] = deque(maxlen=32)
+        self._flags: list[str] = []
+        self._dirty = False
+        self._last_write = 0.0
+        self._ckpt_mtime: int | None = None
+        self._ckpt_scanned_at = -1e18
+        self._checkpoints = 0
+        self._errors: set[str] = set()
+        self._paused_at: float | None = None
+
+    # --- start-up ---------------------------------------------------------------------------
+
+    def _previous_summary(self) -> dict[str, Any]:
+        try:
+            raw = read_json(self.run_dir / SUMMARY)
+        except (FileNotFoundError, ShapeError):
+            return {}
+        return raw if isinstance(raw, dict) else {}
+
+    def _start_offset(self, name: str, state: dict[str, Any], key: str) -> int:
+        """Where this attempt's part of an append-only file begins.
+
+        The previous attempt's final offset when it recorded one; else the current end (its
+        output was consumed, or its supervisor died and the tail is lost either way).
+        """
+        try:
+            size = os.stat(self.run_dir / name).st_size
+        except OSError:
+            size = 0
+        recorded = state.get(key)
+        if state.get("final") and isinstance(recorded, int) and 0 <= recorded <= size:
+            return recorded
+        if name == REPORT:  # a torn last record is cut by the next writer: start before it
+            return _after_last_newline(self.run_dir / name, size)
+        return size
+
+    def _replay(self) -> None:
+        """Rebuild the summary state from the history of earlier attempts (once)."""
+        self._replay_pending = False
+        for obj in iter_records(self.run_dir / METRICS, 0, self._appender_size()):
+            rec = decode_record(obj)
+            if rec is not None:
+                self.builder.add(rec)
+        self.tracker.last_step = self.builder.step
+
+    def _appender_size(self) -> int:
+        try:
+            return os.stat(self.run_dir / METRICS).st_size
+        except OSError:
+            return 0
+
+    # --- the supervisor's calls -------------------------------------------------------------
 
     def poll(self, *, final: bool = False) -> None:
-        """Consume whatever was written since the last call."""
+        """Consume whatever was written since the last call (everything when ``final``).
+
+        Never raises: metrics must not bring the supervisor (and the run) down. A failure
+        (a full disk, say) is written once to the supervisor's stderr and polling goes on.
+        """
+        try:
+            self._poll(final)
+        except Exception as exc:
+            self._records = []
+            kind = type(exc).__name__
+            if kind not in self._errors:
+                self._errors.add(kind)
+                print(f"backprop: metrics ingestion: {kind}: {exc}", file=sys.stderr, flush=True)
+
+    def _poll(self, final: bool) -> None:
+        now = self.clock()
+        if self._replay_pending:
+            self._replay()
+            self._dirty = True
+        arrived = self._read_report(final, now)
+        arrived |= self._read_output(final, now)
+        if self._records:
+            self._appender.append(self._records)
+            self._records = []
+            self._dirty = True
+        if arrived:
+            if self._last_arrival is not None and now > self._last_arrival:
+                self._gaps.append(now - self._last_arrival)
+            self._last_arrival = now
+        if self._scan_checkpoints(now, force=final):
+            self._dirty = True
+        if final:
+            count = _safe_count(self._oom_kills)
+            start = self._oom_kills_at_start
+            self._kernel_oom = count is not None and start is not None and count > start
+        flags = self._health(now, final)
+        if flags != self._flags:
+            self._flags = flags
+            self._dirty = True
+        if final or (self._dirty and now - self._last_write >= SUMMARY_INTERVAL_S):
+            self._write_summary(now, final)
+
+    def set_paused(self, paused: bool) -> None:
+        """The run was paused (or continued): silence while paused is not a stall."""
+        now = self.clock()
+        if paused and self._paused_at is None:
+            self._paused_at = now
+        elif not paused and self._paused_at is not None:
+            if self._last_arrival is not None:
+                self._last_arrival += now - self._paused_at
+            self._paused_at = None
 
     def output_rewritten(self, new_size: int) -> None:
         """``output.log`` was compacted to ``new_size`` bytes, all of them already consumed."""
+        self._out_off = new_size
 
     def failure_hint(self) -> str | None:
-        """A reason seen in the output that explains a failure (for example out of memory)."""
+        """A reason seen in the output that explains a failure (out of memory first)."""
+        if self._oom:
+            return f"out of memory ({self._oom})"
+        if self._kernel_oom:
+            return "out of memory (killed by the kernel's OOM killer)"
+        if self._exception:
+            return self._exception
+        if self.builder.flags()[:1] == ["nan"]:
+            return f"{self.primary} became non-finite at step {self.builder.step}"
         return None
 
     def close(self) -> None:
-        """Release files."""
+        """Release files (idempotent)."""
+        self._appender.close()
+        for fd in (self._out_fd, self._rep_fd):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._out_fd = self._rep_fd = None
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def _read_chunk(self, name: str, fd: int | None, offset: int) -> tuple[int | None, bytes]:
+        """Open lazily and read at most one chunk from ``offset``."""
+        if fd is None:
+            try:
+                fd = os.open(self.run_dir / name, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                return None, b""
+        try:
+            return fd, os.pread(fd, READ_PER_POLL, offset)
+        except OSError:
+            return fd, b""
+
+    def _read_output(self, final: bool, now: float) -> bool:
+        try:
+            size = os.stat(self.run_dir / OUTPUT).st_size
+        except OSError:
+            size = -1
+        if 0 <= size < self._out_off:
+            self._out_off = size  # shrunk by someone else: continue from its end
+        arrived = False
+        if size > self._out_off or final:
+            while True:
+                self._out_fd, data = self._read_chunk(OUTPUT, self._out_fd, self._out_off)
+                self._out_off += len(data)
+                arrived |= self._take_output(self._splitter.feed(data), now)
+                if not final or not data:
+                    break
+            if final:
+                arrived |= self._take_output(self._splitter.flush(), now)
+        return arrived
+
+    def _take_output(self, lines: list[str], now: float) -> bool:
+        if not lines:
+            return False
+        text = "\n".join(lines)
+        if self._oom is None:
+            self._oom = find_oom(text)
+        exc = last_exception(text)
+        if exc:
+            self._exception = safe_label(exc, MAX_HINT)
+        arrived = False
+        for line in lines:
+            parsed = parse_line(line)
+            if parsed is None:
+                continue
+            if parsed.checkpoint is not None:
+                self._announce(parsed, now)
+                continue
+            if self._report_mode:
+                continue
+            step = self.tracker.resolve(parsed)
+            self.builder.total_steps = self.tracker.total or self.builder.total_steps
+            if parsed.values:
+                self._add_point(Point(self.attempt, step, now, parsed.values))
+                arrived = True
+        return arrived
+
+    def _announce(self, parsed: ParsedLine, now: float) -> None:
+        path = parsed.checkpoint
+        assert path is not None
+        if not os.path.isabs(path):
+            path = os.path.normpath(os.path.join(self.spec.cwd, path))
+        if path in self._announced:
+            return
+        self._announced.append(path)
+        step = parsed.step if parsed.step is not None else self.tracker.last_step
+        event = CheckpointEvent(self.attempt, step, now, path)
+        self.builder.add(event)
+        self._records.append(event_record(event.attempt, event.step, event.t, event.path))
+        self._ckpt_scanned_at = -1e18  # rescan now
+
+    def _read_report(self, final: bool, now: float) -> bool:
+        try:
+            size = os.stat(self.run_dir / REPORT).st_size
+        except OSError:
+            return False
+        if size < self._rep_off:
+            self._rep_off, self._report_pending = size, b""
+        arrived = False
+        while size > self._rep_off:
+            self._rep_fd, data = self._read_chunk(REPORT, self._rep_fd, self._rep_off)
+            if not data:
+                break
+            self._rep_off += len(data)
+            data = self._report_pending + data
+            cut = data.rfind(b"\n")
+            self._report_pending = data[cut + 1 :][-(1 << 20) :]
+            for line in data[: cut + 1].split(b"\n") if cut >= 0 else ():
+                if line:
+                    arrived |= self._take_report(line, now)
+            if not final:
+                break
+        return arrived
+
+    def _take_report(self, line: bytes, now: float) -> bool:
+        obj = _loads_report(line)
+        if not isinstance(obj, dict):
+            return False
+        raw = obj.get("v")
+        if not isinstance(raw, dict):
+            return False
+        parsed = ParsedLine()
+        for key, value in raw.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            if not key or len(key) > 64 or not key.isprintable():
+                continue
+            if key == "total_steps":
+                if value > 0:
+                    parsed.step_total = int(value)
+                continue
+            parsed.values[key] = float(value)
+        step = obj.get("s")
+        if isinstance(step, int) and not isinstance(step, bool) and step >= 0:
+            parsed.step = step
+        ns = obj.get("ns")
+        t = ns / 1e9 if isinstance(ns, int) and not isinstance(ns, bool) else now
+        self._report_mode = True
+        resolved = self.tracker.resolve(parsed)
+        if parsed.step_total:
+            self.tracker.total = parsed.step_total
+        self.builder.total_steps = self.tracker.total or self.builder.total_steps
+        if not parsed.values:
+            return False
+        self._add_point(Point(self.attempt, resolved, t, parsed.values))
+        return True
+
+    def _add_point(self, point: Point) -> None:
+        self.builder.add(point)
+        self._records.append(point_record(point.attempt, point.step, point.t, point.values))
+
+    # --- checkpoints, health, summary ------------------------------------------------------
+
+    def _scan_checkpoints(self, now: float, *, force: bool) -> bool:
+        """Count the files in ``checkpoints/`` when it changed (or every few seconds)."""
+        folder = self.run_dir / CHECKPOINTS
+        try:
+            mtime = os.stat(folder).st_mtime_ns
+        except OSError:
+            mtime = None
+        if (
+            not force
+            and mtime == self._ckpt_mtime
+            and now - self._ckpt_scanned_at < CHECKPOINT_RESCAN_S
+        ):
+            return False
+        self._ckpt_mtime, self._ckpt_scanned_at = mtime, now
+        count = 0
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(folder):
+                if not entry.name.startswith("."):  # ".name.tmp-PID": a save in progress
+                    with contextlib.suppress(OSError):
+                        count += entry.is_file()
+        changed = count != self._checkpoints
+        self._checkpoints = count
+        return changed
+
+    def _latest_checkpoint(self) -> str | None:
+        """The last announced checkpoint, while it exists.
+
+        Never a guess from the folder: this summary stops changing when its supervisor dies,
+        and a resume must then find the newest file itself (``lifecycle.latest_checkpoint``).
+        """
+        announced = self.builder.latest_announced
+        return announced if announced and os.path.isfile(announced) else None
+
+    def _health(self, now: float, final: bool) -> list[str]:
+        flags = set(self.builder.flags())
+        if self._oom or self._kernel_oom:
+            flags.add(OOM)
+        if (
+            not final
+            and self._paused_at is None
+            and is_stalled(
+                now,
+                self._last_arrival,
+                self._gaps,
+                factor=self.stall_factor,
+                floor_s=self.stall_floor_s,
+            )
+        ):
+            flags.add(STALLED)
+        return order_flags(flags)
+
+    def _write_summary(self, now: float, final: bool) -> None:
+        summary = self.builder.to_json(
+            now=now,
+            attempt=self.attempt,
+            checkpoints=self._checkpoints,
+            latest_checkpoint=self._latest_checkpoint(),
+            health=self._flags,
+            running=not final,
+        )
+        summary["ingest"] = {
+            "output_offset": self._out_off,
+            "report_offset": self._rep_off - len(self._report_pending),
+            "epoch_base": self.tracker.epoch_base,
+            "final": final,
+        }
+        with contextlib.suppress(OSError):
+            write_json(self.run_dir / SUMMARY, summary, durable=False)
+            self._last_write = now
+            self._dirty = False
+
+
+def _loads_report(line: bytes) -> Any:
+    try:
+        return json.loads(line)
+    except (ValueError, RecursionError):
+        pass
+    # The report helper writes non-finite values as Python spells them (nan, inf).
+    fixed = _NONFINITE_RE.sub(_json_constant, line)
+    try:
+        return json.loads(fixed)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _after_last_newline(path: Path, size: int) -> int:
+    """The offset just past the last newline within the first ``size`` bytes of ``path``."""
+    try:
+        with open(path, "rb") as f:
+            pos = size
+            while pos > 0:
+                start = max(0, pos - 65536)
+                f.seek(start)
+                cut = f.read(pos - start).rfind(b"\n")
+                if cut >= 0:
+                    return start + cut + 1
+                pos = start
+    except OSError:
+        return size
+    return 0
+
+
+def _json_constant(m: re.Match[bytes]) -> bytes:
+    return b"NaN" if m.group(2) == b"nan" else m.group(1) + b"Infinity"
+
+
+def _safe_count(read: Callable[[], int | None]) -> int | None:
+    try:
+        return read()
+    except Exception:
+        return None

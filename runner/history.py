@@ -1,0 +1,287 @@
+"""A run's metric history (``metrics.jsonl``): records, latest-wins merging, tailing, summary.
+
+One JSON object per line, appended only by the run's supervisor::
+
+    {"a": 1, "s": 120, "t": 1700000000.5, "v": {"loss": 0.53, "val_loss": "nan"}}
+    {"a": 1, "s": 100, "t": 1700000000.2, "e": "checkpoint", "path": "/.../ckpt-100.pt"}
+
+``a`` is the attempt, ``s`` the step, ``t`` the wall time; non-finite values are the strings
+``"nan"``, ``"inf"`` and ``"-inf"``. A torn last line is ignored by readers.
+
+Readers merge points so that steps strictly increase: a record whose step is not past the
+last one replaces everything from that step on (a resumed attempt that repeats steps wins;
+records of one attempt at one step merge). The digest in ``summary.json`` is
+:mod:`runner.summary`'s.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeGuard
+
+from runner.registry import METRICS
+
+READ_CHUNK = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """Metric values of one step of one attempt."""
+
+    attempt: int
+    step: int
+    t: float
+    values: Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointEvent:
+    """A checkpoint the trainer announced."""
+
+    attempt: int
+    step: int | None
+    t: float
+    path: str
+
+
+# --- records ---------------------------------------------------------------------------------
+
+
+def encode_value(value: float) -> float | str:
+    """A metric value as strict JSON allows it (non-finite values become strings)."""
+    if math.isfinite(value):
+        return value
+    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+
+
+def decode_value(raw: Any) -> float | None:
+    """The inverse of :func:`encode_value`; ``None`` for anything that is not a value."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int | float):
+        return float(raw)
+    if raw in ("nan", "inf", "-inf"):
+        return float(raw)
+    return None
+
+
+def point_record(attempt: int, step: int, t: float, values: Mapping[str, float]) -> dict[str, Any]:
+    """The ``metrics.jsonl`` record of a point."""
+    return {
+        "a": attempt,
+        "s": step,
+        "t": round(t, 6),
+        "v": {k: encode_value(v) for k, v in values.items()},
+    }
+
+
+def event_record(attempt: int, step: int | None, t: float, path: str) -> dict[str, Any]:
+    """The ``metrics.jsonl`` record of a checkpoint announcement."""
+    return {"a": attempt, "s": step, "t": round(t, 6), "e": "checkpoint", "path": path}
+
+
+def decode_record(obj: Any) -> Point | CheckpointEvent | None:
+    """Parse one record; ``None`` for anything of another shape (never raises)."""
+    if not isinstance(obj, dict):
+        return None
+    attempt, step, t = obj.get("a"), obj.get("s"), obj.get("t")
+    if not _is_int(attempt) or not isinstance(t, int | float) or isinstance(t, bool):
+        return None
+    if obj.get("e") == "checkpoint":
+        path = obj.get("path")
+        if not isinstance(path, str) or not (step is None or _is_int(step)):
+            return None
+        return CheckpointEvent(attempt=attempt, step=step, t=float(t), path=path)
+    raw = obj.get("v")
+    if not _is_int(step) or not isinstance(raw, dict):
+        return None
+    values: dict[str, float] = {}
+    for k, v in raw.items():
+        value = decode_value(v)
+        if value is not None and isinstance(k, str):
+            values[k] = value
+    return Point(attempt=attempt, step=step, t=float(t), values=values)
+
+
+def _is_int(x: Any) -> TypeGuard[int]:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _decode_lines(data: bytes) -> Iterator[Any]:
+    for line in data.split(b"\n"):
+        if line:
+            try:
+                yield json.loads(line)
+            except (ValueError, RecursionError):
+                continue
+
+
+# --- merging ---------------------------------------------------------------------------------
+
+
+@dataclass
+class MergedSeries:
+    """Points in strictly increasing step order, the latest record winning.
+
+    Attributes:
+        points: the merged points.
+        version: incremented whenever points other than the last were dropped (a resume
+            rewound the history), so a consumer knows to redraw from :attr:`points`.
+    """
+
+    points: list[Point] = field(default_factory=list)
+    version: int = 0
+
+    def add(self, point: Point) -> Point:
+        """Merge ``point`` in; return the point now last (``point`` or a merge with it)."""
+        pts = self.points
+        if pts and pts[-1].step > point.step:
+            while pts and pts[-1].step > point.step:
+                pts.pop()
+            self.version += 1
+        if pts and pts[-1].step == point.step:
+            last = pts[-1]
+            if last.attempt == point.attempt:
+                point = Point(point.attempt, point.step, point.t, {**last.values, **point.values})
+            pts[-1] = point
+        else:
+            pts.append(point)
+        return point
+
+    def series(self, name: str) -> tuple[list[int], list[float]]:
+        """Steps and values of one metric."""
+        steps, values = [], []
+        for p in self.points:
+            v = p.values.get(name)
+            if v is not None:
+                steps.append(p.step)
+                values.append(v)
+        return steps, values
+
+
+@dataclass
+class History(MergedSeries):
+    """A run's whole history: merged points plus checkpoint announcements."""
+
+    events: list[CheckpointEvent] = field(default_factory=list)
+    records: int = 0
+
+    def metric_names(self) -> list[str]:
+        """Every metric name present, in first-seen order."""
+        seen: dict[str, None] = {}
+        for p in self.points:
+            for k in p.values:
+                seen.setdefault(k, None)
+        return list(seen)
+
+
+def iter_records(path: Path, offset: int = 0, end: int | None = None) -> Iterator[Any]:
+    """Decoded JSON objects of the whole lines of ``path`` from ``offset`` (to ``end``)."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - a generator closes it below
+    except FileNotFoundError:
+        return
+    with f:
+        f.seek(offset)
+        pending = b""
+        remaining = end - offset if end is not None else None
+        while remaining is None or remaining > 0:
+            size = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
+            data = f.read(size)
+            if not data:
+                break
+            if remaining is not None:
+                remaining -= len(data)
+            data = pending + data
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                pending = data
+                continue
+            pending = data[cut + 1 :]
+            yield from _decode_lines(data[: cut + 1])
+
+
+def read_history(run_dir: Path | str) -> History:
+    """Read a run's whole metric history (latest attempt wins on repeated steps)."""
+    history = History()
+    for obj in iter_records(Path(run_dir) / METRICS):
+        _add(history, decode_record(obj))
+    return history
+
+
+def _add(history: History, rec: Point | CheckpointEvent | None) -> Point | None:
+    if rec is None:
+        return None
+    history.records += 1
+    if isinstance(rec, CheckpointEvent):
+        history.events.append(rec)
+        return None
+    return history.add(rec)
+
+
+class HistoryTail:
+    """Follows ``metrics.jsonl`` by byte offset; each :meth:`poll` costs one ``stat`` when idle.
+
+    Args:
+        run_dir: the run's folder.
+        max_bytes: the most to read in one poll (the rest waits for the next).
+    """
+
+    def __init__(self, run_dir: Path | str, max_bytes: int = 16 * 1024 * 1024) -> None:
+        self.path = Path(run_dir) / METRICS
+        self.max_bytes = max_bytes
+        self.history = History()
+        self._offset = 0
+
+    @property
+    def points(self) -> list[Point]:
+        """The merged points so far."""
+        return self.history.points
+
+    @property
+    def events(self) -> list[CheckpointEvent]:
+        """Checkpoint announcements so far."""
+        return self.history.events
+
+    @property
+    def version(self) -> int:
+        """Changes whenever earlier points were dropped: redraw from :attr:`points` then."""
+        return self.history.version
+
+    def poll(self) -> list[Point]:
+        """Read what was appended; return the points added or changed, in step order.
+
+        Every point from the first returned one on may be new or changed: a consumer keeps
+        its points before that step and replaces the rest with the returned ones.
+        """
+        try:
+            size = os.stat(self.path).st_size
+        except OSError:
+            return []
+        if size < self._offset:  # replaced or rewritten: start over
+            self.history = History(version=self.history.version + 1)
+            self._offset = 0
+        if size == self._offset:
+            return []
+        end = min(size, self._offset + self.max_bytes)
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                data = f.read(end - self._offset)
+        except OSError:
+            return []
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            return []
+        self._offset += cut + 1
+        points = self.history.points
+        first = len(points)
+        for obj in _decode_lines(data[: cut + 1]):
+            if _add(self.history, decode_record(obj)) is not None:
+                first = min(first, len(points) - 1)
+        return points[first:]

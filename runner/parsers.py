@@ -1,0 +1,550 @@
+r"""Metrics from training output, with zero integration: pure parsers that never raise.
+
+Recognised forms, one line at a time:
+
+- Backprop JSON lines ``{"step": 3, "loss": 0.5}`` and ``{"event": "checkpoint_saved", ...}``;
+- NetSmith ``METRICS:{...}``;
+- ``key: value``, ``key=value`` and quoted dict reprs (HF Trainer ``{'loss': 0.53, ...}``);
+- whitespace pairs between delimiters: ``| lr 5.00 | loss 7.63 |``,
+  ``iter 100: loss 2.3456, time 12.34ms``, ``epoch 1 | step 20/200``;
+- progress counters ``45/100`` (tqdm, Lightning, Keras) and ``200/2983 batches``.
+
+Keys are normalised (:func:`normalize_key`): ``train loss`` is ``loss`` (the training loss),
+``val loss``/``valid loss``/``validation_loss`` are ``val_loss``, ``test loss`` is
+``test_loss``, ``eval_loss`` stays. :class:`LineSplitter` turns raw reads into lines (``\r``
+redraws, invalid UTF-8, reads that split lines, a capped buffer for endless lines) and
+:class:`StepTracker` gives every record a step, inferring one when the line has none.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+
+from runner.textsafe import collapse_redraws, strip_escapes
+
+MAX_LINE = 32 * 1024
+MAX_KEY = 64
+MAX_VALUES = 64
+MAX_STEP = 2**53
+
+_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?i:nan|inf(?:inity)?)(?![A-Za-z])"
+_WRAP = r"(?:tensor\(|np\.float\d*\(|float\d*\()?"
+# What may follow a value: a unit, then not a word, a time ("0:01:23"), a version or a date.
+_END = r"(?P<{0}>%|[a-zA-Zµ]{{1,3}}(?:/[a-zA-Z]{{1,5}})?)?(?!\w|[:.]\d|-\d)"
+_KEY = r"[A-Za-z_][\w./-]*"
+_LEAD = r"(?:^|(?<=[|,;\[\]\t{(])|(?<= - )|(?<=: ))[ \t]*"
+# ... followed by a delimiter, or by an explicit pair ("step 5 loss=0.5").
+_TAIL = r"(?=[ \t]*(?:$|[|,;\[\]:)}]|-[ \t])|[ \t]+[A-Za-z_][\w./-]*[ \t]*[:=][ \t]*[-+.\dnNiI])"
+# Words that may qualify the key of an explicit pair ("val loss: 0.6", "Learning rate: 1e-3").
+_QUALIFYING = (
+    r"(?i:val|valid|validation|eval|evaluation|test|train|training|average|avg|mean|running"
+    r"|smoothed|learning|grad|gradient|global|total|batch|tokens|samples)"
+)
+
+# One pass per line; each alternative is one form.
+_PAIR_RE = re.compile(
+    # key: value, key=value, 'key': value, "key": value (two-word keys: "val loss: 0.6")
+    rf"(?<![\w./-])['\"]?(?P<k>(?:{_QUALIFYING} )?{_KEY})['\"]?[ \t]*[:=][ \t]*{_WRAP}"
+    rf"(?P<v>{_NUM})(?:[ \t]*/[ \t]*(?P<tot>\d+))?{_END.format('u')}"
+    # key value between delimiters: "| lr 5.00 |", "iter 100: ...", "val loss 0.61,"
+    rf"|{_LEAD}(?P<wk>(?:[A-Za-z][\w/-]* ){{0,2}}[A-Za-z][\w/-]*)[ \t]+"
+    rf"(?P<wv>{_NUM})(?:[ \t]*/[ \t]*(?P<wtot>\d+))?{_END.format('wu')}{_TAIL}"
+    # counters: "45/100 [", "| 200/2983 batches |", "1875/1875 ━━━"
+    rf"|{_LEAD}(?P<cn>\d+)[ \t]*/[ \t]*(?P<ct>\d+)(?:[ \t]+(?P<cw>[A-Za-z]+))?(?=\s|$|[|,;\[\]])"
+)
+# Splits a line into text and numbers (kept); the text and the numbers' shapes are the line's
+# template, whose parse is cached. (Digits inside words, "top5" or "gpu0", stay text.)
+_NUM_SPLIT_RE = re.compile(
+    r"((?=[-+.\dnNiI])(?<![A-Za-z_])(?:[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+    r"|[-+]?(?i:nan|inf(?:inity)?)(?![A-Za-z])))"
+)
+# A number's shape: its characters with every digit alike.
+_SHAPE = str.maketrans("123456789", "000000000")
+_CONTEXT_RE = re.compile(
+    r"^\W*(val|valid|validation|validating|eval|evaluation|evaluating|test|testing)\b", re.I
+)
+_SPLIT_KEY_RE = re.compile(r"[\s_./-]+")
+
+STEP_WORDS = frozenset(
+    {"step", "steps", "global_step", "iter", "iters", "iteration", "iterations", "update"}
+)
+COUNTER_WORDS = frozenset({"batch", "batches"})
+TOTAL_KEYS = frozenset({"total_steps", "max_steps", "num_steps", "max_iters", "total_iters"})
+_SPECIAL = STEP_WORDS | COUNTER_WORDS | TOTAL_KEYS | {"epoch"}
+IGNORED_KEYS = frozenset({"v_num", "eta", "it", "s", "ms", "t", "time_stamp", "timestamp", "pid"})
+_QUALIFIERS = {
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "validating": "val",
+    "dev": "val",
+    "eval": "eval",
+    "evaluation": "eval",
+    "evaluating": "eval",
+    "test": "test",
+    "testing": "test",
+}
+_DROPPED = frozenset({"train", "training", "trn", "avg", "average", "mean", "running", "smoothed"})
+
+
+@dataclass(slots=True)
+class ParsedLine:
+    """What one line of output says (every field optional).
+
+    Attributes:
+        values: metric values by normalised name (non-finite values kept as ``nan``/``inf``).
+        step: an explicit step (``step 20``, ``iter 100``, ``"step": 3``).
+        step_total: its total when written ``step 20/200`` or given as ``total_steps``.
+        epoch: an integer epoch (``Epoch 1/10``, ``epoch 3``).
+        epoch_total: the number of epochs when written ``Epoch 1/10``.
+        counter: a progress counter within an epoch (``45/100``, ``200/2983 batches``).
+        counter_total: its total.
+        checkpoint: the path of a checkpoint announced by a JSON event line.
+    """
+
+    values: dict[str, float] = field(default_factory=dict)
+    step: int | None = None
+    step_total: int | None = None
+    epoch: int | None = None
+    epoch_total: int | None = None
+    counter: int | None = None
+    counter_total: int | None = None
+    checkpoint: str | None = None
+
+    def empty(self) -> bool:
+        """Whether the line said nothing usable."""
+        return (
+            not self.values
+            and self.step is None
+            and self.epoch is None
+            and self.counter is None
+            and self.checkpoint is None
+            and self.step_total is None
+        )
+
+
+# --- keys and numbers ------------------------------------------------------------------------
+
+_key_cache: dict[tuple[str, str], str] = {}
+
+
+def normalize_key(raw: str, context: str = "") -> str:
+    """The canonical metric name for a key as written.
+
+    ``Train Loss`` → ``loss``; ``valid loss``/``val/loss``/``validation_loss`` → ``val_loss``;
+    ``Test loss`` → ``test_loss``; ``eval_loss`` → ``eval_loss``; ``ms/batch`` → ``ms_batch``.
+    ``context`` is a qualifier (``val``, ``eval``, ``test``) that the line as a whole carries
+    (``Test set: Average loss: 0.05``); it applies to keys that have none of their own.
+    Returns ``""`` for a key that cannot be a metric name.
+    """
+    memo = (raw, context)
+    hit = _key_cache.get(memo)
+    if hit is not None:
+        return hit
+    tokens = [t for t in _SPLIT_KEY_RE.split(raw.lower()) if t]
+    qualifier = ""
+    while len(tokens) > 1:
+        head = tokens[0]
+        if head in _QUALIFIERS:
+            qualifier = _QUALIFIERS[head]
+            tokens.pop(0)
+        elif head in _DROPPED:
+            tokens.pop(0)
+        else:
+            break
+    if len(tokens) > 1 and tokens[-1] in ("epoch", "step", "iter", "iteration"):
+        tokens = tokens[-1:]  # "end of epoch 1", "global step"
+    name = "_".join(tokens)
+    if name in ("epoch", "step", "iter", "iteration", "global_step"):
+        qualifier = ""  # counters are never val/test metrics
+    elif not qualifier and context and name not in STEP_WORDS and name not in COUNTER_WORDS:
+        qualifier = context
+    if qualifier:
+        name = f"{qualifier}_{name}"
+    if len(name) > MAX_KEY or not name.isprintable():
+        name = ""  # too long, or control characters (a key from a JSON line can hold anything)
+    if len(_key_cache) > 4096:
+        _key_cache.clear()
+    _key_cache[memo] = name
+    return name
+
+
+def to_float(text: str) -> float | None:
+    """A number as written in a log (``0.5``, ``5e-05``, ``nan``, ``-inf``), or ``None``."""
+    try:
+        return float(text)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _as_int(value: float) -> int | None:
+    if math.isfinite(value) and value == int(value) and 0 <= value < MAX_STEP:
+        return int(value)
+    return None
+
+
+def _positive_int(text: str | None) -> int | None:
+    if not text or len(text) > 15 or not text.isdecimal():
+        return None
+    n = int(text)
+    return n if n > 0 else None
+
+
+# --- one line --------------------------------------------------------------------------------
+
+
+def parse_line(line: str) -> ParsedLine | None:
+    """Parse one line of output. Never raises; ``None`` when the line carries nothing."""
+    try:
+        return _parse(line)
+    except Exception:  # a parser bug must never stop ingestion
+        return None
+
+
+def _parse(line: str) -> ParsedLine | None:
+    if len(line) > MAX_LINE:
+        line = line[:MAX_LINE]
+    if "\x1b" in line or "\x9b" in line:
+        line = strip_escapes(line)
+    if "\r" in line:
+        line = collapse_redraws(line)
+    s = line.strip()
+    if not s:
+        return None
+    if s[0] == "{" and len(s) > 1 and s[1] == '"':
+        return _parse_json(s)
+    marker = s.find("METRICS:")
+    if marker >= 0:
+        return _parse_json(s[marker + 8 :].strip())
+    parts = _NUM_SPLIT_RE.split(s)
+    if len(parts) == 1:
+        return None  # no number, no metric
+    if len(s) > MAX_TEMPLATE:
+        return _apply_spans(s, _find_pairs(s))
+    # Training logs repeat a few templates with new numbers: parse each template once. The
+    # regular expressions decide from the text and the numbers' shapes, never their digits.
+    numbers = parts[1::2]
+    template = (tuple(parts[0::2]), "\x00".join(numbers).translate(_SHAPE))
+    plan = _plans.get(template)
+    if plan is None:
+        plan = _make_plan(s, parts)
+        if len(_plans) >= MAX_PLANS:
+            _plans.clear()
+        _plans[template] = plan
+    if plan is _UNCACHEABLE:
+        return _apply_spans(s, _find_pairs(s))
+    return _apply_plan(plan, numbers)
+
+
+# A pair found in a line: (kind, name, value span, total span, key span). _PAIR is
+# "name value[/total]", _COUNTER is "n/total [word]" (the name is then the word after it, or
+# ""), and _PLAIN, only in plans, a pair that is just a metric value.
+_PAIR, _COUNTER, _PLAIN = 0, 1, 2
+_Span = tuple[int, int]
+_Pair = tuple[int, str, _Span, _Span | None, _Span]
+# The same with spans replaced by the index of the number among the line's numbers (-1: none).
+_PlanItem = tuple[int, str, int, int]
+_UNCACHEABLE: list[_PlanItem] = []
+_plans: dict[tuple[tuple[str, ...], str], list[_PlanItem]] = {}
+MAX_PLANS = 1024
+MAX_TEMPLATE = 512
+
+
+def _find_pairs(s: str) -> list[_Pair]:
+    pairs: list[_Pair] = []
+    ctx_match = _CONTEXT_RE.match(s)
+    context = _QUALIFIERS[ctx_match.group(1).lower()] if ctx_match else ""
+    hf_summary = "train_runtime" in s
+    for m in _PAIR_RE.finditer(s):
+        key = m.group("k")
+        if key is not None:
+            v, tot = "v", "tot"
+        else:
+            key = m.group("wk")
+            if key is None:
+                word = (m.group("cw") or "").lower()
+                pairs.append((_COUNTER, word, m.span("cn"), m.span("ct"), (0, 0)))
+                continue
+            v, tot = "wv", "wtot"
+        name = normalize_key(key, context)
+        if not name or name in IGNORED_KEYS:
+            continue
+        if hf_summary and name == "loss" and "train" in key.lower():
+            name = "train_loss"  # HF's end-of-training average, not a step's loss
+        k = "k" if v == "v" else "wk"
+        pairs.append((_PAIR, name, m.span(v), m.span(tot) if m.group(tot) else None, m.span(k)))
+        if len(pairs) >= MAX_VALUES:
+            break
+    return pairs
+
+
+def _make_plan(s: str, parts: list[str]) -> list[_PlanItem]:
+    index: dict[_Span, int] = {}
+    pos = 0
+    for i, text in enumerate(parts):
+        if i % 2:
+            index[(pos, pos + len(text))] = i // 2
+        pos += len(text)
+    plan: list[_PlanItem] = []
+    for kind, name, span, total, key in _find_pairs(s):
+        a = index.get(span)
+        b = index.get(total) if total is not None else -1
+        if a is None or b is None or any(key[0] < end and start < key[1] for start, end in index):
+            # The number split disagrees with the pair, or a key holds a number ("layer.0"):
+            # the name depends on the digits, so this template is parsed every time.
+            return _UNCACHEABLE
+        if kind == _PAIR and b < 0 and name not in _SPECIAL:
+            kind = _PLAIN
+        plan.append((kind, name, a, b))
+    return plan
+
+
+def _apply_plan(plan: list[_PlanItem], numbers: list[str]) -> ParsedLine | None:
+    out = ParsedLine()
+    values = out.values
+    for kind, name, a, b in plan:
+        if kind == _PLAIN:
+            values[name] = float(numbers[a])  # a number token is always a float literal
+        elif kind == _COUNTER:
+            _counter(out, numbers[a], numbers[b], name)
+        else:
+            _assign(out, name, float(numbers[a]), _positive_int(numbers[b]) if b >= 0 else None)
+    return None if out.empty() else out
+
+
+def _apply_spans(s: str, pairs: list[_Pair]) -> ParsedLine | None:
+    out = ParsedLine()
+    for kind, name, (a0, a1), total, _ in pairs:
+        tot = s[total[0] : total[1]] if total is not None else None
+        if kind == _COUNTER:
+            _counter(out, s[a0:a1], tot or "0", name)
+            continue
+        value = to_float(s[a0:a1])
+        if value is not None:
+            _assign(out, name, value, _positive_int(tot))
+    return None if out.empty() else out
+
+
+def _counter(out: ParsedLine, n: str, total: str, word: str) -> None:
+    if len(n) > 15 or len(total) > 15 or not n.isdecimal() or not total.isdecimal():
+        return
+    value, tot = int(n), int(total)
+    if tot <= 0 or value > tot:
+        return
+    if word in STEP_WORDS or word == "it":
+        if out.step is None:
+            out.step, out.step_total = value, tot
+    elif out.counter is None:
+        out.counter, out.counter_total = value, tot
+
+
+def _assign(out: ParsedLine, name: str, value: float, total: int | None) -> None:
+    if name in STEP_WORDS:
+        step = _as_int(value)
+        if step is not None and out.step is None:
+            out.step = step
+            out.step_total = total or out.step_total
+        return
+    if name in COUNTER_WORDS:
+        n = _as_int(value)
+        if n is not None and out.counter is None:
+            out.counter, out.counter_total = n, total
+        return
+    if name in TOTAL_KEYS:
+        n = _as_int(value)
+        if n:
+            out.step_total = n
+        return
+    if name == "epoch":
+        e = _as_int(value)
+        if e is not None and out.epoch is None:
+            out.epoch, out.epoch_total = e, total
+    out.values[name] = value
+
+
+def _parse_json(text: str) -> ParsedLine | None:
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(obj, dict):
+        return None
+    out = ParsedLine()
+    event = obj.get("event")
+    if event is not None:
+        path = obj.get("path")
+        if event in ("checkpoint_saved", "checkpoint") and isinstance(path, str) and path:
+            out.checkpoint = path[:4096]
+            step = obj.get("step")
+            if isinstance(step, int | float) and not isinstance(step, bool):
+                out.step = _as_int(float(step))
+            return out
+        return None
+    _flatten(out, obj, "", 0)
+    return None if out.empty() else out
+
+
+def _flatten(out: ParsedLine, obj: dict[object, object], prefix: str, depth: int) -> None:
+    for key, raw in obj.items():
+        if len(out.values) >= MAX_VALUES:
+            return
+        if not isinstance(key, str):
+            continue
+        if isinstance(raw, dict):
+            if depth < 2:
+                _flatten(out, raw, f"{prefix}{key}/", depth + 1)
+            continue
+        if isinstance(raw, bool):
+            continue
+        if isinstance(raw, int | float):
+            value = float(raw)
+        elif isinstance(raw, str) and len(raw) < 12:
+            v = to_float(raw)
+            if v is None or math.isfinite(v):
+                continue  # only "nan"/"inf" spelt as strings count
+            value = v
+        else:
+            continue
+        name = normalize_key(prefix + key)
+        if name and name not in IGNORED_KEYS:
+            _assign(out, name, value, None)
+
+
+# --- raw bytes into lines --------------------------------------------------------------------
+
+
+class LineSplitter:
+    r"""Cuts a byte stream into text lines as it arrives.
+
+    ``\n``, ``\r\n`` and bare ``\r`` (progress-bar redraws) end a line; a line split across
+    reads is joined; invalid UTF-8 becomes U+FFFD. The unfinished line is kept up to
+    ``max_line`` bytes: the excess of an endless line is dropped, never buffered.
+    """
+
+    def __init__(self, max_line: int = MAX_LINE) -> None:
+        self.max_line = max_line
+        self._pending = b""
+        self._overflow = False
+
+    @property
+    def pending_bytes(self) -> int:
+        """How many bytes of an unfinished line are held (never more than ``max_line``)."""
+        return len(self._pending)
+
+    def feed(self, data: bytes) -> list[str]:
+        """Add bytes; return the lines completed by them."""
+        if not data:
+            return []
+        if b"\r" in data:
+            data = data.replace(b"\r", b"\n")
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            self._hold(data)
+            return []
+        head = data[: cut + 1]
+        first_nl = head.find(b"\n")
+        if self._pending or self._overflow:
+            self._hold(head[:first_nl])
+            block = self._pending + head[first_nl:]
+            self._pending, self._overflow = b"", False
+        else:
+            block = head
+        self._hold(data[cut + 1 :])
+        return self._lines(block[:-1])
+
+    def flush(self) -> list[str]:
+        """Return the unfinished line, if any, as a last line (at end of stream)."""
+        if not self._pending:
+            self._overflow = False
+            return []
+        block, self._pending, self._overflow = self._pending, b"", False
+        return self._lines(block)
+
+    def _hold(self, data: bytes) -> None:
+        room = self.max_line - len(self._pending)
+        if len(data) > room:
+            data = data[: max(room, 0)]
+            self._overflow = True
+        if data:
+            self._pending += data
+
+    def _lines(self, block: bytes) -> list[str]:
+        lines = block.decode("utf-8", "replace").split("\n")
+        if len(block) > self.max_line:
+            cap = self.max_line
+            lines = [ln if len(ln) <= cap else ln[:cap] for ln in lines]
+        return lines
+
+
+# --- steps ------------------------------------------------------------------------------------
+
+
+class StepTracker:
+    """Gives each parsed record a step, inferring one when the line has none (per attempt).
+
+    An explicit step wins. A progress counter within an epoch becomes a global step
+    (``(epoch - first_epoch) * per_epoch + n``; counters that restart without an epoch
+    label add the previous total). A line without either continues from the last step: it
+    takes the next step if it carries the training metric, else it joins the last step.
+
+    Args:
+        last_step: the step reached before this attempt (a resume continues from it).
+        epoch_base: 0 or 1, the first epoch's number if a previous attempt learned it.
+        primary: the training metric whose presence makes a stepless line a new step.
+    """
+
+    def __init__(
+        self, last_step: int | None = None, epoch_base: int | None = None, primary: str = "loss"
+    ) -> None:
+        self.last_step = last_step
+        self.epoch_base = epoch_base
+        self.primary = primary
+        self.total: int | None = None
+        self._explicit = False
+        self._epoch: int | None = None
+        self._epoch_total: int | None = None
+        self._counter_offset = 0
+        self._last_counter: tuple[int, int] | None = None
+
+    def resolve(self, parsed: ParsedLine) -> int:
+        """The step of ``parsed``; updates :attr:`last_step` and :attr:`total`."""
+        if parsed.epoch is not None:
+            if self.epoch_base is None:
+                self.epoch_base = 0 if parsed.epoch == 0 else 1
+            self._epoch = parsed.epoch
+            if parsed.epoch_total:
+                self._epoch_total = parsed.epoch_total
+        if parsed.step is not None:
+            step = parsed.step
+            self._explicit = True
+            if parsed.step_total:
+                self.total = parsed.step_total
+        elif parsed.counter is not None and parsed.counter_total:
+            step = self._from_counter(parsed.counter, parsed.counter_total)
+            self._explicit = True
+        else:
+            if parsed.step_total:
+                self.total = parsed.step_total
+            last = self.last_step
+            if last is None:
+                step = 0 if self._explicit else 1
+            elif self._explicit or self.primary not in parsed.values:
+                step = last
+            else:
+                step = last + 1
+        self.last_step = step
+        return step
+
+    def _from_counter(self, n: int, total: int) -> int:
+        if self._epoch is not None:
+            if self._epoch_total:
+                self.total = self._epoch_total * total
+            return max(self._epoch - (self.epoch_base or 0), 0) * total + n
+        last = self._last_counter
+        if last is not None and n < last[0] and total == last[1]:
+            self._counter_offset += last[1]  # a new bar: the counter started again
+        self._last_counter = (n, total)
+        return self._counter_offset + n

@@ -1,0 +1,217 @@
+"""The digest of a run's metric history that ``summary.json`` holds, kept incrementally.
+
+Listing and the TUI read it instead of whole histories: the last and best value of the
+primary metric, the step, the speed, progress and ETA when a total is known, checkpoints and
+health. The supervisor feeds a :class:`SummaryBuilder` record by record; :func:`summarize`
+gives the same digest of a whole :class:`~runner.history.History`.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections import deque
+from typing import Any
+
+from runner.health import data_flags, higher_is_better
+from runner.history import CheckpointEvent, History, Point
+from runner.model import SCHEMA
+
+MAX_METRIC_NAMES = 256
+RATE_WINDOW_S = 30.0
+
+
+class SummaryBuilder:
+    """The digest of a history, kept incrementally (what ``summary.json`` holds).
+
+    Only the primary metric's points are kept (steps, values, running best), in compact
+    arrays, so that a resume that rewinds the history also rewinds the best value.
+
+    Args:
+        primary: the metric shown as "loss" (``spec.primary_metric``).
+    """
+
+    def __init__(self, primary: str = "loss") -> None:
+        self.primary = primary
+        self.higher_better = higher_is_better(primary)
+        self.attempt = 0
+        self.step: int | None = None
+        self.records = 0
+        self.metrics: dict[str, float] = {}
+        self.total_steps: int | None = None
+        self.latest_announced: str | None = None
+        self._steps = array("q")
+        self._attempts = array("q")
+        self._values = array("d")
+        self._best = array("d")
+        self._best_step = array("q")
+        self._rate: deque[tuple[float, int]] = deque()
+        self._rate_attempt = 0
+
+    # --- feeding ---
+
+    def add(self, rec: Point | CheckpointEvent) -> None:
+        """Account for one record (in file order)."""
+        self.records += 1
+        if isinstance(rec, CheckpointEvent):
+            self.latest_announced = rec.path
+            return
+        self.attempt = rec.attempt
+        s = rec.step
+        value = rec.values.get(self.primary)
+        steps = self._steps
+        while steps and (
+            steps[-1] > s
+            or (steps[-1] == s and (value is not None or self._attempts[-1] != rec.attempt))
+        ):
+            for arr in (steps, self._attempts, self._values, self._best, self._best_step):
+                arr.pop()
+        if value is not None:
+            best = self._best[-1] if self._best else math.nan
+            best_step = self._best_step[-1] if self._best_step else -1
+            if math.isfinite(value) and (
+                math.isnan(best) or (value > best if self.higher_better else value < best)
+            ):
+                best, best_step = value, s
+            steps.append(s)
+            self._attempts.append(rec.attempt)
+            self._values.append(value)
+            self._best.append(best)
+            self._best_step.append(best_step)
+        self.step = s
+        for k, v in rec.values.items():
+            if k in self.metrics or len(self.metrics) < MAX_METRIC_NAMES:
+                self.metrics[k] = v
+        self._track_rate(rec.attempt, rec.t, s)
+
+    def _track_rate(self, attempt: int, t: float, step: int) -> None:
+        window = self._rate
+        if attempt != self._rate_attempt:
+            window.clear()
+            self._rate_attempt = attempt
+        if window and (step < window[-1][1] or t < window[-1][0]):
+            window.clear()  # rewound: the rate restarts
+        if len(window) >= 2 and t - window[-1][0] < 0.05:
+            window[-1] = (window[-1][0], step)  # keep the window small at high rates
+        else:
+            window.append((t, step))
+        while len(window) > 2 and t - window[0][0] > RATE_WINDOW_S:
+            window.popleft()
+
+    # --- reading ---
+
+    @property
+    def last(self) -> float | None:
+        """The latest value of the primary metric (may be non-finite)."""
+        return self._values[-1] if self._values else None
+
+    @property
+    def best(self) -> float | None:
+        """The best finite value of the primary metric so far."""
+        if not self._best or math.isnan(self._best[-1]):
+            return None
+        return self._best[-1]
+
+    @property
+    def best_step(self) -> int | None:
+        """The step of :attr:`best`."""
+        return self._best_step[-1] if self.best is not None else None
+
+    @property
+    def primary_points(self) -> int:
+        """How many points of the primary metric the merged history holds."""
+        return len(self._values)
+
+    def steps_per_s(self) -> float | None:
+        """Recent training speed, from the latest attempt's points."""
+        w = self._rate
+        if len(w) < 2:
+            return None
+        dt, ds = w[-1][0] - w[0][0], w[-1][1] - w[0][1]
+        if dt <= 0 or ds <= 0:
+            return None
+        return ds / dt
+
+    def flags(self) -> list[str]:
+        """Health flags the data alone shows (``nan``, ``diverging``)."""
+        return data_flags(self.last, self.best, self.primary_points, self.higher_better)
+
+    def to_json(
+        self,
+        *,
+        now: float,
+        attempt: int | None = None,
+        checkpoints: int = 0,
+        latest_checkpoint: str | None = None,
+        health: list[str] | None = None,
+        running: bool = True,
+    ) -> dict[str, Any]:
+        """The ``summary.json`` object.
+
+        Args:
+            now: the time to record as ``updated_at``.
+            attempt: the current attempt (default: the latest attempt with data).
+            checkpoints: how many checkpoint files exist.
+            latest_checkpoint: the newest checkpoint's path.
+            health: the flags (default: :meth:`flags`).
+            running: whether the run is still going (no ETA otherwise).
+        """
+        rate = self.steps_per_s()
+        total = self.total_steps
+        progress = eta = None
+        if total and self.step is not None:
+            progress = min(max(self.step / total, 0.0), 1.0)
+            if running and rate and self.step < total:
+                eta = (total - self.step) / rate
+        return {
+            "schema": SCHEMA,
+            "attempt": attempt if attempt is not None else self.attempt,
+            "step": self.step,
+            "primary": self.primary,
+            "loss": _finite(self.last),
+            "best": self.best,
+            "best_step": self.best_step,
+            "metrics": {k: _finite(v) for k, v in self.metrics.items()},
+            "steps_per_s": _round(rate),
+            "total_steps": total,
+            "progress": _round(progress),
+            "eta_s": _round(eta),
+            "checkpoints": checkpoints,
+            "latest_checkpoint": latest_checkpoint,
+            "health": self.flags() if health is None else health,
+            "updated_at": now,
+            "records": self.records,
+        }
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else float(f"{x:.6g}")
+
+
+def summarize(
+    history: History,
+    *,
+    primary: str = "loss",
+    now: float = 0.0,
+    checkpoints: int | None = None,
+    total_steps: int | None = None,
+) -> dict[str, Any]:
+    """The summary of a whole history (pure; the supervisor keeps the same incrementally).
+
+    ``checkpoints`` defaults to the number of distinct announced paths.
+    """
+    builder = SummaryBuilder(primary)
+    for p in history.points:
+        builder.add(p)
+    for ev in history.events:
+        builder.latest_announced = ev.path
+    builder.records = history.records
+    builder.total_steps = total_steps
+    count = len({e.path for e in history.events}) if checkpoints is None else checkpoints
+    return builder.to_json(
+        now=now, checkpoints=count, latest_checkpoint=builder.latest_announced, running=False
+    )
