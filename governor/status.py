@@ -1,18 +1,169 @@
-"""``backprop status`` (placeholder until the governor lands)."""
+"""``backprop status``: the host, each GPU with our runs on it, the bucket, leases and queue.
+
+Read-only: it probes, reads the shared state file without taking the lock (the file is
+replaced atomically) and leaves out entries whose supervisor is gone, without writing.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
-from runner.config import Config
+from governor.bucket import BucketState, refill
+from governor.probes import HostInfo, NvmlLike, probe_gpus, probe_host, run_of_pid
+from governor.queue import ordered
+from governor.reservations import outstanding_vram, usage_by_run
+from governor.settings import GovernorSettings
+from governor.store import GovernorStore, process_alive
+from runner.config import Config, format_size
+from runner.model import ProcessIdentity
 from runner.registry import Registry
+from runner.textsafe import safe_label
 
 
-def status_report(registry: Registry, config: Config) -> dict[str, Any]:
-    """The machine's state as the governor sees it."""
-    return {"host": {}, "gpus": [], "queue": []}
+def status_report(
+    registry: Registry,
+    config: Config,
+    *,
+    nvml: NvmlLike | None = None,
+    host_probe: Callable[[], HostInfo] = lambda: probe_host(sample_s=0.1),
+    now: float | None = None,
+    alive: Callable[[ProcessIdentity | None], bool] = process_alive,
+) -> dict[str, Any]:
+    """The machine's state as the governor sees it, as a JSON-able dict.
+
+    Keys: ``host`` (HostInfo fields), ``gpus`` (GpuInfo fields, ``processes`` with their
+    ``run_id``, ``reserved`` bytes still held by leases, ``runs`` placed there),
+    ``gpu_error``, ``bucket`` (``tokens``, ``capacity``, ``rate_per_s``), ``reservations``
+    (one per lease), ``queue`` (``id``, ``name``, ``reason``, ``queued_at``, ``position``),
+    ``running`` (leases), ``max_parallel`` (``None``: no limit) and ``settings``.
+
+    Raises:
+        ConfigError: when ``[governor]`` does not validate.
+    """
+    settings = GovernorSettings.from_config(config)
+    host = host_probe()
+    snap = probe_gpus(nvml, resolve_run=run_of_pid)
+    t = time.time() if now is None else now
+    state = GovernorStore(registry.root).read()
+    leases = {
+        rid: lease
+        for rid, lease in state.leases.items()
+        if alive(lease.supervisor) or alive(lease.trainer)
+    }
+    waiters = [w for w in ordered(state.waiters.values()) if alive(w.supervisor)]
+    used = usage_by_run(snap.gpus)
+    gpus: list[dict[str, Any]] = []
+    for g in snap.gpus:
+        d = asdict(g)
+        d["processes"] = [asdict(p) for p in g.processes]
+        d["reserved"] = sum(
+            outstanding_vram(lease, g.index, used, t, settings.settle_s)
+            for lease in leases.values()
+        )
+        d["runs"] = sorted(rid for rid, lease in leases.items() if g.index in lease.gpus)
+        d["excluded"] = settings.is_excluded(g.index, g.uuid)
+        gpus.append(d)
+    bucket = refill(
+        state.bucket or BucketState.full(settings.bucket_capacity, t),
+        t,
+        settings.bucket_capacity,
+        settings.bucket_rate,
+    )
+    reservations = [
+        {
+            "run_id": rid,
+            "name": lease.name,
+            "group": lease.group,
+            "gpus": list(lease.gpus),
+            "vram": lease.vram,
+            "outstanding": {
+                str(i): outstanding_vram(lease, i, used, t, settings.settle_s) for i in lease.gpus
+            },
+            "ram": lease.ram,
+            "peak_vram": lease.peak_vram,
+            "admitted_at": lease.admitted_at,
+            "started_at": lease.started_at,
+            "forced": lease.forced,
+        }
+        for rid, lease in sorted(leases.items())
+    ]
+    queue = [
+        {
+            "id": w.run_id,
+            "name": w.request.name,
+            "reason": w.reason,
+            "queued_at": w.since,
+            "position": pos,
+            "gpus": w.request.gpus,
+            "vram": w.request.vram,
+            "vram_source": w.request.vram_source,
+        }
+        for pos, w in enumerate(waiters, start=1)
+    ]
+    return {
+        "host": asdict(host),
+        "gpus": gpus,
+        "gpu_error": snap.error,
+        "bucket": {
+            "tokens": round(bucket.tokens, 3),
+            "capacity": settings.bucket_capacity,
+            "rate_per_s": settings.bucket_rate,
+        },
+        "reservations": reservations,
+        "queue": queue,
+        "running": len(leases),
+        "max_parallel": settings.max_parallel or None,
+        "settings": settings.to_json(),
+    }
+
+
+def _opt(value: Any, fmt: str) -> str:
+    return "-" if value is None else fmt.format(value)
 
 
 def render_status(report: dict[str, Any]) -> str:
     """Human form of :func:`status_report`."""
-    return str(report)
+    h = report["host"]
+    lines = [
+        f"host    CPU {h['cpu_percent']:.0f}%  load {h['load1']:.2f} on {h['cpu_count']} CPUs  "
+        f"RAM {format_size(h['ram_available'])} available of {format_size(h['ram_total'])}"
+    ]
+    if not report["gpus"]:
+        lines.append(f"gpus    none ({safe_label(report.get('gpu_error') or 'no GPU', 100)})")
+    elif report.get("gpu_error"):
+        lines.append(f"gpus    {safe_label(report['gpu_error'], 100)}")
+    for g in report["gpus"]:
+        excluded = "  [excluded]" if g.get("excluded") else ""
+        lines.append(
+            f"GPU {g['index']}   {safe_label(g['name'], 40)}  {_opt(g['temperature'], '{:.0f} C')}"
+            f"  {_opt(g['utilization'], '{:.0f}%')}  {_opt(g['power_w'], '{:.0f} W')}  "
+            f"{format_size(g['memory_used'])} / {format_size(g['memory_total'])} used, "
+            f"{format_size(g['reserved'])} reserved{excluded}"
+        )
+        for p in g["processes"]:
+            owner = f"run {p['run_id']}" if p["run_id"] else "other"
+            lines.append(f"          pid {p['pid']:<8} {owner:<12} {format_size(p['memory'])}")
+    b = report["bucket"]
+    lines.append(f"bucket  {b['tokens']:.1f} of {b['capacity']} tokens (+{b['rate_per_s']:g}/s)")
+    limit = report["max_parallel"]
+    lines.append(
+        f"runs    {report['running']} admitted"
+        + (f" (max_parallel {limit})" if limit else " (no max_parallel)")
+    )
+    for r in report["reservations"]:
+        where = "GPU " + ",".join(map(str, r["gpus"])) if r["gpus"] else "no GPU"
+        held = sum(r["outstanding"].values())
+        lines.append(
+            f"          {r['run_id']}  {safe_label(r['name'], 28):<28} {where:<9} "
+            f"reserved {format_size(held)}" + ("  (started by user)" if r["forced"] else "")
+        )
+    lines.append(f"queue   {len(report['queue'])} waiting")
+    for q in report["queue"]:
+        lines.append(
+            f"  {q['position']:>3}. {q['id']}  {safe_label(q['name'], 28):<28} "
+            f"{safe_label(q['reason'] or 'waiting', 100)}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,200 @@
+"""The governor with real supervisors and the real CLI: queued runs start on their own, in
+submission order, with no Backprop process left running but their own supervisors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from runner.model import Status
+from runner.registry import Registry, RunView
+from tests.conftest import Cli, wait_until
+
+pytestmark = pytest.mark.slow
+
+QUICK = textwrap.dedent(
+    """
+    import os, sys, time
+    print("args", sys.argv[1:], "cuda", repr(os.environ.get("CUDA_VISIBLE_DEVICES")), flush=True)
+    time.sleep(0.4)
+    print("done", flush=True)
+    """
+)
+
+GATED = textwrap.dedent(
+    """
+    import os, time
+    gate = os.path.join(os.environ["BACKPROP_RUN_DIR"], "..", "..", "gate")
+    while not os.path.exists(gate):
+        time.sleep(0.05)
+    print("through the gate", flush=True)
+    """
+)
+
+
+def configure(home: Path, **governor: Any) -> None:
+    lines = ["[governor]", 'poll_interval = "0.2s"']
+    lines += [f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {v}" for k, v in governor.items()]
+    (home / "backprop.toml").write_text("\n".join(lines).replace("'", '"') + "\n")
+
+
+def cli_processes(home: Path) -> list[psutil.Process]:
+    """Backprop processes under ``home`` that are not supervisors or trainers."""
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if "tui.cli" in cmd and str(home) in cmd:
+            found.append(p)
+    return found
+
+
+def views(home: Path, ids: list[str]) -> list[RunView]:
+    reg = Registry(home)
+    return [reg.load(i) for i in ids]
+
+
+def wait_all_finished(home: Path, ids: list[str], timeout: float = 40) -> list[RunView]:
+    result: list[RunView] = wait_until(
+        lambda: (lambda vs: vs if all(v.status.finished for v in vs) else None)(views(home, ids)),
+        timeout=timeout,
+        interval=0.1,
+        message=f"runs {ids} to finish",
+    )
+    return result
+
+
+def intervals(vs: list[RunView]) -> list[tuple[float, float]]:
+    out = []
+    for v in vs:
+        assert v.state is not None and v.state.started_at and v.state.ended_at, v
+        out.append((v.state.started_at, v.state.ended_at))
+    return out
+
+
+def events_of(cli: Cli, run_id: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = cli.show(run_id)["events"]
+    return events
+
+
+def test_three_runs_with_max_parallel_one_run_one_after_another(cli: Cli, home: Path) -> None:
+    configure(home, max_parallel=1)
+    ids = [cli.run_script(QUICK, str(i), name=f"seq{i}") for i in range(3)]
+    assert cli_processes(home) == []  # the CLI has returned; only supervisors remain
+    vs = wait_all_finished(home, ids)
+    assert [v.status for v in vs] == [Status.COMPLETED] * 3
+    spans = intervals(vs)
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        assert end <= start  # never overlapped, and in submission order
+    queued = [e for e in events_of(cli, ids[2]) if e["event"] == "queued"]
+    assert queued and "max_parallel 1 reached" in queued[0]["reason"]
+
+
+def test_sweep_runs_as_one_group_through_the_queue(cli: Cli, home: Path) -> None:
+    configure(home, max_parallel=2)
+    script = cli.cwd / "train.py"
+    script.write_text(QUICK)
+    # Backprop's options go before the script: everything after it is the script's.
+    out = json.loads(
+        cli(
+            "run", "--json", "--sweep", "lr=1e-3,3e-4", "--sweep", "batch=32,64", str(script)
+        ).stdout
+    )
+    ids, group = out["ids"], out["group"]
+    assert len(ids) == 4 and group == "train-sweep"
+    vs = wait_all_finished(home, ids)
+    assert all(v.status is Status.COMPLETED for v in vs)
+    listed = {r["id"] for r in cli.json("ls", "--group", group)}
+    assert listed == set(ids)
+    spans = intervals(vs)
+    for t in sorted(s for s, _ in spans):
+        assert sum(1 for s, e in spans if s <= t < e) <= 2
+    assert [s for s, _ in spans] == sorted(s for s, _ in spans)  # FIFO: submission order
+    outputs = [(Registry(home).run_dir(i) / "output.log").read_text() for i in ids]
+    expected = [
+        ["--lr", "1e-3", "--batch", "32"],
+        ["--lr", "1e-3", "--batch", "64"],
+        ["--lr", "3e-4", "--batch", "32"],
+        ["--lr", "3e-4", "--batch", "64"],
+    ]
+    for text, args in zip(outputs, expected, strict=True):
+        assert f"args {args!r}" in text
+
+
+def test_a_waiter_whose_supervisor_died_does_not_block_the_queue(cli: Cli, home: Path) -> None:
+    configure(home, max_parallel=1)
+    first = cli.run_script(GATED, name="gated")
+    doomed = cli.run_script(QUICK, name="doomed")
+    last = cli.run_script(QUICK, name="last")
+    for rid in (doomed, last):
+        cli.wait_status(rid, "queued")
+    state = Registry(home).read_state(doomed)
+    assert state is not None
+    os.kill(state.supervisor.pid, signal.SIGKILL)
+    cli.wait_status(doomed, "lost")
+    (home / "gate").touch()
+    vs = wait_all_finished(home, [first, last])
+    assert [v.status for v in vs] == [Status.COMPLETED, Status.COMPLETED]
+    assert Registry(home).load(doomed).status is Status.LOST
+    assert cli.json("status")["queue"] == []
+
+
+def test_start_runs_a_queued_run_now(cli: Cli, home: Path) -> None:
+    configure(home, max_parallel=1)
+    first = cli.run_script(GATED, name="gated")
+    second = cli.run_script(QUICK, name="second")
+    cli.wait_status(second, "queued")
+    cli("start", second)
+    done = cli.wait_status(second, "completed")
+    assert Registry(home).load(first).status is Status.RUNNING  # it overtook the limit
+    admitted = [e for e in done["events"] if e["event"] == "admitted"]
+    assert admitted[0]["reason"].startswith("started by request (limits bypassed)")
+    (home / "gate").touch()
+    wait_all_finished(home, [first])
+
+
+def test_status_json_reports_host_gpus_bucket_and_queue(cli: Cli, home: Path) -> None:
+    configure(home, max_parallel=1, bucket_capacity=5)
+    first = cli.run_script(GATED, name="gated")
+    second = cli.run_script(QUICK, name="second")
+    cli.wait_status(second, "queued")
+    rep = cli.json("status")
+    host = rep["host"]
+    assert host["cpu_count"] >= 1 and 0 < host["ram_available"] <= host["ram_total"]
+    assert set(host) == {"cpu_percent", "load1", "cpu_count", "ram_total", "ram_available"}
+    if rep["gpu_error"] is not None and not rep["gpus"]:
+        assert rep["gpu_error"]  # this machine: no GPU, and why
+    else:
+        assert rep["gpus"]
+    assert rep["bucket"]["capacity"] == 5 and rep["bucket"]["tokens"] <= 5
+    assert rep["running"] == 1 and rep["max_parallel"] == 1
+    assert [r["run_id"] for r in rep["reservations"]] == [first]
+    assert [(q["id"], q["name"], q["reason"]) for q in rep["queue"]] == [
+        (second, "second", "max_parallel 1 reached (1 running)")
+    ]
+    human = cli("status").stdout
+    assert "queue   1 waiting" in human and second in human
+    (home / "gate").touch()
+    wait_all_finished(home, [first, second])
+
+
+def test_cpu_lane_and_gpu_request_without_gpu(cli: Cli, home: Path) -> None:
+    if cli.json("status")["gpus"]:
+        pytest.skip("this machine has a GPU")
+    cpu = cli.run_script(QUICK, name="cpu", gpus="0")
+    wanted = cli.run_script(QUICK, name="wants_gpu", gpus="1")
+    view = cli.wait_status(wanted, "queued")
+    assert view["reason"].startswith("needs 1 GPU; this machine has none (NVML: ")
+    done = cli.wait_status(cpu, "completed")
+    assert "cuda ''" in (Registry(home).run_dir(cpu) / "output.log").read_text()
+    admitted = [e for e in done["events"] if e["event"] == "admitted"][0]
+    assert admitted["reason"].endswith("env CUDA_VISIBLE_DEVICES=")
+    cli("start", wanted)
+    cli.wait_status(wanted, "completed")
+    assert "cuda None" in (Registry(home).run_dir(wanted) / "output.log").read_text()

@@ -1,0 +1,213 @@
+"""The shared state file, the learned-VRAM record and framework detection."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from governor import learn
+from governor.bucket import BucketState
+from governor.frameworks import detect
+from governor.policy import Request
+from governor.queue import Waiter
+from governor.reservations import Lease
+from governor.store import GovernorState, GovernorStore
+from runner.model import ProcessIdentity, RunSpec
+
+ME = ProcessIdentity(pid=os.getpid(), start_ticks=1, boot_id="b")
+
+
+def test_state_round_trips(tmp_path: Path) -> None:
+    store = GovernorStore(tmp_path)
+    with store.transaction() as st:
+        st.bucket = BucketState(2.5, 100.0)
+        st.leases["000001"] = Lease(
+            run_id="000001",
+            name="a",
+            group="g",
+            gpus=(0, 1),
+            vram=5,
+            ram=6,
+            admitted_at=1.0,
+            started_at=2.0,
+            forced=True,
+            supervisor=ME,
+            trainer=ME,
+            peak_vram=7,
+            command_key="cmd:x",
+            script_key=None,
+        )
+        st.waiters["000002"] = Waiter(
+            request=Request(run_id="000002", gpus=0),
+            since=3.0,
+            order_t=2.0,
+            attempt=2,
+            supervisor=ME,
+            reason="r",
+            rule="gpu",
+        )
+    again = store.read()
+    assert again.bucket == BucketState(2.5, 100.0)
+    assert again.leases["000001"].gpus == (0, 1) and again.leases["000001"].forced
+    assert again.leases["000001"] == st.leases["000001"]
+    assert again.waiters == st.waiters
+
+
+def test_no_write_when_nothing_changed(tmp_path: Path) -> None:
+    store = GovernorStore(tmp_path)
+    with store.transaction() as st:
+        st.bucket = BucketState(1.0, 1.0)
+    before = store.state_path.stat().st_mtime_ns, store.state_path.stat().st_ino
+    with store.transaction():
+        pass
+    assert (store.state_path.stat().st_mtime_ns, store.state_path.stat().st_ino) == before
+
+
+def test_an_exception_leaves_the_file_alone(tmp_path: Path) -> None:
+    store = GovernorStore(tmp_path)
+    try:
+        with store.transaction() as st:
+            st.bucket = BucketState(1.0, 1.0)
+            raise RuntimeError
+    except RuntimeError:
+        pass
+    assert not store.state_path.exists()
+
+
+@given(st.binary(max_size=300))
+def test_damaged_state_reads_as_empty_or_partial(junk: bytes) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        store = GovernorStore(d)
+        store.dir.mkdir()
+        store.state_path.write_bytes(junk)
+        assert isinstance(store.read(), GovernorState)
+
+
+def test_wrong_shaped_entries_are_dropped(tmp_path: Path) -> None:
+    import json
+
+    store = GovernorStore(tmp_path)
+    store.dir.mkdir()
+    store.state_path.write_text(
+        json.dumps(
+            {
+                "schema": 1,
+                "bucket": {"tokens": "many", "t": 1},
+                "leases": {
+                    "000001": {"run_id": "000001", "gpus": ["x"]},
+                    "../evil": {"run_id": "../evil"},
+                    "000003": {"run_id": "000004"},
+                    "000005": {"run_id": "000005", "vram": 3},
+                },
+                "waiters": {
+                    "000006": {"request": {"run_id": "000006"}, "since": 1, "order_t": 1},
+                    "000007": {"request": {"run_id": "000007"}, "since": "x", "order_t": 1},
+                },
+            }
+        )
+    )
+    s = store.read()
+    assert s.bucket is None
+    assert list(s.leases) == ["000005"] and list(s.waiters) == ["000006"]
+
+
+def test_prune_keeps_live_supervisors_and_live_trainers() -> None:
+    dead = ProcessIdentity(pid=5, start_ticks=5, boot_id="gone")
+    st = GovernorState(
+        leases={
+            "000001": Lease(run_id="000001", supervisor=ME),
+            "000002": Lease(run_id="000002", supervisor=dead, trainer=ME),
+            "000003": Lease(run_id="000003", supervisor=dead, trainer=dead),
+        },
+        waiters={
+            "000004": Waiter(request=Request(run_id="000004"), since=0, order_t=0, supervisor=dead),
+            "000005": Waiter(request=Request(run_id="000005"), since=0, order_t=0, supervisor=ME),
+        },
+    )
+    assert sorted(st.prune(lambda i: i == ME)) == ["000003", "000004"]
+    assert sorted(st.leases) == ["000001", "000002"] and list(st.waiters) == ["000005"]
+
+
+def _spec(command: tuple[str, ...], script: str | None) -> RunSpec:
+    return RunSpec(id="000001", name="n", command=command, cwd="/", created_at=0.0, script=script)
+
+
+def test_learned_record_keeps_recent_peaks_and_falls_back_to_the_script(tmp_path: Path) -> None:
+    a = _spec(("py", "/t.py", "--bs", "32"), "/t.py")
+    b = _spec(("py", "/t.py", "--bs", "64"), "/t.py")
+    path = tmp_path / "learned.json"
+    data = learn.load(path)
+    assert learn.lookup(data, learn.command_key(a), learn.script_key(a)) is None
+    for i, peak in enumerate([10, 30, 20, 5, 5, 5, 5]):
+        data = learn.record(data, learn.command_key(a), learn.script_key(a), peak, float(i))
+    learn.save(path, data)
+    data = learn.load(path)
+    assert learn.lookup(data, learn.command_key(a), None) == 20  # 30 fell out of the last 5
+    assert learn.lookup(data, learn.command_key(b), learn.script_key(b)) == 20
+    assert learn.lookup(data, learn.command_key(b), None) is None
+    path.write_text("{not json")
+    assert learn.load(path) == learn.empty()
+
+
+def test_learned_record_is_bounded() -> None:
+    data = learn.empty()
+    for i in range(learn.MAX_ENTRIES + 50):
+        data = learn.record(data, f"cmd:{i}", None, 1, float(i))
+    assert len(data["entries"]) == learn.MAX_ENTRIES
+    assert "cmd:0" not in data["entries"] and f"cmd:{learn.MAX_ENTRIES + 49}" in data["entries"]
+
+
+def test_framework_detection(tmp_path: Path) -> None:
+    cases = {
+        "import torch\nimport numpy as np\n": {"pytorch"},
+        "import os, sys, tensorflow as tf\n": {"tensorflow"},
+        "from jax import numpy as jnp\nimport torch.nn as nn\n": {"jax", "pytorch"},
+        "    import flax.linen as nn  # inside a function\n": {"jax"},
+        "from lightning.pytorch import Trainer\n": {"pytorch"},
+        "# import torch\nprint('import jax')\n": set(),
+        "import torchvision\n": set(),
+    }
+    for source, expected in cases.items():
+        p = tmp_path / "s.py"
+        p.write_text(source)
+        assert detect(str(p)) == expected, source
+    assert detect(str(tmp_path / "missing.py")) == frozenset()
+    assert detect(None) == frozenset()
+
+
+def test_process_alive_agrees_with_identity_matches() -> None:
+    import subprocess
+    import sys
+
+    from governor.store import process_alive
+    from runner import identity
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    ident = identity.identity_of(child.pid)
+    assert ident is not None
+    me = identity.identity_of(os.getpid())
+    cases = [
+        me,
+        ident,
+        None,
+        ProcessIdentity(pid=1, start_ticks=0, boot_id=identity.boot_id()),
+        ProcessIdentity(pid=os.getpid(), start_ticks=1, boot_id=identity.boot_id()),
+        ProcessIdentity(
+            pid=os.getpid(), start_ticks=me.start_ticks if me else 0, boot_id="another-boot"
+        ),
+    ]
+    assert [process_alive(c) for c in cases] == [identity.matches(c) for c in cases]
+    assert process_alive(ident)
+    child.kill()
+    deadline = time.monotonic() + 10
+    while not identity.is_zombie(child.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not process_alive(ident) and not identity.matches(ident)  # a zombie is not alive
+    child.wait()
+    assert not process_alive(ident)
