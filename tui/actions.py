@@ -1,0 +1,214 @@
+"""What the TUI can do to runs: a small protocol over :mod:`runner.lifecycle`.
+
+The app only talks to a :class:`RunActions`; :class:`LocalActions` is the real one, tests pass
+a recorder. Every method returns a one-line description of what was done, or raises
+:class:`ActionError` with a one-line reason. Calls may block (a resume waits for its
+supervisor), so the app makes them from a worker thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from runner import lifecycle
+from runner.config import Config, ConfigError, load_config, parse_duration, parse_size
+from runner.lifecycle import LifecycleError
+from runner.model import Resources, validate_name
+from runner.registry import Registry, RunNotFound
+from tui.messages import NewRunRequest
+
+
+class ActionError(Exception):
+    """An action was refused or failed; the message is one line, fit for a notification."""
+
+
+class RunActions(Protocol):
+    """The changes the TUI can ask for."""
+
+    def submit(self, request: NewRunRequest) -> str:
+        """Start a new run."""
+
+    def stop(self, run_id: str, *, force: bool = False) -> str:
+        """Stop a run gracefully, or at once with ``force``."""
+
+    def pause(self, run_id: str) -> str:
+        """Pause a running run."""
+
+    def cont(self, run_id: str) -> str:
+        """Continue a paused run."""
+
+    def resume(self, run_id: str, *, timeout_s: float | None = None) -> str:
+        """Start the next attempt of a finished run."""
+
+    def fork(
+        self,
+        run_id: str,
+        changes: Sequence[str],
+        *,
+        name: str | None = None,
+        timeout_s: float | None = None,
+    ) -> str:
+        """A new run from a run's checkpoint with changed arguments."""
+
+    def rerun(self, run_id: str) -> str:
+        """Run a run's command again as a new run."""
+
+
+@dataclass(frozen=True)
+class ParsedRun:
+    """A new-run request checked and converted (see :func:`parse_new_run`)."""
+
+    target: str
+    args: tuple[str, ...]
+    name: str | None
+    timeout_s: float | None
+    gpus: int | None
+    vram_bytes: int | None
+
+
+def parse_duration_text(text: str) -> float | None:
+    """A time limit as typed: empty or ``none`` for no limit, else ``90s``/``10m``/``2h``.
+
+    Raises:
+        ValueError: with a one-line message.
+    """
+    text = text.strip()
+    if not text or text.lower() in ("none", "no", "-", "0"):
+        return None
+    try:
+        return parse_duration(text)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def parse_new_run(request: NewRunRequest) -> ParsedRun:
+    """Check what the new-run dialog collected, so the dialog can say what is wrong.
+
+    Raises:
+        ValueError: with a one-line message naming the field.
+    """
+    target = request.target.strip()
+    if not target:
+        raise ValueError("script or command: required")
+    try:
+        parts = shlex.split(target)
+        args = shlex.split(request.args)
+    except ValueError as exc:
+        raise ValueError(f"arguments: {exc}") from None
+    if not parts:
+        raise ValueError("script or command: required")
+    target, args = parts[0], [*parts[1:], *args]
+    name = request.name.strip() or None
+    if name is not None:
+        validate_name(name)
+    gpus: int | None = None
+    if request.gpus.strip():
+        try:
+            gpus = int(request.gpus.strip())
+        except ValueError:
+            raise ValueError(f"GPUs: not a whole number: {request.gpus!r}") from None
+        if gpus < 0:
+            raise ValueError("GPUs: must be 0 or more")
+    vram: int | None = None
+    if request.vram.strip():
+        try:
+            vram = parse_size(request.vram.strip())
+        except ConfigError as exc:
+            raise ValueError(f"VRAM: {exc}") from None
+    try:
+        timeout = parse_duration_text(request.timeout)
+    except ValueError as exc:
+        raise ValueError(f"time limit: {exc}") from None
+    return ParsedRun(target, tuple(args), name, timeout, gpus, vram)
+
+
+@contextlib.contextmanager
+def _one_line() -> Iterator[None]:
+    """Turn what the runner raises into an :class:`ActionError`."""
+    try:
+        yield
+    except RunNotFound as exc:
+        raise ActionError(str(exc.args[0]) if exc.args else "no such run") from None
+    except (LifecycleError, ConfigError, ValueError, OSError) as exc:
+        raise ActionError(str(exc)) from None
+
+
+class LocalActions:
+    """The real actions: :mod:`runner.lifecycle` on this machine's registry."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        """The configuration that applies (loaded on first use)."""
+        if self._config is None:
+            with _one_line():
+                self._config = load_config(self.registry.root)
+        return self._config
+
+    def submit(self, request: NewRunRequest) -> str:
+        with _one_line():
+            parsed = parse_new_run(request)
+            config = self.config
+            command, script = lifecycle.build_command(
+                parsed.target, list(parsed.args), python=None, config=config
+            )
+            spec = lifecycle.submit(
+                self.registry,
+                command,
+                name=parsed.name or lifecycle.default_name(command, script),
+                timeout_s=parsed.timeout_s
+                if parsed.timeout_s is not None
+                else config.run.timeout_s,
+                config=config,
+                resources=Resources(gpus=parsed.gpus, vram_bytes=parsed.vram_bytes),
+                script=script,
+            )
+        return f"submitted run {spec.id} ({spec.name})"
+
+    def stop(self, run_id: str, *, force: bool = False) -> str:
+        with _one_line():
+            return lifecycle.stop(self.registry, run_id, force=force)
+
+    def pause(self, run_id: str) -> str:
+        with _one_line():
+            return lifecycle.pause(self.registry, run_id)
+
+    def cont(self, run_id: str) -> str:
+        with _one_line():
+            return lifecycle.cont(self.registry, run_id)
+
+    def resume(self, run_id: str, *, timeout_s: float | None = None) -> str:
+        with _one_line():
+            attempt = lifecycle.resume(self.registry, run_id, timeout_s=timeout_s)
+        return f"resumed run {run_id} as attempt {attempt}"
+
+    def fork(
+        self,
+        run_id: str,
+        changes: Sequence[str],
+        *,
+        name: str | None = None,
+        timeout_s: float | None = None,
+    ) -> str:
+        with _one_line():
+            spec = lifecycle.fork(
+                self.registry,
+                run_id,
+                list(changes),
+                name=name,
+                timeout_s=timeout_s,
+                config=self.config,
+            )
+        return f"forked run {run_id} as run {spec.id} ({spec.name})"
+
+    def rerun(self, run_id: str) -> str:
+        with _one_line():
+            spec = lifecycle.rerun(self.registry, run_id, config=self.config)
+        return f"submitted run {spec.id} ({spec.name})"

@@ -1,0 +1,512 @@
+"""The TUI's data layer: incremental readers of run files and the immutable rows they feed.
+
+Nothing here imports Textual. The producer thread owns the readers (:class:`MetricTail`,
+:class:`OutputTail`); widgets only ever see the frozen values they return (:class:`RunRow`,
+:class:`OutputView`, :class:`SeriesView`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from governor.probes import GpuSnapshot, HostInfo
+from runner.model import Status
+from runner.registry import RunView
+from runner.textsafe import safe_label, sanitize_line
+
+EMPTY_MAP: Mapping[str, Any] = MappingProxyType({})
+
+# Output lines longer than this are cut (the rest is counted, not kept).
+MAX_OUTPUT_LINE = 1000
+# How often a tree row's sparkline is recomputed from the whole history.
+SPARK_EVERY_S = 1.0
+# A partial line (no newline yet) is kept up to this size, then shown as it is.
+MAX_PENDING = 64 * 1024
+
+
+def _finite(value: Any) -> float | None:
+    """A metric value as a float; the strings "nan"/"inf" that JSON cannot carry included."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str) and value.strip().lower() in ("nan", "inf", "+inf", "-inf"):
+        return float(value.strip().lower())
+    return None
+
+
+@dataclass(frozen=True)
+class SeriesView:
+    """A run's metric history at one moment: metric name -> (steps, values), steps ascending."""
+
+    metrics: Mapping[str, tuple[tuple[int, ...], tuple[float, ...]]] = field(
+        default_factory=lambda: EMPTY_MAP
+    )
+    version: int = 0
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Metric names, in first-seen order."""
+        return tuple(self.metrics)
+
+
+class MetricTail:
+    """Incremental reader of one run's ``metrics.jsonl``.
+
+    Reads whole lines from a byte offset (a torn last line waits for the next poll). Where
+    steps repeat across attempts the latest attempt wins, and a new attempt's first step
+    drops the older attempts' points from that step on (the run went back to a checkpoint).
+    Each metric keeps at most ``max_points``: beyond that, the older half is thinned, so
+    recent points stay dense and memory stays bounded however long a run trains.
+    """
+
+    def __init__(
+        self, path: Path, *, max_points: int = 2000, max_read: int = 8 * 1024 * 1024
+    ) -> None:
+        self.path = path
+        self.max_points = max_points
+        self.max_read = max_read
+        self.offset = 0
+        self.version = 0
+        self.last_step: int | None = None
+        self.last_values: dict[str, float] = {}
+        self._attempt = 0
+        self._points: dict[str, dict[int, float]] = {}
+        self._view: SeriesView | None = None
+        self._digest: dict[tuple[str, int], MetricDigest] = {}
+        self._spark: dict[tuple[str, int], tuple[float, tuple[float, ...]]] = {}
+        self._first_poll = True
+        self._skip_partial = False
+
+    def poll(self) -> bool:
+        """Read what was appended since the last call; return whether anything changed."""
+        try:
+            size = os.stat(self.path).st_size
+        except OSError:
+            return False
+        if size < self.offset:  # rewritten (e.g. restored from a bundle): start again
+            self.offset = 0
+            self._points.clear()
+            self._spark.clear()
+            self.last_values.clear()
+            self.last_step = None
+            self._attempt = 0
+        if self._first_poll:
+            self._first_poll = False
+            # A huge history: the latest part is what a curve needs.
+            if size - self.offset > 8 * self.max_read:
+                self.offset = size - 8 * self.max_read
+                self._skip_partial = True
+        changed = False
+        while self.offset < size:
+            try:
+                with open(self.path, "rb") as f:
+                    f.seek(self.offset)
+                    data = f.read(min(self.max_read, size - self.offset))
+            except OSError:
+                break
+            end = data.rfind(b"\n")
+            if end < 0:
+                break
+            self.offset += end + 1
+            lines = data[: end + 1].split(b"\n")
+            if self._skip_partial:
+                lines = lines[1:]  # began mid-file: the first piece is part of a line
+                self._skip_partial = False
+            for line in lines:
+                if line:
+                    changed |= self._ingest(line)
+        if changed:
+            self.version += 1
+            self._view = None
+            self._digest.clear()
+        return changed
+
+    def _ingest(self, line: bytes) -> bool:
+        try:
+            rec = json.loads(line)
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            return False
+        if not isinstance(rec, dict) or "e" in rec:
+            return False
+        step, attempt, values = rec.get("s"), rec.get("a", 1), rec.get("v")
+        if not isinstance(step, int) or isinstance(step, bool) or not isinstance(values, dict):
+            return False
+        if not isinstance(attempt, int) or isinstance(attempt, bool):
+            attempt = 1
+        if attempt < self._attempt:
+            return False  # an older attempt's late line: superseded
+        if attempt > self._attempt:
+            # A new attempt went back to a checkpoint: what older ones wrote from there on
+            # is superseded (the latest attempt wins).
+            for points in self._points.values():
+                for s in [s for s in points if s >= step]:
+                    del points[s]
+            self._attempt = attempt
+        got = False
+        for name, raw in values.items():
+            value = _finite(raw)
+            if value is None or not isinstance(name, str):
+                continue
+            points = self._points.setdefault(name, {})
+            points[step] = value
+            self.last_values[name] = value
+            got = True
+            if len(points) > self.max_points:
+                self._thin(points)
+        if got:  # lines arrive in the order they were written: the last one is the latest
+            self.last_step = step
+        return got
+
+    @staticmethod
+    def _thin(points: dict[int, float]) -> None:
+        steps = sorted(points)
+        for s in steps[1 : len(steps) // 2 : 2]:
+            del points[s]
+
+    def view(self) -> SeriesView:
+        """The history as an immutable value (rebuilt only after a change)."""
+        if self._view is None:
+            metrics: dict[str, tuple[tuple[int, ...], tuple[float, ...]]] = {}
+            for name, points in self._points.items():
+                steps = tuple(sorted(points))
+                metrics[name] = (steps, tuple(points[s] for s in steps))
+            self._view = SeriesView(MappingProxyType(metrics), self.version)
+        return self._view
+
+    def digest(self, metric: str, width: int) -> MetricDigest:
+        """Latest step and values plus the whole curve of ``metric`` in ``width`` buckets.
+
+        The curve is recomputed at most once a second (it moves slowly; the step and values
+        are always the latest).
+        """
+        key = (metric, width)
+        cached = self._digest.get(key)
+        if cached is None:
+            now = time.monotonic()
+            spark_at, spark = self._spark.get(key, (-1e9, ()))
+            if now - spark_at >= SPARK_EVERY_S or not spark:
+                points = self._points.get(metric)
+                spark = bucket_means([points[s] for s in sorted(points)], width) if points else ()
+                self._spark[key] = (now, spark)
+            cached = MetricDigest(
+                step=self.last_step,
+                values=MappingProxyType(dict(self.last_values)),
+                spark=spark,
+                names=tuple(self._points),
+            )
+            self._digest[key] = cached
+        return cached
+
+
+@dataclass(frozen=True)
+class MetricDigest:
+    """What a tree row needs of a run's metrics: the latest point and a tiny curve."""
+
+    step: int | None = None
+    values: Mapping[str, float] = field(default_factory=lambda: EMPTY_MAP)
+    spark: tuple[float, ...] = ()
+    names: tuple[str, ...] = ()
+
+
+def bucket_means(values: list[float], width: int) -> tuple[float, ...]:
+    """``values`` reduced to at most ``width`` bucket means (non-finite values skipped)."""
+    if width <= 0 or not values:
+        return ()
+    n = len(values)
+    buckets = min(width, n)
+    out: list[float] = []
+    for b in range(buckets):
+        chunk = [v for v in values[b * n // buckets : (b + 1) * n // buckets] if math.isfinite(v)]
+        out.append(sum(chunk) / len(chunk) if chunk else math.nan)
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class OutputView:
+    """The last lines of a run's output at one moment.
+
+    ``total`` counts every line appended since ``generation`` began, so a reader that has
+    shown ``k`` lines of this generation writes only ``lines[-(total - k):]``.
+    """
+
+    lines: tuple[str, ...] = ()
+    total: int = 0
+    generation: int = 0
+
+
+class OutputTail:
+    """Incremental, bounded reader of one run's ``output.log``.
+
+    Starts near the end (the last ``initial_bytes``), reads whole lines by byte offset, keeps
+    at most ``max_lines`` sanitised lines (colour kept as SGR only, every other escape and
+    control character neutralised, carriage-return redraws collapsed, huge lines cut). When the file
+    shrinks (the supervisor compacted it past its cap) it starts a new generation from the
+    new tail.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_lines: int = 2000,
+        initial_bytes: int = 256 * 1024,
+        max_read: int = 1024 * 1024,
+    ) -> None:
+        self.path = path
+        self.max_lines = max_lines
+        self.initial_bytes = initial_bytes
+        self.max_read = max_read
+        self.offset: int | None = None
+        self.generation = 0
+        self.total = 0
+        self.lines: deque[str] = deque(maxlen=max_lines)
+        self._pending = b""
+        self._view: OutputView | None = None
+        self._skip_partial = False
+
+    def _restart(self, size: int) -> None:
+        self.offset = max(0, size - self.initial_bytes)
+        self._skip_partial = self.offset > 0
+        self._pending = b""
+
+    def poll(self) -> list[str]:
+        """Read what was appended since the last call; return the new lines."""
+        try:
+            size = os.stat(self.path).st_size
+        except OSError:
+            return []
+        if self.offset is None:
+            self._restart(size)
+        elif size < self.offset:  # compacted: keep what we have, continue from the new tail
+            self.generation += 1
+            self.total = 0
+            self.lines.clear()
+            self._restart(size)
+        assert self.offset is not None
+        new: list[str] = []
+        while self.offset < size:
+            try:
+                with open(self.path, "rb") as f:
+                    f.seek(self.offset)
+                    data = f.read(min(self.max_read, size - self.offset))
+            except OSError:
+                break
+            if not data:
+                break
+            self.offset += len(data)
+            data = self._pending + data
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                self._pending = data
+                if len(self._pending) > MAX_PENDING:
+                    new.append(self._line(self._pending))
+                    self._pending = b""
+                continue
+            self._pending = data[cut + 1 :]
+            chunks = data[:cut].split(b"\n")
+            if self._skip_partial:
+                chunks = chunks[1:]
+                self._skip_partial = False
+            new.extend(self._line(c) for c in chunks)
+        if new:
+            self.lines.extend(new)
+            self.total += len(new)
+            self._view = None
+        return new
+
+    @staticmethod
+    def _line(raw: bytes) -> str:
+        return sanitize_line(
+            raw.decode("utf-8", "replace"), keep_colour=True, max_len=MAX_OUTPUT_LINE
+        )
+
+    def view(self) -> OutputView:
+        """The buffered lines as an immutable value (rebuilt only after a change)."""
+        if self._view is None:
+            self._view = OutputView(tuple(self.lines), self.total, self.generation)
+        return self._view
+
+
+# --- rows -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One run as the TUI draws it: every text field already made safe for a terminal."""
+
+    id: str
+    name: str
+    status: Status
+    reason: str = ""
+    group: str | None = None
+    attempt: int = 0
+    command: str = ""
+    step: int | None = None
+    loss: float | None = None
+    best_loss: float | None = None
+    primary_metric: str = "loss"
+    steps_per_s: float | None = None
+    progress: float | None = None
+    eta_s: float | None = None
+    checkpoints: int = 0
+    latest_checkpoint: str | None = None
+    health: tuple[str, ...] = ()
+    created_at: float | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    pid: int | None = None
+    timeout_s: float | None = None
+    gpus: tuple[int, ...] = ()
+    vram_request: int | None = None
+    parent: str | None = None
+    spark: tuple[float, ...] = ()
+    metric_names: tuple[str, ...] = ()
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return _finite(value)
+    return float(value)
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value
+
+
+def primary_metric(view: RunView) -> str:
+    """The metric a run is judged by (``loss`` unless its spec says otherwise)."""
+    return str(view.to_json().get("primary_metric") or "loss")
+
+
+def row_from_view(view: RunView, digest: MetricDigest | None = None) -> RunRow:
+    """Build a :class:`RunRow` from a registry view and, if read, its metric digest.
+
+    The metric history wins over ``summary.json`` for step and loss: it is read on every
+    change, while the summary is only as fresh as its last rewrite.
+    """
+    d = view.to_json()
+    metric = str(d.get("primary_metric") or "loss")
+    step, loss = _int(d.get("step")), _num(d.get("loss"))
+    spark: tuple[float, ...] = ()
+    names: tuple[str, ...] = ()
+    if digest is not None:
+        if digest.step is not None:
+            step = digest.step
+            loss = digest.values.get(metric, loss)
+        spark, names = digest.spark, digest.names
+    parent = d.get("parent")
+    lineage = None
+    if isinstance(parent, dict) and isinstance(parent.get("run_id"), str):
+        ckpt = parent.get("checkpoint")
+        lineage = safe_label(
+            f"{parent['run_id']} @ {os.path.basename(ckpt) if isinstance(ckpt, str) else '-'}"
+        )
+    command = d.get("command") or []
+    resources = d.get("resources") or {}
+    health = d.get("health") or []
+    ckpt_latest = d.get("latest_checkpoint")
+    return RunRow(
+        id=view.id,
+        name=safe_label(str(d.get("name") or view.id), 128),
+        status=view.status,
+        reason=safe_label(str(d.get("reason") or ""), 300),
+        group=safe_label(str(d["group"]), 128) if d.get("group") else None,
+        attempt=_int(d.get("attempt")) or 0,
+        command=safe_label(" ".join(str(c) for c in command), 1000),
+        step=step,
+        loss=loss,
+        best_loss=_num(d.get("best_loss")),
+        primary_metric=safe_label(metric, 40),
+        steps_per_s=_num(d.get("steps_per_s")),
+        progress=_num(d.get("progress")),
+        eta_s=_num(d.get("eta_s")),
+        checkpoints=_int(d.get("checkpoints")) or 0,
+        latest_checkpoint=(
+            safe_label(os.path.basename(ckpt_latest)) if isinstance(ckpt_latest, str) else None
+        ),
+        health=tuple(safe_label(str(h), 60) for h in health if isinstance(h, str)),
+        created_at=_num(d.get("created_at")),
+        started_at=_num(d.get("started_at")),
+        ended_at=_num(d.get("ended_at")),
+        exit_code=_int(d.get("exit_code")),
+        signal=_int(d.get("signal")),
+        pid=_int(d.get("pid")),
+        timeout_s=_num(d.get("timeout_s")),
+        gpus=tuple(g for g in (d.get("gpus") or []) if isinstance(g, int)),
+        vram_request=_int(resources.get("vram_bytes")) if isinstance(resources, dict) else None,
+        parent=lineage,
+        spark=spark,
+        metric_names=tuple(safe_label(n, 40) for n in names),
+    )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the TUI shows, at one moment. Built by the producer, never mutated.
+
+    ``outputs`` and ``series`` hold only the runs the UI asked for (see :class:`Interest`)
+    plus the active ones; ``follow`` interleaves every running run's new output.
+    """
+
+    seq: int = 0
+    runs: tuple[RunRow, ...] = ()
+    gpu: GpuSnapshot = field(default_factory=GpuSnapshot)
+    host: HostInfo | None = None
+    outputs: Mapping[str, OutputView] = field(default_factory=lambda: EMPTY_MAP)
+    series: Mapping[str, SeriesView] = field(default_factory=lambda: EMPTY_MAP)
+    follow: OutputView = field(default_factory=OutputView)
+    loading: bool = False
+    error: str | None = None
+
+    @property
+    def queue_length(self) -> int:
+        """How many runs wait for the governor."""
+        return sum(1 for r in self.runs if r.status is Status.QUEUED)
+
+
+@dataclass(frozen=True)
+class Interest:
+    """Which runs the UI needs output and history for, beyond the active ones."""
+
+    visible: frozenset[str] = frozenset()
+    focused: frozenset[str] = frozenset()
+
+
+# --- remembered dialog values ---------------------------------------------------------------
+
+
+def load_prefs(path: Path | None) -> dict[str, Any]:
+    """The TUI's remembered values (last new-run dialog); empty when missing or damaged."""
+    if path is None:
+        return {}
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def save_prefs(path: Path | None, prefs: Mapping[str, Any]) -> None:
+    """Remember values for next time (best effort: a read-only home just forgets)."""
+    if path is None:
+        return
+    from runner.durable import write_json
+
+    try:
+        write_json(path, dict(prefs), durable=False)
+    except (OSError, ValueError, TypeError):
+        pass
