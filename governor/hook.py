@@ -269,15 +269,15 @@ class GovernorHook:
             env["CUDA_VISIBLE_DEVICES"] = ""
         return env
 
-    def _pause_run(self, run_id: str) -> object:
+    def _pause_run(self, run_id: str, reason: str) -> object:
         from runner import lifecycle
 
-        return lifecycle.pause(self.registry, run_id)
+        return lifecycle.pause(self.registry, run_id, reason=reason)
 
     def _continue_run(self, run_id: str) -> object:
         from runner import lifecycle
 
-        return lifecycle.cont(self.registry, run_id)
+        return lifecycle.cont(self.registry, run_id, reason="continued by the governor: GPU cooled")
 
 
 def _note_peaks(state: GovernorState, gpus: GpuSnapshot) -> None:

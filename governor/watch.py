@@ -31,7 +31,7 @@ class RunWatch:
         interval_s: seconds between samples in the thread.
         pause_temperature: pause at or above this (0: never pause).
         resume_temperature: continue a paused run once all its GPUs are below this.
-        pause: asks for the run to be paused.
+        pause: asks for the run to be paused, with the reason its status will show.
         cont: asks for the run to be continued.
     """
 
@@ -44,7 +44,7 @@ class RunWatch:
         interval_s: float,
         pause_temperature: float,
         resume_temperature: float,
-        pause: Callable[[str], object],
+        pause: Callable[[str, str], object],
         cont: Callable[[str], object],
     ) -> None:
         self.run_id = run_id
@@ -73,8 +73,12 @@ class RunWatch:
         if not known:
             return
         if not self.paused_by_heat and max(known) >= self.pause_temperature:
+            reason = (
+                f"paused by the governor: GPU at {max(known):.0f}°C "
+                f"(pause_temperature {self.pause_temperature:.0f}°C)"
+            )
             with contextlib.suppress(Exception):  # e.g. the run is paused already or ended
-                self._pause(self.run_id)
+                self._pause(self.run_id, reason)
                 self.paused_by_heat = True
         elif self.paused_by_heat and max(known) < self.resume_temperature:
             with contextlib.suppress(Exception):

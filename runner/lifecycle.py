@@ -208,12 +208,20 @@ def _require(view: RunView, allowed: set[Status], action: str) -> None:
         raise LifecycleError(f"cannot {action} run {view.id}: it is {view.status.value}{detail}")
 
 
-def send_request(registry: Registry, run_id: str, action: str) -> bool:
-    """Leave a control request for the run's supervisor and nudge it. Returns if nudged."""
+def send_request(
+    registry: Registry, run_id: str, action: str, *, reason: str | None = None
+) -> bool:
+    """Leave a control request for the run's supervisor and nudge it. Returns if nudged.
+
+    ``reason`` (optional) is what the run's status will say, e.g. why the governor paused it.
+    """
     folder = registry.run_dir(run_id) / REQUESTS
     folder.mkdir(exist_ok=True)
     name = f"{time.time_ns():020d}-{secrets.token_hex(3)}.json"
-    write_json(folder / name, {"action": action, "at": time.time(), "by": os.getpid()})
+    doc: dict[str, object] = {"action": action, "at": time.time(), "by": os.getpid()}
+    if reason:
+        doc["reason"] = reason
+    write_json(folder / name, doc)
     with contextlib.suppress(ShapeError, OSError):
         state = registry.read_state(run_id)
         if state is not None:
@@ -245,17 +253,17 @@ def stop(registry: Registry, run_id: str, *, force: bool = False) -> str:
     return f"{'force-' if force else ''}stop requested for run {run_id}"
 
 
-def pause(registry: Registry, run_id: str) -> str:
-    """Pause a running run (SIGSTOP to its process group)."""
+def pause(registry: Registry, run_id: str, *, reason: str | None = None) -> str:
+    """Pause a running run (SIGSTOP to its process group); ``reason`` defaults to the user."""
     _require(registry.load(run_id), {Status.RUNNING}, "pause")
-    send_request(registry, run_id, "pause")
+    send_request(registry, run_id, "pause", reason=reason)
     return f"pause requested for run {run_id}"
 
 
-def cont(registry: Registry, run_id: str) -> str:
+def cont(registry: Registry, run_id: str, *, reason: str | None = None) -> str:
     """Continue a paused run (SIGCONT)."""
     _require(registry.load(run_id), {Status.PAUSED}, "continue")
-    send_request(registry, run_id, "continue")
+    send_request(registry, run_id, "continue", reason=reason)
     return f"continue requested for run {run_id}"
 
 
@@ -267,20 +275,24 @@ def start_now(registry: Registry, run_id: str) -> str:
 
 
 def latest_checkpoint(registry: Registry, run_id: str) -> str | None:
-    """The run's newest checkpoint: the last one announced, else the newest file on disk."""
+    """The run's newest checkpoint: the newer of the announced one and the newest on disk.
+
+    A script may save into ``checkpoints/`` without announcing, or announce a file elsewhere.
+    """
     folder = registry.run_dir(run_id)
+    best: tuple[float, str] | None = None
     announced = registry.read_summary(run_id).get("latest_checkpoint")
     if isinstance(announced, str):
         path = Path(announced) if os.path.isabs(announced) else folder / announced
-        if path.is_file():
-            return str(path)
-    best: tuple[float, str] | None = None
+        with contextlib.suppress(OSError):
+            if path.is_file():
+                best = (path.stat().st_mtime, str(path))
     with contextlib.suppress(FileNotFoundError):
         for entry in os.scandir(folder / CHECKPOINTS):
             if entry.name.startswith(".") or not entry.is_file():
                 continue
             key = (entry.stat().st_mtime, entry.path)
-            if best is None or key > best:
+            if best is None or key[0] > best[0]:
                 best = key
     return best[1] if best else None
 

@@ -26,9 +26,12 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner import identity, proctree
+
+if TYPE_CHECKING:
+    from runner.ingest import Ingestor
 from runner.admission import AdmissionHook
 from runner.durable import append_jsonl, write_json
 from runner.model import ProcessIdentity, RunSpec, RunState, Status
@@ -49,8 +52,8 @@ EXIT_ALREADY_SUPERVISED = 3
 VALID_ACTIONS = frozenset({"stop", "kill", "pause", "continue", "start"})
 
 
-def read_requests(folder: Path) -> list[str]:
-    """Consume pending control requests (oldest first) and return their actions."""
+def read_requests(folder: Path) -> list[tuple[str, str | None]]:
+    """Consume pending control requests (oldest first): their actions and optional reasons."""
     try:
         names = sorted(os.listdir(folder))
     except FileNotFoundError:
@@ -64,12 +67,13 @@ def read_requests(folder: Path) -> list[str]:
             with open(path, "rb") as f:
                 data = json.loads(f.read(4096))
             action = data.get("action") if isinstance(data, dict) else None
+            reason = data.get("reason") if isinstance(data, dict) else None
         except (OSError, ValueError):
-            action = None
+            action = reason = None
         with contextlib.suppress(OSError):
             os.unlink(path)
         if action in VALID_ACTIONS:
-            actions.append(str(action))
+            actions.append((str(action), reason[:200] if isinstance(reason, str) else None))
     return actions
 
 
@@ -229,7 +233,7 @@ class Supervisor:
         """Ask the hook until admitted; handle stop/start requests meanwhile."""
         queued_reason = None
         while True:
-            for action in read_requests(self.run_dir / REQUESTS):
+            for action, _ in read_requests(self.run_dir / REQUESTS):
                 if action in ("stop", "kill"):
                     self.stop_kind = action
                 elif action == "start":
@@ -249,7 +253,12 @@ class Supervisor:
             )
             if decision.admitted:
                 self.admission = decision
-                self.record("admitted", reason=decision.reason, gpus=list(decision.gpus))
+                self.record(
+                    "admitted",
+                    reason=decision.reason,
+                    gpus=list(decision.gpus),
+                    env=dict(decision.env),
+                )
                 return True
             if decision.reason != queued_reason:
                 queued_reason = decision.reason
@@ -337,9 +346,7 @@ class Supervisor:
         ident = identity.identity_of(proc.pid)
         if ident is None:  # exited already: still record who it was
             ident = ProcessIdentity(pid=proc.pid, start_ticks=0, boot_id=identity.boot_id())
-        from runner.ingest import Ingestor
-
-        self.ingestor = Ingestor(self.run_dir, self.spec, self.attempt)
+        self.ingestor = self._make_ingestor()
         self.started_at = self.clock()
         self.set_state(
             status=Status.RUNNING,
@@ -354,6 +361,16 @@ class Supervisor:
         self.record("started", pid=proc.pid, command=cmd, gpus=list(self.admission.gpus))
         with contextlib.suppress(Exception):
             self.hook.started(self.spec, self.run_dir, proc.pid)
+
+    def _make_ingestor(self) -> Ingestor | _NoIngestor:
+        """Metric capture; if it cannot start (a corrupt history...), the run goes on without."""
+        try:
+            from runner.ingest import Ingestor  # only once admitted: queued shims stay small
+
+            return Ingestor(self.run_dir, self.spec, self.attempt)
+        except Exception as exc:
+            self.record("metrics_unavailable", error=repr(exc)[:300])
+            return _NoIngestor()
 
     # --- supervision -----------------------------------------------------------------------
 
@@ -371,8 +388,8 @@ class Supervisor:
             status = self.reap()
             if status is not None:
                 break
-            for action in read_requests(self.run_dir / REQUESTS):
-                self.handle(action)
+            for action, reason in read_requests(self.run_dir / REQUESTS):
+                self.handle(action, reason)
             now = self.clock()
             dl = self.deadline()
             if dl is not None and now >= dl and self.stop_kind is None and self.paused_at is None:
@@ -398,8 +415,8 @@ class Supervisor:
                 self._popen.returncode = os.waitstatus_to_exitcode(st)
         return trainer_status
 
-    def handle(self, action: str) -> None:
-        """Act on one control request."""
+    def handle(self, action: str, reason: str | None = None) -> None:
+        """Act on one control request (``reason``: who asked and why, shown in the status)."""
         if action in ("stop", "kill"):
             if self.stop_kind in (None, "stop", "timeout") and (
                 action == "kill" or self.stop_kind is None
@@ -410,14 +427,16 @@ class Supervisor:
         elif action == "pause" and self.paused_at is None and self.stop_kind is None:
             self.signal_trainer(signal.SIGSTOP)
             self.paused_at = self.clock()
-            self.set_state(status=Status.PAUSED, reason="paused by user")
-            self.record("paused")
+            self.ingestor.set_paused(True)
+            self.set_state(status=Status.PAUSED, reason=reason or "paused by user")
+            self.record("paused", reason=reason or "paused by user")
         elif action == "continue" and self.paused_at is not None:
             self.signal_trainer(signal.SIGCONT)
             self.paused_total += self.clock() - self.paused_at
             self.paused_at = None
+            self.ingestor.set_paused(False)
             self.set_state(status=Status.RUNNING, reason="running")
-            self.record("continued")
+            self.record("continued", reason=reason or "continued by user")
 
     def signal_trainer(self, sig: int) -> None:
         """Signal the trainer's process group and every other descendant."""
@@ -575,6 +594,26 @@ def _substitute(template: str, values: dict[str, str]) -> str:
     for key, value in values.items():
         out = out.replace("{" + key + "}", value)
     return out
+
+
+class _NoIngestor:
+    """Stands in for the ingestor when metric capture could not start."""
+
+    def poll(self, final: bool = False) -> None:
+        """Nothing to read."""
+
+    def output_rewritten(self, size: int) -> None:
+        """Nothing to re-align."""
+
+    def set_paused(self, paused: bool) -> None:
+        """Nothing to pause."""
+
+    def failure_hint(self) -> str | None:
+        """No hint without capture."""
+        return None
+
+    def close(self) -> None:
+        """Nothing to close."""
 
 
 class _StartFailed(Exception):

@@ -112,24 +112,31 @@ def _duration_of(view: RunView) -> str:
 
 
 def print_table(views: Sequence[RunView]) -> None:
-    """The human ``ls`` table."""
-    rows = [("ID", "NAME", "STATUS", "STEP", "LOSS", "ATT", "TIME", "REASON")]
-    for v in views:
-        d = v.to_json()
+    """The human ``ls`` table (a GROUP column appears once any run belongs to a group)."""
+    docs = [v.to_json() for v in views]
+    with_group = any(d.get("group") for d in docs)
+    primaries = {str(d.get("primary_metric") or "loss") for d in docs}
+    metric = primaries.pop().upper() if len(primaries) == 1 else "METRIC"
+    head = ["ID", "NAME", "STATUS", "STEP", metric[:16], "ATT", "TIME", "REASON"]
+    if with_group:
+        head.insert(2, "GROUP")
+    rows = [tuple(head)]
+    for v, d in zip(views, docs, strict=True):
         health = ",".join(d.get("health") or [])
         reason = (d.get("reason") or "") + (f" [{health}]" if health else "")
-        rows.append(
-            (
-                v.id,
-                safe_label(v.name, 28),
-                v.status.value,
-                _fmt_num(d.get("step")),
-                _fmt_num(d.get("loss")),
-                str(d.get("attempt") or "-"),
-                _duration_of(v),
-                safe_label(reason, 60),
-            )
-        )
+        row = [
+            v.id,
+            safe_label(v.name, 28),
+            v.status.value,
+            _fmt_num(d.get("step")),
+            _fmt_num(d.get("loss")),
+            str(d.get("attempt") or "-"),
+            _duration_of(v),
+            safe_label(reason, 60),
+        ]
+        if with_group:
+            row.insert(2, safe_label(str(d.get("group") or "-"), 20))
+        rows.append(tuple(row))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
@@ -185,6 +192,38 @@ def print_details(view: RunView, events: list[dict[str, Any]]) -> None:
 # --- commands -------------------------------------------------------------------------------
 
 
+def _split_sweep_options(args: Sequence[str]) -> tuple[list[str], list[str], str | None]:
+    """Take ``--sweep`` / ``--sweep-template`` written after the script out of its arguments.
+
+    ``backprop run train.py --sweep lr=1e-3,3e-4`` reads naturally, so these two options are
+    recognised anywhere; everything after a bare ``--`` goes to the script untouched.
+    """
+    rest: list[str] = []
+    sweeps: list[str] = []
+    template: str | None = None
+    i = 0
+    while i < len(args):
+        tok = args[i]
+        if tok in ("--", _SEPARATOR):
+            rest.extend(args[i + 1 :])
+            break
+        name, eq, value = tok.partition("=")
+        if name in ("--sweep", "--sweep-template"):
+            if not eq:
+                if i + 1 >= len(args):
+                    raise UsageError(f"{name} needs a value")
+                value = args[i + 1]
+                i += 1
+            if name == "--sweep":
+                sweeps.append(value)
+            else:
+                template = value
+        else:
+            rest.append(tok)
+        i += 1
+    return rest, sweeps, template
+
+
 def cmd_run(ctx: Context) -> int:
     """``backprop run``."""
     a = ctx.args
@@ -196,7 +235,15 @@ def cmd_run(ctx: Context) -> int:
                 lifecycle.validate_name(label)
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
-    command, script = lifecycle.build_command(a.target, a.args, python=a.python, config=cfg)
+    target, raw_args = a.target, list(a.args)
+    if target == _SEPARATOR:  # `backprop run -- SCRIPT ARGS`: nothing after -- is ours
+        if not raw_args:
+            raise UsageError("run needs a SCRIPT.py or COMMAND after --")
+        target, raw_args = raw_args[0], [_SEPARATOR, *raw_args[1:]]
+    script_args, swept, template = _split_sweep_options(raw_args)
+    a.sweep = (a.sweep or []) + swept
+    a.sweep_template = template or a.sweep_template
+    command, script = lifecycle.build_command(target, script_args, python=a.python, config=cfg)
     gpu_ids = None
     if a.gpu_ids:
         try:
@@ -682,10 +729,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+_SEPARATOR = "\x00--"  # a bare "--" after `run`, kept from argparse (which would drop it)
+
+
+def _protect_run_separator(argv: list[str]) -> list[str]:
+    if "run" not in argv or "--" not in argv[argv.index("run") :]:
+        return argv
+    at = argv.index("--", argv.index("run"))
+    return [*argv[:at], _SEPARATOR, *argv[at + 1 :]]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``backprop`` console script."""
     parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _protect_run_separator(list(sys.argv[1:] if argv is None else argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:

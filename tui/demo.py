@@ -17,6 +17,7 @@ from pathlib import Path
 
 from runner import lifecycle
 from runner.config import CONFIG_NAME, load_config
+from runner.model import Resources
 from runner.registry import Registry
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -93,6 +94,9 @@ def launch(registry: Registry, runs: tuple[DemoRun, ...] = DEMO_RUNS) -> list[st
             config=config,
             group=run.group,
             script=script,
+            # The examples train on the CPU: a CPU lane takes no GPU slot or VRAM reservation,
+            # so the demo behaves the same on a laptop and on a busy GPU box.
+            resources=Resources(gpus=0),
         )
         ids.append(spec.id)
     return ids

@@ -100,10 +100,10 @@ def test_sweep_runs_as_one_group_through_the_queue(cli: Cli, home: Path) -> None
     configure(home, max_parallel=2)
     script = cli.cwd / "train.py"
     script.write_text(QUICK)
-    # Backprop's options go before the script: everything after it is the script's.
+    # The issue's own spelling: --sweep after the script is still Backprop's option.
     out = json.loads(
         cli(
-            "run", "--json", "--sweep", "lr=1e-3,3e-4", "--sweep", "batch=32,64", str(script)
+            "run", "--json", str(script), "--sweep", "lr=1e-3,3e-4", "--sweep", "batch=32,64"
         ).stdout
     )
     ids, group = out["ids"], out["group"]

@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from runner import identity
+from runner import identity, lifecycle
 from runner.durable import write_json
 from runner.model import ProcessIdentity, RunSpec, RunState, Status
 from runner.registry import Registry
@@ -279,8 +279,13 @@ def test_pause_and_continue(cli: Cli) -> None:
     run_id = cli.run_script(TRAINER)
     cli.wait_status(run_id, "running")
     pid = trainer_pid(cli, run_id)
+    lifecycle.pause(Registry(cli.home), run_id, reason="paused by the governor: GPU at 91°C")
+    d = cli.wait_status(run_id, "paused")
+    assert d["reason"] == "paused by the governor: GPU at 91°C"
+    cli("continue", run_id)
+    cli.wait_status(run_id, "running")
     cli("pause", run_id)
-    cli.wait_status(run_id, "paused")
+    assert cli.wait_status(run_id, "paused")["reason"] == "paused by user"
     wait_until(
         lambda: psutil.Process(pid).status() == psutil.STATUS_STOPPED, message="trainer stopped"
     )

@@ -13,6 +13,7 @@ import json
 import os
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -244,3 +245,29 @@ def test_real_write_json_leaves_no_temp_files(tmp_path) -> None:  # type: ignore
         write_json(tmp_path / "state.json", {"i": i})
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
     assert json.loads((tmp_path / "state.json").read_text()) == {"i": 19}
+
+
+def test_latest_checkpoint_is_the_newer_of_announced_and_on_disk(tmp_path: Path) -> None:
+    from runner.lifecycle import latest_checkpoint
+    from runner.model import SCHEMA
+    from runner.registry import SUMMARY, Registry
+
+    reg = Registry(tmp_path)
+    reg.ensure()
+    spec = RunSpec(id="000001", name="t", command=("python3", "t.py"), cwd="/", created_at=1.0)
+    folder = reg.create(spec)
+    ckpts = folder / "checkpoints"
+    ckpts.mkdir(exist_ok=True)
+    assert latest_checkpoint(reg, "000001") is None
+    announced = tmp_path / "elsewhere.pt"
+    announced.write_bytes(b"a")
+    os.utime(announced, (100.0, 100.0))
+    write_json(folder / SUMMARY, {"schema": SCHEMA, "latest_checkpoint": str(announced)})
+    assert latest_checkpoint(reg, "000001") == str(announced)
+    unannounced = ckpts / "step-200.pt"
+    unannounced.write_bytes(b"b")
+    os.utime(unannounced, (200.0, 200.0))
+    (ckpts / ".partial.tmp").write_bytes(b"c")  # a save in progress is never picked
+    assert latest_checkpoint(reg, "000001") == str(unannounced)
+    os.utime(announced, (300.0, 300.0))
+    assert latest_checkpoint(reg, "000001") == str(announced)

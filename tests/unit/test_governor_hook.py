@@ -513,7 +513,7 @@ def test_watch_pauses_hot_runs_and_continues_them_when_cool(reg: Registry) -> No
         interval_s=0.01,
         pause_temperature=90,
         resume_temperature=85,
-        pause=lambda r: calls.append(("pause", r)),
+        pause=lambda r, why: calls.append(("pause", r)),
         cont=lambda r: calls.append(("continue", r)),
     )
     w.sample()

@@ -188,3 +188,18 @@ def test_sanitize_keeps_only_colour_when_asked() -> None:
     assert out == "\x1b[1;32mok\x1b[0m x"
     long = sanitize_line("y" * 10_000)
     assert len(long) < 4200 and long.endswith("more characters]")
+
+
+def test_sweep_options_after_the_script_are_backprops_and_dash_dash_passes_through() -> None:
+    from tui.cli import _SEPARATOR, _protect_run_separator, _split_sweep_options
+
+    rest, sweeps, template = _split_sweep_options(
+        ["--epochs", "3", "--sweep", "lr=1,2", "--sweep=batch=8", "--sweep-template={key}={value}"]
+    )
+    assert rest == ["--epochs", "3"]
+    assert sweeps == ["lr=1,2", "batch=8"]
+    assert template == "{key}={value}"
+    argv = _protect_run_separator(["--home", "h", "run", "t.py", "--", "--sweep", "x"])
+    assert argv == ["--home", "h", "run", "t.py", _SEPARATOR, "--sweep", "x"]
+    assert _split_sweep_options(argv[4:]) == (["--sweep", "x"], [], None)
+    assert _protect_run_separator(["ls", "--", "x"]) == ["ls", "--", "x"]
