@@ -128,12 +128,17 @@ def bench_ls(runs: int, metric_lines: int, repeats: int) -> None:
         print(f"ratio ls(warm) / interpreter start : {med_w / med_b:.2f}x")
 
 
-def sample_process(proc: psutil.Process, seconds: float) -> tuple[float, float]:
-    """CPU percent of one core over ``seconds``, and RSS in MB at the end."""
+def sample_process(proc: psutil.Process, seconds: float) -> tuple[float, float, float]:
+    """CPU percent of one core over ``seconds``; RSS and PSS in MB at the end.
+
+    PSS splits shared pages (libpython, libc) among the processes mapping them: with many
+    supervisors it is closer to what each one really costs than RSS.
+    """
     c0 = sum(proc.cpu_times()[:2])
     time.sleep(seconds)
     c1 = sum(proc.cpu_times()[:2])
-    return 100.0 * (c1 - c0) / seconds, proc.memory_info().rss / 1e6
+    full = proc.memory_full_info()
+    return 100.0 * (c1 - c0) / seconds, full.rss / 1e6, getattr(full, "pss", full.rss) / 1e6
 
 
 def bench_supervisor(window: float, repeats: int) -> None:
@@ -171,11 +176,12 @@ def bench_supervisor(window: float, repeats: int) -> None:
             assert state is not None and state.status is Status.RUNNING
             sup = psutil.Process(state.supervisor.pid)
             ref = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-            cpu, rss, ref_rss = [], [], []
+            cpu, rss, pss, ref_rss = [], [], [], []
             for _ in range(repeats):
-                c, r = sample_process(sup, window)
+                c, r, p = sample_process(sup, window)
                 cpu.append(c)
                 rss.append(r)
+                pss.append(p)
                 ref_rss.append(psutil.Process(ref.pid).memory_info().rss / 1e6)
             ref.kill()
             subprocess.run(
@@ -186,7 +192,7 @@ def bench_supervisor(window: float, repeats: int) -> None:
             )
             print(
                 f"supervisor, {label}: CPU {fmt(cpu, '% of a core')}; "
-                f"RSS {fmt(rss, 'MB')} (goal <= 20 MB, ~0 %)"
+                f"RSS {fmt(rss, 'MB')} (goal <= 20 MB, ~0 %); PSS {fmt(pss, 'MB')}"
             )
             print(
                 f"  ratio RSS supervisor / bare python sleeping: "

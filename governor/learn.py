@@ -12,13 +12,17 @@ governor's lock; it is a cache, so a damaged file reads as empty.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from runner.durable import read_json, write_json
 from runner.model import RunSpec, ShapeError
+
+try:  # blake2 without hashlib: hashlib maps OpenSSL, ~4 MB in every supervisor
+    from _blake2 import blake2b
+except ImportError:  # pragma: no cover - other interpreters
+    from hashlib import blake2b
 
 SCHEMA = 1
 KEEP_PEAKS = 5
@@ -28,14 +32,14 @@ MAX_ENTRIES = 1000
 def command_key(spec: RunSpec) -> str:
     """Key of the exact command (interpreter, script and arguments)."""
     raw = json.dumps(list(spec.command), separators=(",", ":"))
-    return "cmd:" + hashlib.sha256(raw.encode()).hexdigest()[:32]
+    return "cmd:" + blake2b(raw.encode(), digest_size=16).hexdigest()
 
 
 def script_key(spec: RunSpec) -> str | None:
     """Key of the script, when the run has one."""
     if not spec.script:
         return None
-    return "script:" + hashlib.sha256(spec.script.encode()).hexdigest()[:32]
+    return "script:" + blake2b(spec.script.encode(), digest_size=16).hexdigest()
 
 
 def empty() -> dict[str, Any]:

@@ -109,6 +109,8 @@ class RunDefaults:
     resume_args: tuple[str, ...] = ()
     primary_metric: str = "loss"
     timeout_s: float | None = None
+    stall_factor: float = 10.0
+    stall_after_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,8 @@ def _run_defaults(d: Any) -> RunDefaults:
         "resume_args",
         "primary_metric",
         "timeout",
+        "stall_factor",
+        "stall_after",
     }
     unknown = set(d) - known
     if unknown:
@@ -180,6 +184,11 @@ def _run_defaults(d: Any) -> RunDefaults:
     if not isinstance(metric, str) or not metric:
         raise ConfigError("[run] primary_metric must be a non-empty string")
     timeout = d.get("timeout")
+    stall_factor = d.get("stall_factor", 10.0)
+    if isinstance(stall_factor, bool) or not isinstance(stall_factor, (int, float)):
+        raise ConfigError("[run] stall_factor must be a number")
+    if not stall_factor > 1:
+        raise ConfigError("[run] stall_factor must be greater than 1")
     return RunDefaults(
         python=python,
         grace_int_s=parse_duration(d.get("grace_int", 30)),
@@ -188,6 +197,8 @@ def _run_defaults(d: Any) -> RunDefaults:
         resume_args=tuple(resume_args),
         primary_metric=metric,
         timeout_s=parse_duration(timeout) if timeout is not None else None,
+        stall_factor=float(stall_factor),
+        stall_after_s=parse_duration(d.get("stall_after", 60)),
     )
 
 
@@ -200,6 +211,8 @@ _DOCUMENTED: list[tuple[str, str, Any, str]] = [
     ("run", "output_cap", "256M", "cap on output.log; beyond it the head and latest tail are kept"),
     ("run", "resume_args", [], 'extra arguments on resume, e.g. ["--resume", "{checkpoint}"]'),
     ("run", "primary_metric", "loss", "the metric shown as 'loss' in ls, show and the TUI"),
+    ("run", "stall_factor", 10.0, "flag 'stalled' after this many usual step intervals of silence"),
+    ("run", "stall_after", "60s", "... but never before this much silence"),
 ]
 
 

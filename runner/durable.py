@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
@@ -108,7 +107,7 @@ def write_atomic(
     """
     target = os.fspath(path)
     folder = os.path.dirname(target) or "."
-    tmp = os.path.join(folder, f"{TMP_PREFIX}{os.path.basename(target)}-{secrets.token_hex(4)}")
+    tmp = os.path.join(folder, f"{TMP_PREFIX}{os.path.basename(target)}-{os.urandom(4).hex()}")
     fd = ops.create(tmp)
     try:
         try:
@@ -125,9 +124,12 @@ def write_atomic(
         ops.fsync_dir(folder)
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
 def dump_json(obj: Any) -> bytes:
     """Encode ``obj`` as compact, deterministic JSON bytes ending in a newline."""
-    return (json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False) + "\n").encode()
+    return (_ENCODER.encode(obj) + "\n").encode()
 
 
 def write_json(

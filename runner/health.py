@@ -39,6 +39,8 @@ _OOM_PATTERNS = (
     r"\bout of memory\b",
     r"^Killed\s*$|\b\d+ Killed\s",
 )
+# Every pattern above contains one of these (lower case): a cheap test before the regex.
+_OOM_ANCHORS = ("memory", "resource_exhausted", "oom when", "alloc_failed", "bad_alloc", "killed")
 _OOM_ANY_RE = re.compile("|".join(_OOM_PATTERNS), re.IGNORECASE | re.MULTILINE)
 _OOM_RES = tuple(re.compile(p, re.IGNORECASE | re.MULTILINE) for p in _OOM_PATTERNS)
 _EXCEPTION_RE = re.compile(
@@ -113,7 +115,8 @@ def is_stalled(
 
 def find_oom(text: str) -> str | None:
     """The out-of-memory message in ``text`` (``"CUDA out of memory"``, ``"Killed"``...)."""
-    if _OOM_ANY_RE.search(text) is None:  # one pass for the common case: nothing
+    low = text.lower()  # literal anchors first: a case-blind alternation scans slowly
+    if not any(anchor in low for anchor in _OOM_ANCHORS) or _OOM_ANY_RE.search(text) is None:
         return None
     for pattern in _OOM_RES:
         m = pattern.search(text)

@@ -10,7 +10,6 @@ import contextlib
 import itertools
 import json
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -151,6 +150,8 @@ def submit(
         resources=resources or Resources(),
         script=script,
         primary_metric=config.run.primary_metric,
+        stall_factor=config.run.stall_factor,
+        stall_after_s=config.run.stall_after_s,
     )
     registry.create(spec)
     if start:
@@ -217,7 +218,7 @@ def send_request(
     """
     folder = registry.run_dir(run_id) / REQUESTS
     folder.mkdir(exist_ok=True)
-    name = f"{time.time_ns():020d}-{secrets.token_hex(3)}.json"
+    name = f"{time.time_ns():020d}-{os.urandom(3).hex()}.json"
     doc: dict[str, object] = {"action": action, "at": time.time(), "by": os.getpid()}
     if reason:
         doc["reason"] = reason
@@ -437,7 +438,7 @@ def remove(registry: Registry, run_id: str) -> None:
             f"cannot remove run {run_id}: it is {view.status.value}; stop it first"
         )
     folder = registry.run_dir(run_id)
-    trash = registry.runs_dir / f".trash-{run_id}-{secrets.token_hex(4)}"
+    trash = registry.runs_dir / f".trash-{run_id}-{os.urandom(4).hex()}"
     os.rename(folder, trash)  # vanishes from listings atomically
     shutil.rmtree(trash, ignore_errors=True)
 
@@ -459,7 +460,7 @@ def export_run(registry: Registry, run_id: str, out: Path) -> Path:
             return None
         return info
 
-    tmp = out.with_name(f".{out.name}.{secrets.token_hex(3)}.tmp")
+    tmp = out.with_name(f".{out.name}.{os.urandom(3).hex()}.tmp")
     with tarfile.open(tmp, "w:gz") as tar:
         tar.add(folder, arcname=run_id, filter=keep)
     os.replace(tmp, out)

@@ -256,6 +256,8 @@ class RunSpec:
     resources: Resources = field(default_factory=Resources)
     script: str | None = None
     primary_metric: str = "loss"
+    stall_factor: float = 10.0
+    stall_after_s: float = 60.0
 
     def to_json(self) -> dict[str, Any]:
         """Return the JSON form (with schema)."""
@@ -277,6 +279,8 @@ class RunSpec:
             "resources": self.resources.to_json(),
             "script": self.script,
             "primary_metric": self.primary_metric,
+            "stall_factor": self.stall_factor,
+            "stall_after_s": self.stall_after_s,
         }
 
     @classmethod
@@ -323,6 +327,8 @@ class RunSpec:
             resources=Resources.from_json(d.get("resources")),
             script=_get(d, "script", str, optional=True),
             primary_metric=_get(d, "primary_metric", str, optional=True) or "loss",
+            stall_factor=_num(d, "stall_factor", optional=True) or 10.0,
+            stall_after_s=_num(d, "stall_after_s", optional=True) or 60.0,
         )
 
 

@@ -367,7 +367,13 @@ class Supervisor:
         try:
             from runner.ingest import Ingestor  # only once admitted: queued shims stay small
 
-            return Ingestor(self.run_dir, self.spec, self.attempt)
+            return Ingestor(
+                self.run_dir,
+                self.spec,
+                self.attempt,
+                stall_factor=self.spec.stall_factor,
+                stall_floor_s=self.spec.stall_after_s,
+            )
         except Exception as exc:
             self.record("metrics_unavailable", error=repr(exc)[:300])
             return _NoIngestor()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -203,3 +204,22 @@ def test_sweep_options_after_the_script_are_backprops_and_dash_dash_passes_throu
     assert argv == ["--home", "h", "run", "t.py", _SEPARATOR, "--sweep", "x"]
     assert _split_sweep_options(argv[4:]) == (["--sweep", "x"], [], None)
     assert _protect_run_separator(["ls", "--", "x"]) == ["ls", "--", "x"]
+
+
+def test_stall_settings_reach_the_run_spec(tmp_path: Path) -> None:
+    from runner import lifecycle
+    from runner.config import load_config
+    from runner.registry import Registry
+
+    (tmp_path / "backprop.toml").write_text('[run]\nstall_factor = 4\nstall_after = "2m"\n')
+    config = load_config(tmp_path, cwd=tmp_path)
+    assert (config.run.stall_factor, config.run.stall_after_s) == (4.0, 120.0)
+    reg = Registry(tmp_path)
+    reg.ensure()
+    spec = lifecycle.submit(reg, ["true"], name="t", timeout_s=None, config=config, start=False)
+    assert reg.read_spec(spec.id).stall_factor == 4.0
+    assert reg.read_spec(spec.id).stall_after_s == 120.0
+    for bad in ("stall_factor = 1", 'stall_factor = "x"', 'stall_after = "soon"'):
+        (tmp_path / "backprop.toml").write_text(f"[run]\n{bad}\n")
+        with pytest.raises(ConfigError):
+            load_config(tmp_path, cwd=tmp_path)
