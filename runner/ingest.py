@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from runner.durable import JsonlAppender, read_json, write_json
+from runner.durable import JsonlAppender, dump_json, read_json, write_json
 from runner.health import (
     OOM,
     STALL_FACTOR,
@@ -45,9 +45,9 @@ from runner.history import (
     CheckpointEvent,
     Point,
     decode_record,
+    encode_point,
     event_record,
     iter_records,
-    point_record,
 )
 from runner.model import RunSpec, ShapeError
 from runner.parsers import LineSplitter, ParsedLine, StepTracker, parse_line
@@ -112,7 +112,7 @@ class Ingestor:
         self._appender = JsonlAppender(self.run_dir / METRICS)
         self._out_fd: int | None = None
         self._rep_fd: int | None = None
-        self._records: list[dict[str, Any]] = []
+        self._records: list[bytes] = []  # encoded metrics.jsonl lines not yet appended
         self._report_mode = False
         self._announced: deque[str] = deque(maxlen=64)
         self._oom: str | None = None
@@ -195,7 +195,7 @@ class Ingestor:
         arrived = self._read_report(final, now)
         arrived |= self._read_output(final, now)
         if self._records:
-            self._appender.append(self._records)
+            self._appender.append_raw(b"".join(self._records))
             self._records = []
             self._dirty = True
         if arrived:
@@ -320,7 +320,9 @@ class Ingestor:
         step = parsed.step if parsed.step is not None else self.tracker.last_step
         event = CheckpointEvent(self.attempt, step, now, path)
         self.builder.add(event)
-        self._records.append(event_record(event.attempt, event.step, event.t, event.path))
+        self._records.append(
+            dump_json(event_record(event.attempt, event.step, event.t, event.path))
+        )
         self._ckpt_scanned_at = -1e18  # rescan now
 
     def _read_report(self, final: bool, now: float) -> bool:
@@ -381,7 +383,7 @@ class Ingestor:
 
     def _add_point(self, point: Point) -> None:
         self.builder.add(point)
-        self._records.append(point_record(point.attempt, point.step, point.t, point.values))
+        self._records.append(encode_point(point.attempt, point.step, point.t, point.values))
 
     # --- checkpoints, health, summary ------------------------------------------------------
 

@@ -19,13 +19,17 @@ from runner.model import SCHEMA
 
 MAX_METRIC_NAMES = 256
 RATE_WINDOW_S = 30.0
+KEEP_POINTS = 16_384  # primary-metric points kept for rewinds; older ones fold into a floor
 
 
 class SummaryBuilder:
     """The digest of a history, kept incrementally (what ``summary.json`` holds).
 
-    Only the primary metric's points are kept (steps, values, running best), in compact
-    arrays, so that a resume that rewinds the history also rewinds the best value.
+    Only the primary metric's latest points are kept (steps, values, running best), in
+    compact arrays, so that a resume that rewinds the history also rewinds the best value.
+    Past :data:`KEEP_POINTS` the older half folds into a floor (its best and count), so a
+    run of millions of steps costs the supervisor no more memory than a short one; a rewind
+    further back than the kept points keeps the floor's best.
 
     Args:
         primary: the metric shown as "loss" (``spec.primary_metric``).
@@ -45,6 +49,9 @@ class SummaryBuilder:
         self._values = array("d")
         self._best = array("d")
         self._best_step = array("q")
+        self._floor_best = math.nan
+        self._floor_best_step = -1
+        self._floor_points = 0
         self._rate: deque[tuple[float, int]] = deque()
         self._rate_attempt = 0
 
@@ -67,8 +74,8 @@ class SummaryBuilder:
             for arr in (steps, self._attempts, self._values, self._best, self._best_step):
                 arr.pop()
         if value is not None:
-            best = self._best[-1] if self._best else math.nan
-            best_step = self._best_step[-1] if self._best_step else -1
+            best = self._best[-1] if self._best else self._floor_best
+            best_step = self._best_step[-1] if self._best_step else self._floor_best_step
             if math.isfinite(value) and (
                 math.isnan(best) or (value > best if self.higher_better else value < best)
             ):
@@ -78,11 +85,20 @@ class SummaryBuilder:
             self._values.append(value)
             self._best.append(best)
             self._best_step.append(best_step)
+            if len(steps) > KEEP_POINTS:
+                self._fold(KEEP_POINTS // 2)
         self.step = s
         for k, v in rec.values.items():
             if k in self.metrics or len(self.metrics) < MAX_METRIC_NAMES:
                 self.metrics[k] = v
         self._track_rate(rec.attempt, rec.t, s)
+
+    def _fold(self, n: int) -> None:
+        """Fold the oldest ``n`` kept points into the floor."""
+        self._floor_best, self._floor_best_step = self._best[n - 1], self._best_step[n - 1]
+        self._floor_points += n
+        for arr in (self._steps, self._attempts, self._values, self._best, self._best_step):
+            del arr[:n]
 
     def _track_rate(self, attempt: int, t: float, step: int) -> None:
         window = self._rate
@@ -108,19 +124,20 @@ class SummaryBuilder:
     @property
     def best(self) -> float | None:
         """The best finite value of the primary metric so far."""
-        if not self._best or math.isnan(self._best[-1]):
-            return None
-        return self._best[-1]
+        best = self._best[-1] if self._best else self._floor_best
+        return None if math.isnan(best) else best
 
     @property
     def best_step(self) -> int | None:
         """The step of :attr:`best`."""
-        return self._best_step[-1] if self.best is not None else None
+        if self.best is None:
+            return None
+        return self._best_step[-1] if self._best_step else self._floor_best_step
 
     @property
     def primary_points(self) -> int:
         """How many points of the primary metric the merged history holds."""
-        return len(self._values)
+        return self._floor_points + len(self._values)
 
     def steps_per_s(self) -> float | None:
         """Recent training speed, from the latest attempt's points."""

@@ -409,10 +409,10 @@ def test_an_ingestion_failure_never_reaches_the_supervisor(
     run_dir, spec = make_run(tmp_path)
     ing = Ingestor(run_dir, spec, 1, clock=Clock(), oom_kills=lambda: None)
 
-    def disk_full(records: object) -> None:
+    def disk_full(data: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ing._appender, "append", disk_full)
+    monkeypatch.setattr(ing._appender, "append_raw", disk_full)
     write(run_dir / OUTPUT, "step 1 loss: 0.5\n")
     ing.poll()
     ing.poll()
@@ -422,3 +422,19 @@ def test_an_ingestion_failure_never_reaches_the_supervisor(
     ing.poll(final=True)
     ing.close()
     assert steps(run_dir) == [2]
+
+
+def test_a_long_run_keeps_bounded_memory_and_the_right_best() -> None:
+    from runner import summary
+
+    b = SummaryBuilder()
+    n = 3 * summary.KEEP_POINTS
+    for s in range(1, n + 1):
+        # The best comes early (step 100), then the loss hovers above it.
+        b.add(Point(1, s, float(s), {"loss": 0.01 if s == 100 else 1.0 + (s % 7) / 10}))
+    assert len(b._steps) <= summary.KEEP_POINTS
+    assert (b.best, b.best_step, b.primary_points, b.step) == (0.01, 100, n, n)
+    # A resumed attempt rewinding into the kept points keeps the floor's best and the
+    # latest attempt's values win from the rewind on.
+    b.add(Point(2, n - 10, float(n + 1), {"loss": 0.005}))
+    assert (b.best, b.best_step, b.last, b.step) == (0.005, n - 10, 0.005, n - 10)
