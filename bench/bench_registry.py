@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from runner.durable import write_json  # noqa: E402
 from runner.model import ProcessIdentity, RunSpec, RunState, Status  # noqa: E402
-from runner.registry import Registry  # noqa: E402
+from runner.registry import INDEX, Registry  # noqa: E402
 
 STATUSES = [Status.COMPLETED, Status.FAILED, Status.STOPPED, Status.TIMEBOXED]
 
@@ -109,7 +109,7 @@ def bench_ls(runs: int, metric_lines: int, repeats: int) -> None:
         env = {**os.environ, "BACKPROP_HOME": str(home)}
         ls = [sys.executable, "-m", "tui.cli", "ls", "--json"]
         baseline = [sys.executable, "-c", "import json, argparse"]
-        (home / "index.json").unlink(missing_ok=True)
+        (home / INDEX).unlink(missing_ok=True)
         cold = timed(ls, env)  # builds the listing cache
         warm, base = [], []
         for _ in range(repeats):
@@ -117,7 +117,7 @@ def bench_ls(runs: int, metric_lines: int, repeats: int) -> None:
             base.append(timed(baseline, env))
         uncached = []
         for _ in range(max(3, repeats // 2)):
-            (home / "index.json").unlink(missing_ok=True)
+            (home / INDEX).unlink(missing_ok=True)
             uncached.append(timed(ls, env))
         med_w, med_b = statistics.median(warm), statistics.median(base)
         print(f"ls --json, {runs} runs, cache warm : {fmt(warm, 's')}  (goal <= 0.3 s)")
