@@ -7,8 +7,8 @@ Measures, for the real console script in a private tmux server:
 * idle: only finished runs: CPU and bytes;
 * latency: from a metric line appended to a run's ``metrics.jsonl`` to its step on screen
   (``capture-pane`` polled every 10 ms), p50/p95;
-* first frame with 10,000 runs: from the process start to the first frame, and to the tree
-  listing them all.
+* first frame with 10,000 runs: from the start of the console script (the exec after the
+  shell's short sleep) to the first frame, and to the tree listing them all.
 
 The live runs are written by one helper process that stands in for their supervisors (it is
 recorded as their supervisor, so the registry sees them as running) and writes their files
@@ -46,6 +46,13 @@ WRITER = r"""
 import json, math, os, sys, time
 home, n, rate = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 runs = [f"{i:06d}" for i in range(2, n + 2)]  # run 000001 is the latency probe's
+# The runs are written after this process starts (they name it as their supervisor): wait
+# for their files, or opening them fails and every run shows as lost.
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline and not all(
+    os.path.exists(os.path.join(home, "runs", r, "metrics.jsonl")) for r in runs
+):
+    time.sleep(0.01)
 outs = {r: open(os.path.join(home, "runs", r, "output.log"), "a") for r in runs}
 mets = {r: open(os.path.join(home, "runs", r, "metrics.jsonl"), "a") for r in runs}
 step, t0, last_summary = 0, time.time(), 0.0
@@ -107,6 +114,7 @@ class Tmux:
     def __init__(self, size: tuple[int, int]) -> None:
         self.socket = f"backprop-bench-{uuid.uuid4().hex[:8]}"
         self.size = size
+        self.started_at = 0.0  # time.time() when the console script started (see start)
 
     def run(self, *args: str) -> str:
         return subprocess.run(
@@ -129,7 +137,10 @@ class Tmux:
         proc = psutil.Process(pid)
         deadline = time.monotonic() + 10
         while "tui" not in " ".join(proc.cmdline()) and time.monotonic() < deadline:
-            time.sleep(0.01)  # the shell execs the TUI after its short sleep
+            time.sleep(0.002)  # the shell execs the TUI after its short sleep
+        # When the console script started: the pane's process was created by the shell 0.3 s
+        # earlier (its sleep lets pipe-pane attach first), so its create_time is not it.
+        self.started_at = time.time()
         return proc
 
     def screen(self) -> str:
@@ -258,9 +269,9 @@ def first_frame_phase(args: argparse.Namespace, work: Path) -> None:
     for _ in range(args.first_samples):
         tmux, pipe = Tmux((120, 40)), work / "many.bytes"
         pipe.touch()
-        proc = tmux.start(home, pipe)
+        tmux.start(home, pipe)
         try:
-            started = proc.create_time()
+            started = tmux.started_at  # the exec of the console script, not the shell's start
             frame.append(tmux.wait("Runs") - started)
             listed.append(tmux.wait(f"Runs {args.many}") - started)
         finally:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from textual.app import App, ComposeResult, SystemCommand
@@ -41,22 +42,16 @@ from tui.messages import (
     VisibleRunsChanged,
 )
 from tui.producer import GpuSource, HostSource, Producer
-from tui.screens.confirm import ConfirmDialog
-from tui.screens.dialogs import (
-    ForkAnswer,
-    ResumeAnswer,
-    filter_dialog,
-    fork_dialog,
-    new_run_dialog,
-    resume_dialog,
-)
-from tui.screens.help import HelpScreen
-from tui.screens.metrics import MetricPicker
 from tui.widgets.gpu_footer import GpuFooter
 from tui.widgets.output_grid import OutputGrid
 from tui.widgets.output_pane import OutputLog
 from tui.widgets.plot_pane import Curve, MetricPlot
 from tui.widgets.run_tree import RunTree
+
+# The dialogs (tui.screens) are imported when first opened: their widgets are not needed for
+# the first frame, which comes sooner without them.
+if TYPE_CHECKING:
+    from tui.screens.dialogs import ForkAnswer, ResumeAnswer
 
 
 @dataclass(frozen=True)
@@ -89,8 +84,11 @@ COMMANDS = (
 )
 CHANGING = frozenset(c.action for c in COMMANDS if c.changes)
 KEY_NAMES = {"/": "slash", "?": "question_mark"}
-OUTPUT_EVERY_S = 0.25
 PLOT_EVERY_S = 1.0
+# Spinners turn and a waiting plot is drawn on this tick; the timer is paused when nothing
+# moves (no active run, no plot waiting): idle costs nothing.
+TICK_S = 0.5
+DETAILS_EVERY_S = 1.0
 QUIT_NOTE = "q quits the TUI only: every run keeps running under its own supervisor."
 
 
@@ -145,9 +143,9 @@ class BackpropApp(App[int]):
         self.metrics_chosen: tuple[str, ...] = ()
         self.producer = producer_factory(lambda snap: self.post_message(SnapshotReady(snap)))
         self._interest = Interest()
-        self._plot_drawn_at = self._fed_at = -1e9
-        self._plot_dirty = self._panes_dirty = False
-        self._ticks = 0
+        self._plot_drawn_at = self._details_at = -1e9
+        self._plot_dirty = False
+        self._active = False  # whether a run is active (spinners turn, durations move on)
 
     # --- layout -------------------------------------------------------------------------------
 
@@ -174,9 +172,11 @@ class BackpropApp(App[int]):
         self.query_one("#grid", OutputGrid).border_title = "Running output"
         self.query_one("#compare", MetricPlot).border_title = "Compare"
         self.tree.focus()
-        self.set_interval(0.25, self._tick)
+        self._ticker = self.set_interval(TICK_S, self._tick, pause=True)
         if self.watch:
-            self.producer.start()
+            # After the first frame: listing thousands of runs holds the GIL much of the time
+            # and would hold the first frame back.
+            self.call_after_refresh(self.producer.start)
         else:
             self._apply(self.producer.scan())
 
@@ -186,7 +186,8 @@ class BackpropApp(App[int]):
     # --- data in ------------------------------------------------------------------------------
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
-        self._apply(message.snapshot)
+        if self.is_running:  # not while shutting down: the widgets are being removed
+            self._apply(message.snapshot)
 
     def _apply(self, snap: Snapshot) -> None:
         self.snapshot = snap
@@ -194,12 +195,14 @@ class BackpropApp(App[int]):
         tree.empty_text = self._empty_text(snap)
         tree.update_rows(snap.runs, snap.gpu)
         running = sum(1 for r in snap.runs if r.status is Status.RUNNING)
+        self._active = any(r.status.active for r in snap.runs)
         title = f"Runs {len(snap.runs)}" + (f" · {running} running" if running else "")
         set_title(tree, title + (" · read-only" if self.readonly else ""))
         set_title(tree, f"filter: {escape(tree.filter_text)}" if tree.filter_text else "", sub=True)
         self.query_one(GpuFooter).update_data(snap.gpu, snap.host, snap.runs, self.hints())
-        self._plot_dirty = self._panes_dirty = True
+        self._plot_dirty = True
         self._feed_panes()
+        self._ticker.resume()
 
     def _empty_text(self, snap: Snapshot) -> str:
         if snap.error:
@@ -215,12 +218,16 @@ class BackpropApp(App[int]):
         return self.tree.rows.get(run_id) if run_id else None
 
     def _feed_panes(self, *, force: bool = False) -> None:
-        """Feed the visible panes: output at most 4 times a second, plots once a second."""
-        now = time.monotonic()
-        if force or not self.watch or now - self._fed_at >= OUTPUT_EVERY_S:
-            self._fed_at, self._panes_dirty = now, False
-            self._feed_output()
-        if force or not self.watch or now - self._plot_drawn_at >= PLOT_EVERY_S:
+        """Feed the visible panes: the output's new lines, the plot at most once a second.
+
+        The producer paces the snapshots (a busy run's output comes twice a second).
+        """
+        self._feed_output()
+        if (
+            force
+            or not self.watch
+            or time.monotonic() - self._plot_drawn_at >= PLOT_EVERY_S - TICK_S / 2
+        ):
             self._draw_plot()
 
     def _feed_output(self) -> None:
@@ -270,12 +277,18 @@ class BackpropApp(App[int]):
         return [(r.id, r.name) for r in (marked or live)[:limit]]
 
     def _tick(self) -> None:
-        self._ticks += 1
+        """Turn spinners, draw a plot that waited, move durations on; pause when nothing moves."""
+        if not self.is_running:  # shutting down: the widgets are being removed
+            return
         self.tree.tick()
-        if self._panes_dirty or self._plot_dirty:
+        if self._plot_dirty:
             self._feed_panes()
-        if self._ticks % 4 == 0:
-            self.tree.refresh_details()
+        now = time.monotonic()
+        if now - self._details_at >= DETAILS_EVERY_S:
+            self._details_at = now
+            self.tree.refresh_details(active_only=True)
+        if not (self._active or self._plot_dirty):
+            self._ticker.pause()
 
     def _update_interest(self) -> None:
         tree = self.tree
@@ -365,6 +378,8 @@ class BackpropApp(App[int]):
                 save_prefs(self.prefs_path, {"new_run": vars(request)})
                 self.post_message(SubmitRequested(request))
 
+        from tui.screens.dialogs import new_run_dialog
+
         self.push_screen(new_run_dialog(last if isinstance(last, dict) else {}), done)
 
     def _stop(self, force: bool) -> None:
@@ -384,6 +399,8 @@ class BackpropApp(App[int]):
         def done(yes: bool | None) -> None:
             if yes:
                 self.post_message(StopRequested(run_id, force))
+
+        from tui.screens.confirm import ConfirmDialog
 
         self.push_screen(ConfirmDialog(question, detail), done)
 
@@ -415,6 +432,8 @@ class BackpropApp(App[int]):
             if answer is not None:
                 self.post_message(ResumeRequested(run_id, answer.timeout_s))
 
+        from tui.screens.dialogs import resume_dialog
+
         self.push_screen(resume_dialog(row.name, row.timeout_s), done)
 
     def action_fork(self) -> None:
@@ -427,6 +446,8 @@ class BackpropApp(App[int]):
                 self.post_message(
                     ForkRequested(run_id, answer.changes, answer.name, answer.timeout_s)
                 )
+
+        from tui.screens.dialogs import fork_dialog
 
         self.push_screen(fork_dialog(row.name), done)
 
@@ -471,6 +492,8 @@ class BackpropApp(App[int]):
                 self.metrics_chosen = names
                 self._draw_plot()
 
+        from tui.screens.metrics import MetricPicker
+
         self.push_screen(MetricPicker(series.names, chosen), done)
 
     def action_filter(self) -> None:
@@ -483,6 +506,8 @@ class BackpropApp(App[int]):
         def done(text: str | None) -> None:
             tree.set_filter(before if text is None else text)
             self._apply(self.snapshot)
+
+        from tui.screens.dialogs import filter_dialog
 
         self.push_screen(filter_dialog(before, live), done)
 
@@ -499,6 +524,8 @@ class BackpropApp(App[int]):
             if self.check_action(c.action, ())
         ]
         keys.append(("Ctrl+P", "command palette: every action by name"))
+        from tui.screens.help import HelpScreen
+
         self.push_screen(HelpScreen(keys, QUIT_NOTE))
 
     async def action_quit(self) -> None:

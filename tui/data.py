@@ -13,7 +13,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -400,14 +400,30 @@ def row_from_view(view: RunView, digest: MetricDigest | None = None) -> RunRow:
     """
     d = view.to_json()
     metric = str(d.get("primary_metric") or "loss")
+    row = _row_from_json(view, d, metric)
+    return row if digest is None else with_digest(row, digest, metric)
+
+
+def with_digest(row: RunRow, digest: MetricDigest, metric: str) -> RunRow:
+    """``row`` with the step, ``metric`` value and sparkline of ``digest`` (metrics moved on).
+
+    The same as building the row again from its view with this digest, without re-reading
+    the view: the producer calls this many times a second for each running run.
+    """
+    step, loss = row.step, row.loss
+    if digest.step is not None:
+        step = digest.step
+        loss = digest.values.get(metric, row.loss)
+    names = (
+        row.metric_names
+        if digest.names == row.metric_names
+        else tuple(safe_label(n, 40) for n in digest.names)
+    )
+    return replace(row, step=step, loss=loss, spark=digest.spark, metric_names=names)
+
+
+def _row_from_json(view: RunView, d: Mapping[str, Any], metric: str) -> RunRow:
     step, loss = _int(d.get("step")), _num(d.get("loss"))
-    spark: tuple[float, ...] = ()
-    names: tuple[str, ...] = ()
-    if digest is not None:
-        if digest.step is not None:
-            step = digest.step
-            loss = digest.values.get(metric, loss)
-        spark, names = digest.spark, digest.names
     parent = d.get("parent")
     lineage = None
     if isinstance(parent, dict) and isinstance(parent.get("run_id"), str):
@@ -449,8 +465,6 @@ def row_from_view(view: RunView, digest: MetricDigest | None = None) -> RunRow:
         gpus=tuple(g for g in (d.get("gpus") or []) if isinstance(g, int)),
         vram_request=_int(resources.get("vram_bytes")) if isinstance(resources, dict) else None,
         parent=lineage,
-        spark=spark,
-        metric_names=tuple(safe_label(n, 40) for n in names),
     )
 
 

@@ -7,6 +7,12 @@ hands each new :class:`~tui.data.Snapshot` to ``post`` (the app's thread-safe
 ``post_message``). A slow poll backs the watcher up: it catches supervisors that died without
 writing anything, runs resumed from elsewhere, and file systems where events never arrive.
 Widgets never read files; this module never touches a widget.
+
+Cost: file events only mark what changed. A run whose files grow in batch after batch of
+events is busy: its files are read twice a second (all busy runs in the same round, so the
+tree and the output pane move together); a change to a quiet run is read at once. Snapshots
+go out at most once per ``min_emit_s``. While files keep changing the thread wakes ten times
+a second; with no active run it sleeps until the slow poll, seconds away.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from governor.probes import GpuSnapshot, HostInfo, probe_gpus, probe_host
 from runner.model import ID_RE, Status
@@ -34,12 +41,32 @@ from tui.data import (
     Snapshot,
     primary_metric,
     row_from_view,
+    with_digest,
 )
+
+if TYPE_CHECKING:
+    from watchfiles._rust_notify import RustNotify
 
 GpuSource = Callable[[], GpuSnapshot]
 HostSource = Callable[[], "HostInfo | None"]
 
 SPARK_WIDTH = 12
+# A run's listing entry is re-read at most this often (summary.json is rewritten every
+# second; the metric tail has the latest step and loss); a state.json change at once.
+VIEW_EVERY_S = 2.0
+# A busy run's output and metrics are read at most this often (the tree and the output pane
+# move twice a second); runs nearly due are read in the same round.
+BUSY_READ_S = 0.5
+BUSY_SLACK_S = 0.25
+# A run is busy once its files grew in this many batches of events running (batches come
+# ten times a second at most while files change).
+BUSY_BATCHES = 3
+# watchfiles wakes every "step" to look for events: often while runs write (latency), seldom
+# when nothing runs (each wake-up costs; 5 ms steps alone were 1 % of a core).
+ACTIVE_STEP_MS = 10
+IDLE_STEP_MS = 100
+DEBOUNCE_MS = 100
+DRAIN_STEP_MS = 2  # taking the events gathered while the thread slept
 FOLLOW_LINES = 2000
 # File names that change a run's listing entry.
 _VIEW_FILES = frozenset({"state.json", "spec.json", "summary.json"})
@@ -66,8 +93,10 @@ class Producer:
         host_source: returns the host now (default: psutil through ``governor.probes``).
         poll_s: how often active runs are re-read even without events (supervisor deaths
             write nothing).
-        slow_poll_s: how often finished runs are checked for a change made elsewhere.
-        gpu_every_s: GPU and host refresh period.
+        slow_poll_s: how often finished runs are checked for a change made elsewhere (and,
+            with no active run, how often the run list is re-read).
+        gpu_every_s: GPU and host refresh period while a run is active.
+        idle_probe_s: GPU and host refresh period while no run is active.
         min_emit_s: at most one snapshot per this many seconds.
     """
 
@@ -81,6 +110,7 @@ class Producer:
         poll_s: float = 2.0,
         slow_poll_s: float = 15.0,
         gpu_every_s: float = 1.5,
+        idle_probe_s: float = 10.0,
         min_emit_s: float = 0.1,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -91,10 +121,15 @@ class Producer:
         self.poll_s = poll_s
         self.slow_poll_s = slow_poll_s
         self.gpu_every_s = gpu_every_s
+        self.idle_probe_s = idle_probe_s
         self.min_emit_s = min_emit_s
         self.monotonic = monotonic
         self._views: dict[str, RunView] = {}
+        self._active: set[str] = set()  # ids of the views whose status is active
         self._rows: dict[str, RunRow] = {}
+        # Per run: the view, its row without metrics, its primary metric (the view is re-read
+        # seldom, the metrics often: only the metric fields of the row are redone then).
+        self._bases: dict[str, tuple[RunView, RunRow, str]] = {}
         self._order: list[str] = []
         self._metric_tails: dict[str, MetricTail] = {}
         self._output_tails: dict[str, OutputTail] = {}
@@ -114,9 +149,16 @@ class Producer:
         self._dirty_metrics: set[str] = set()
         self._dirty_outputs: set[str] = set()
         self._view_loaded_at: dict[str, float] = {}
+        self._batch = 0  # event batches seen
+        # run id -> (last batch its files grew in, how many batches running they grew in)
+        self._written_in: dict[str, tuple[int, int]] = {}
+        self._drained_at = -1e9
+        self._busy: set[str] = set()  # runs whose files grew in BUSY_BATCHES batches running
+        self._read_at: dict[str, float] = {}  # run id -> when its tails were last read
         self._changed = True
         self._last_emit = -1e9
         self._last_poll = self._last_slow = self._last_gpu = -1e9
+        self._watched: tuple[tuple[str, ...], list[str]] | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -163,6 +205,7 @@ class Producer:
         except OSError as exc:
             views, self.error = [], f"cannot read {self.registry.runs_dir}: {exc.strerror}"
         self._views = {v.id: v for v in views}
+        self._active = {v.id for v in views if v.status.active}
         self._order = [v.id for v in views]
         self._rows.clear()
         self._probe(now)
@@ -178,64 +221,100 @@ class Producer:
     def tick(self, *, force: bool = False) -> Snapshot | None:
         """Do whatever is due; return a snapshot if something changed (and one is due).
 
-        ``force``: return it even if the last one was sent less than ``min_emit_s`` ago.
+        Files marked by events are read only when a snapshot is due: at most once per
+        ``min_emit_s``, unless ``force``.
         """
         now = self.monotonic()
+        if now - self._last_poll >= (self.poll_s if self._active else self.slow_poll_s):
+            self._last_poll = now
+            self._relist = True
+            for run_id in self._tailed_ids():
+                self._dirty_metrics.add(run_id)
+                self._dirty_outputs.add(run_id)
+            self._dirty_views.update(self._active)
+        if now - self._last_slow >= self.slow_poll_s:
+            self._last_slow = now
+            self._check_finished()
+        if now - self._last_gpu >= (self.gpu_every_s if self._active else self.idle_probe_s):
+            self._probe(now)
+        if not force and now - self._last_emit < self.min_emit_s:
+            return None  # the watch loop comes back when it is due (see ``next_due``)
         if self._relist:
             self._relist = False
             self._sync_ids()
         if self._interest_changed:
             self._apply_interest()
-        if now - self._last_poll >= self.poll_s:
-            self._last_poll = now
-            self._sync_ids()
-            for run_id in self._tailed_ids():
-                self._dirty_metrics.add(run_id)
-                self._dirty_outputs.add(run_id)
-            self._dirty_views.update(i for i, v in self._views.items() if v.status.active)
-        if now - self._last_slow >= self.slow_poll_s:
-            self._last_slow = now
-            self._check_finished()
-        if now - self._last_gpu >= self.gpu_every_s:
-            self._probe(now)
         self._process_dirty(now)
-        if self._changed and (force or now - self._last_emit >= self.min_emit_s):
+        if self._changed:
             return self._snapshot()
         return None
+
+    def next_due(self, now: float) -> float:
+        """When ``tick`` next has something to do (a ``monotonic`` time, maybe in the past)."""
+        due = min(
+            self._last_poll + (self.poll_s if self._active else self.slow_poll_s),
+            self._last_slow + self.slow_poll_s,
+            self._last_gpu + (self.gpu_every_s if self._active else self.idle_probe_s),
+        )
+        emit_at = self._last_emit + self.min_emit_s
+        if self._changed or self._relist or self._interest_changed:
+            due = min(due, emit_at)
+        for run_id in self._dirty_metrics | self._dirty_outputs:
+            read_at = self._read_at.get(run_id, -1e9) + BUSY_READ_S if run_id in self._busy else 0
+            due = min(due, max(emit_at, read_at))
+        if self._dirty_views:
+            loaded = min(self._view_loaded_at.get(i, -1e9) for i in self._dirty_views)
+            due = min(due, max(emit_at, loaded + VIEW_EVERY_S))
+        return due
 
     def _run(self) -> None:
         self._emit(self.scan())
         try:
-            import watchfiles
+            # The engine under ``watchfiles.watch``: unlike the generator, each wait can have
+            # its own timeout and step, which lets the thread sleep until something is due.
+            from watchfiles._rust_notify import RustNotify
         except ImportError:  # pragma: no cover - a dependency, but never fatal
-            watchfiles = None
+            self._poll_forever()
+            return
         while not self._stop.is_set():
-            if watchfiles is None:
-                self._poll_forever()
-                return
             paths = self._watch_paths()
-            self._wake.clear()
             try:
-                for changes in watchfiles.watch(
-                    *paths,
-                    watch_filter=None,
-                    debounce=100,
-                    step=5,
-                    stop_event=self._wake,
-                    rust_timeout=200,
-                    yield_on_timeout=True,
-                    raise_interrupt=False,
-                    recursive=False,
-                ):
-                    self.handle_changes(path for _, path in changes)
-                    self._emit(self.tick())
-                    if self._stop.is_set() or set(self._watch_paths()) != set(paths):
-                        break
+                with RustNotify(paths, False, False, 300, False, False) as watcher:
+                    self._watch(watcher, paths)
             except (OSError, RuntimeError):
                 # A folder vanished under the watcher, or the watch limit is reached: poll
                 # for a moment, then try watching again.
                 self._stop.wait(0.5)
             self._emit(self.tick())
+
+    def _watch(self, watcher: RustNotify, paths: list[str]) -> None:
+        """Wait for events or for the next due time, then tick; return when paths change.
+
+        While files keep changing ("hot"), the thread sleeps ``min_emit_s`` (or until
+        something is due) and then takes every event gathered meanwhile in one short wait:
+        ten wake-ups a second however much is written. After a quiet spell it blocks in the
+        watcher until the first event, which is then handled at once.
+        """
+        hot = False
+        while not self._stop.is_set():
+            self._wake.clear()  # flags set before this are seen by ``next_due``
+            now = self.monotonic()
+            if hot:
+                pause = min(self._drained_at + self.min_emit_s, self.next_due(now)) - now
+                if pause > 0:
+                    self._wake.wait(pause)
+                changes = watcher.watch(DEBOUNCE_MS, DRAIN_STEP_MS, DRAIN_STEP_MS, None)
+            else:
+                wait_ms = max(1, int((self.next_due(now) - now) * 1000))  # 0 means forever
+                step_ms = ACTIVE_STEP_MS if self._active else IDLE_STEP_MS
+                changes = watcher.watch(DEBOUNCE_MS, step_ms, wait_ms, self._wake)
+            self._drained_at = self.monotonic()
+            hot = isinstance(changes, set)
+            if hot:
+                self.handle_changes(path for _, path in changes)
+            self._emit(self.tick())
+            if self._watch_paths() != paths:
+                return
 
     def _poll_forever(self) -> None:
         while not self._stop.wait(0.25):
@@ -250,19 +329,25 @@ class Producer:
             self.post(snapshot)
 
     def _watch_paths(self) -> list[str]:
+        """What to watch; recomputed (with a ``stat`` per folder) only when it may change."""
+        ids = tuple(sorted(self._tailed_ids()))
+        if self._watched is not None and self._watched[0] == ids:
+            return self._watched[1]
         paths = []
         if self.registry.runs_dir.is_dir():
             paths.append(str(self.registry.runs_dir))
         elif self.registry.root.is_dir():
             paths.append(str(self.registry.root))
-        for run_id in sorted(self._tailed_ids()):
+        for run_id in ids:
             folder = self.registry.runs_dir / run_id
             if folder.is_dir():
                 paths.append(str(folder))
-        return paths or [str(Path.cwd())]
+        self._watched = (ids, paths or [str(Path.cwd())])
+        return self._watched[1]
 
     def handle_changes(self, paths: Iterable[str]) -> None:
         """Mark what a batch of file events touched (names from watchfiles)."""
+        self._batch += 1
         runs_dir = str(self.registry.runs_dir)
         for path in paths:
             parent, name = os.path.split(path)
@@ -276,12 +361,29 @@ class Producer:
                 continue
             if name == OUTPUT:
                 self._dirty_outputs.add(run_id)
+                self._written(run_id)
             elif name == METRICS:
                 self._dirty_metrics.add(run_id)
+                self._written(run_id)
             elif name in _VIEW_FILES:
                 self._dirty_views.add(run_id)
                 if name == STATE:
                     self._view_loaded_at.pop(run_id, None)  # lifecycle: reload at once
+
+    def _written(self, run_id: str) -> None:
+        """A run's output or metrics grew: busy once they grew in BUSY_BATCHES batches running."""
+        last, streak = self._written_in.get(run_id, (-1, 0))
+        if last != self._batch:
+            streak = streak + 1 if last == self._batch - 1 else 1
+            self._written_in[run_id] = (self._batch, streak)
+            if streak >= BUSY_BATCHES:
+                self._busy.add(run_id)
+            else:
+                self._busy.discard(run_id)
+
+    def _deferred(self, run_id: str, now: float) -> bool:
+        """Whether reading a busy run's files waits (it was read less than BUSY_READ_S ago)."""
+        return run_id in self._busy and now < self._read_at.get(run_id, -1e9) + BUSY_READ_S
 
     # --- state changes ------------------------------------------------------------------
 
@@ -305,8 +407,7 @@ class Producer:
     def _tailed_ids(self) -> set[str]:
         with self._interest_lock:
             focused = self._interest.focused
-        active = {i for i, v in self._views.items() if v.status.active}
-        return (active | focused) & self._views.keys()
+        return self._active | (focused & self._views.keys())
 
     def _apply_interest(self) -> None:
         with self._interest_lock:
@@ -330,6 +431,7 @@ class Producer:
                 self._dirty_metrics.add(run_id)  # a one-off read for the sparkline
 
     def _sync_ids(self) -> None:
+        self._watched = None  # the runs folder itself may have appeared
         try:
             ids = set(self.registry.ids())
         except OSError:
@@ -343,10 +445,15 @@ class Producer:
 
     def _forget(self, run_id: str) -> None:
         self._views.pop(run_id, None)
+        self._active.discard(run_id)
         self._rows.pop(run_id, None)
+        self._bases.pop(run_id, None)
         self._metric_tails.pop(run_id, None)
         self._output_tails.pop(run_id, None)
         self._digests.pop(run_id, None)
+        self._written_in.pop(run_id, None)
+        self._busy.discard(run_id)
+        self._read_at.pop(run_id, None)
         self._state_stamps.pop(run_id, None)
         with contextlib.suppress(ValueError):
             self._order.remove(run_id)
@@ -370,8 +477,8 @@ class Producer:
         rebuild: set[str] = set()
         for run_id in sorted(self._dirty_views):
             # summary.json is rewritten often; the metric tail already has the latest point,
-            # so a run's listing entry is re-read at most twice a second.
-            if now - self._view_loaded_at.get(run_id, -1e9) < 0.5:
+            # so a run's listing entry is re-read at most every VIEW_EVERY_S.
+            if now - self._view_loaded_at.get(run_id, -1e9) < VIEW_EVERY_S:
                 continue
             self._dirty_views.discard(run_id)
             self._view_loaded_at[run_id] = now
@@ -380,8 +487,12 @@ class Producer:
             except (RunNotFound, ValueError):
                 self._forget(run_id)
                 continue
-            was_active = run_id in self._views and self._views[run_id].status.active
+            was_active = run_id in self._active
             self._views[run_id] = view
+            if view.status.active:
+                self._active.add(run_id)
+            else:
+                self._active.discard(run_id)
             if run_id not in self._order:
                 self._insert(run_id)
             if view.status.active != was_active:
@@ -389,7 +500,20 @@ class Producer:
             rebuild.add(run_id)
         if self._interest_changed:
             self._apply_interest()
-        for run_id in sorted(self._dirty_metrics):
+        # A busy run (it writes in every batch of events) is read twice a second, all busy
+        # runs in the same round (those nearly due join the one that is due); a run that
+        # wrote after a quiet spell is read at once.
+        due = [i for i in self._dirty_metrics | self._dirty_outputs if not self._deferred(i, now)]
+        if due:
+            late = now + BUSY_SLACK_S
+            read = {
+                i for i in self._dirty_metrics | self._dirty_outputs if not self._deferred(i, late)
+            }
+            for run_id in read:
+                self._read_at[run_id] = now
+        else:
+            read = set()
+        for run_id in sorted(self._dirty_metrics & read):
             self._dirty_metrics.discard(run_id)
             tail = self._metric_tails.get(run_id)
             if tail is not None:
@@ -397,7 +521,7 @@ class Producer:
                     rebuild.add(run_id)
             elif run_id in self._views and self._read_digest(run_id):
                 rebuild.add(run_id)
-        for run_id in sorted(self._dirty_outputs):
+        for run_id in sorted(self._dirty_outputs & read):
             self._dirty_outputs.discard(run_id)
             out = self._output_tails.get(run_id)
             if out is not None and (new := out.poll()):
@@ -436,13 +560,16 @@ class Producer:
 
     def _rebuild(self, run_id: str) -> None:
         view = self._views[run_id]
+        base = self._bases.get(run_id)
+        if base is None or base[0] is not view:  # the view was re-read: build its row again
+            metric = primary_metric(view)
+            base = self._bases[run_id] = (view, row_from_view(view), metric)
+        _, row, metric = base
         tail = self._metric_tails.get(run_id)
         if tail is not None:
-            digest: MetricDigest | None = tail.digest(primary_metric(view), SPARK_WIDTH)
-        else:
-            cached = self._digests.get(run_id)
-            digest = cached[1] if cached else None
-        row = row_from_view(view, digest)
+            row = with_digest(row, tail.digest(metric, SPARK_WIDTH), metric)
+        elif (cached := self._digests.get(run_id)) is not None:
+            row = with_digest(row, cached[1], metric)
         if row != self._rows.get(run_id):
             self._rows[run_id] = row
             self._changed = True

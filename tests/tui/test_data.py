@@ -5,11 +5,23 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from types import MappingProxyType
+
+import pytest
 
 from governor.probes import GpuSnapshot
 from runner.model import Status
-from tui.data import MetricTail, OutputTail
-from tui.producer import Producer
+from runner.registry import Registry
+from tui.data import (
+    MetricDigest,
+    MetricTail,
+    OutputTail,
+    Snapshot,
+    primary_metric,
+    row_from_view,
+    with_digest,
+)
+from tui.producer import BUSY_READ_S, Producer
 
 
 def append(path: Path, text: str) -> None:
@@ -102,3 +114,74 @@ def test_producer_scan_then_incremental_changes(sample, tmp_path: Path) -> None:
     assert (row.step, row.loss) == (9999, 0.0123)
     assert snap.outputs["000009"].lines[-1] == "hello from vit"
     assert snap.follow.lines[-1].endswith("hello from vit")
+
+
+def test_a_row_moved_on_by_metrics_equals_the_row_built_again(sample) -> None:
+    digest = MetricDigest(
+        step=4242,
+        values=MappingProxyType({"loss": 0.5, "acc": 0.9}),
+        spark=(3.0, 2.0, 1.0),
+        names=("loss", "acc", "bad\x1b[2Jname"),
+    )
+    for view in sample.list_runs():
+        metric = primary_metric(view)
+        moved = with_digest(row_from_view(view), digest, metric)
+        assert moved == row_from_view(view, digest), view.id
+
+
+def test_producer_reads_busy_runs_twice_a_second_and_news_at_once(sample) -> None:
+    now = [100.0]
+    producer = Producer(
+        sample,
+        lambda snap: None,
+        gpu_source=lambda: GpuSnapshot(error="none"),
+        host_source=lambda: None,
+        min_emit_s=0.05,
+        monotonic=lambda: now[0],
+    )
+    producer.scan()
+    busy, quiet = sample.runs_dir / "000008", sample.runs_dir / "000009"
+
+    def batch(at: float, folder: Path, step: int) -> Snapshot | None:
+        """One batch of file events at ``at``: ``folder``'s metrics grew by one step."""
+        now[0] = at
+        append(folder / "metrics.jsonl", rec(9, step, loss=0.5))  # the latest attempt
+        producer.handle_changes([str(folder / "metrics.jsonl")])
+        return producer.tick()
+
+    def step(snap: Snapshot | None, run_id: str) -> int | None:
+        assert snap is not None
+        return next(r.step for r in snap.runs if r.id == run_id)
+
+    # Writing in batch after batch makes a run busy: from the third batch on, its files are
+    # read at most every BUSY_READ_S, not once per batch.
+    assert step(batch(100.1, busy, 7001), "000008") == 7001
+    assert step(batch(100.2, busy, 7002), "000008") == 7002
+    assert batch(100.3, busy, 7003) is None  # waits: read 0.1 s ago
+    assert producer.next_due(now[0]) == pytest.approx(100.2 + BUSY_READ_S)
+    # A run that writes after a quiet spell is news: read at once (the busy one still waits).
+    snap = batch(100.35, quiet, 8001)
+    assert (step(snap, "000009"), step(snap, "000008")) == (8001, 7002)
+    # Once due, the busy run's latest step shows.
+    assert step(batch(100.2 + BUSY_READ_S, busy, 7004), "000008") == 7004
+
+
+def test_producer_sleeps_long_when_nothing_runs(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "home")
+    registry.runs_dir.mkdir(parents=True)
+    now = [50.0]
+    producer = Producer(
+        registry,
+        lambda snap: None,
+        gpu_source=lambda: GpuSnapshot(error="none"),
+        host_source=lambda: None,
+        monotonic=lambda: now[0],
+    )
+    producer.scan()
+    now[0] += 1.0
+    assert producer.tick() is None
+    # No active run: the next wake-up is the slow fallback poll or the slow probe, seconds
+    # away, not a poll several times a second.
+    assert (
+        producer.next_due(now[0]) - now[0] >= min(producer.slow_poll_s, producer.idle_probe_s) - 1
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from textual import events
 from textual.message import Message
 
 from tests.tui.conftest import goto, settle
@@ -146,6 +147,25 @@ async def test_new_run_dialog_submits_and_remembers(make_app, fake_actions):
         await pilot.press("escape")
         await settle(pilot)
     assert len(fake_actions.calls) == 1
+
+
+async def test_tab_moves_between_fields_when_keys_arrive_together(make_app, fake_actions):
+    """Under tmux, a paste or a slow link, the keys come in one read: each Tab must still
+    move to the next field before the keys after it are typed."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("r")
+        assert isinstance(app.screen, FormDialog)
+        typed = [*"train.py", "tab", *"--lr 1", "tab", *"mine", "shift+tab", "shift+tab", "x"]
+        for key in typed:  # posted at once, as the driver does with one read of input
+            char = {"tab": "\t", "shift+tab": None}.get(key, key)
+            app.post_message(events.Key(key, char))
+        await settle(pilot)
+        values = app.screen.values()
+        assert (values["target"], values["args"], values["name"]) == ("train.pyx", "--lr 1", "mine")
+        await pilot.press("enter")
+        await settle(pilot)
+    assert fake_actions.calls == [("submit", NewRunRequest("train.pyx", "--lr 1", "mine"))]
 
 
 async def test_new_run_dialog_names_the_bad_field(make_app, fake_actions):

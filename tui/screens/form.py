@@ -33,7 +33,14 @@ class Field:
 class FormDialog(ModalScreen[T | None], Generic[T]):
     """A titled form; dismisses with ``parse(values)`` or ``None`` when cancelled."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    # Tab and Shift+Tab are priority bindings: the app then moves the focus before it hands
+    # the next key on. Otherwise keys that arrive together (tmux, a paste, a slow SSH link)
+    # are all queued for the field that had the focus, and the Tabs move it afterwards.
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("tab", "app.focus_next", "Next field", show=False, priority=True),
+        Binding("shift+tab", "app.focus_previous", "Previous field", show=False, priority=True),
+    ]
 
     def __init__(
         self,

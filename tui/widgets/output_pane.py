@@ -48,12 +48,15 @@ def styled_line(line: str) -> Text:
 class OutputLog(Log):
     """A Log that renders SGR colour safely and shows one run's output (or an interleave)."""
 
-    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
-        super().__init__(max_lines=MAX_LINES, auto_scroll=True, id=id, classes=classes)
+    def __init__(
+        self, *, max_lines: int = MAX_LINES, id: str | None = None, classes: str | None = None
+    ) -> None:
+        super().__init__(max_lines=max_lines, auto_scroll=True, id=id, classes=classes)
         self.key: str | None = None
         self._generation = -1
         self._shown_total = 0
         self._placeholder: str | None = None
+        self._base_style: Style | None = None
 
     def _update_size(self, updates: int, lines: list[str]) -> None:
         # Log measures new lines in a new worker thread per write; a batch of a few lines is
@@ -66,14 +69,61 @@ class OutputLog(Log):
     def _process_line(cls, line: str) -> str:
         return super()._process_line(_SGR_RE.sub("", line))
 
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._base_style = None
+
+    def _render_line(self, y: int, scroll_x: int, width: int) -> Strip:
+        # As Log's, with the widget's style looked up once, not per line (it walks every
+        # ancestor's styles: as long as rendering the line from the cache).
+        if self._base_style is None:
+            self._base_style = self.rich_style
+        rich_style = self._base_style
+        if y >= len(self._lines):
+            return Strip.blank(width, rich_style)
+        line = self._render_line_strip(y, rich_style)
+        line = line.crop_extend(scroll_x, scroll_x + width, rich_style)
+        return line.apply_offsets(scroll_x, y)
+
     def _render_line_strip(self, y: int, rich_style: Style) -> Strip:
-        raw = self._lines[y]
-        if "\x1b" not in raw or self.text_selection is not None:
+        # Every new batch scrolls the pane, so each visible line is rendered again: keep the
+        # strips (Log keeps them only while text is selected; it drops them on a style change
+        # and moves them when old lines are pruned).
+        if self.text_selection is not None:
             return super()._render_line_strip(y, rich_style)
-        text = styled_line(raw.expandtabs())
-        text.stylize_before(rich_style)
-        plain = text.plain
-        return Strip(text.render(self.app.console), cell_len(plain))
+        cache = self._render_line_cache
+        strip = cache.get(y)
+        if strip is None:
+            raw = self._lines[y]
+            if "\x1b" in raw:
+                text = styled_line(raw.expandtabs())
+                text.stylize_before(rich_style)
+                strip = Strip(text.render(self.app.console), cell_len(text.plain))
+            else:
+                strip = super()._render_line_strip(y, rich_style)
+            cache[y] = strip
+        return strip
+
+    def _prune_max_lines(self) -> None:
+        # Once the buffer is full, every batch drops old lines: the pane keeps its height and
+        # its scroll position, so Log repaints nothing and the pane froze on the lines it
+        # showed. Everything moved up: repaint it.
+        before = len(self._lines)
+        super()._prune_max_lines()
+        if len(self._lines) != before:
+            self.refresh()
+
+    def refresh_lines(self, y_start: int, line_count: int = 1) -> None:
+        # Log refreshes the lines it appends before it scrolls to them: a region below the
+        # pane, which Textual clips to the parent, not to the pane, and so repaints whatever
+        # lies below (the plot). Refresh only what is inside the pane.
+        for y in range(y_start, y_start + line_count):
+            self._render_line_cache.discard(y)
+        top = int(self.scroll_offset.y)
+        start = max(y_start, top)
+        end = min(y_start + line_count, top + self.scrollable_content_region.height)
+        if start < end:
+            super(Log, self).refresh_lines(start, end - start)
 
     def show(self, key: str | None, view: OutputView | None, placeholder: str = "") -> None:
         """Show ``view`` as the output of ``key``: append new lines, or start over if needed.

@@ -5,10 +5,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import RenderResult
-from textual_plotext import PlotextPlot
+from textual.color import Color
+from textual.widget import Widget
+
+if TYPE_CHECKING:
+    from textual_plotext.plot import Plot
 
 
 @dataclass(frozen=True)
@@ -31,14 +36,52 @@ def thin(
     return [s for s, _ in pairs], [v for _, v in pairs]
 
 
-class MetricPlot(PlotextPlot, can_focus=True):
-    """A plot that is told what to draw and redraws only when that changes."""
+class MetricPlot(Widget, can_focus=True):
+    """A plot that is told what to draw and redraws only when that changes.
+
+    It draws as textual-plotext's ``PlotextPlot`` does, but imports plotext only when it
+    first has a curve to draw: the import (20-35 ms here) held the first frame back.
+    """
+
+    DEFAULT_CSS = """
+    MetricPlot {
+        width: 1fr;
+        height: 1fr;
+    }
+    """
 
     def __init__(self, *, id: str | None = None, empty: str = "no metrics yet") -> None:
         super().__init__(id=id)
         self.curves: tuple[Curve, ...] = ()
         self.empty = empty
         self.plot_title = ""
+        self._plot: Plot | None = None
+
+    @property
+    def plt(self) -> Plot:
+        """The plotext figure (textual-plotext's ``Plot``), made on first use."""
+        if self._plot is None:
+            from textual_plotext.plot import Plot
+
+            self._plot = Plot()
+            self.app.theme_changed_signal.subscribe(
+                self, lambda theme: self._register_theme(theme.name)
+            )
+            self._register_theme(self.app.theme)
+        return self._plot
+
+    def _register_theme(self, app_theme: str) -> None:
+        """Give plotext a theme with the app's surface and foreground colours."""
+        from plotext._dict import themes
+        from textual_plotext.plot import _rgbify_theme, _sequence
+
+        name = f"textual-auto-{app_theme}"
+        if name not in themes:
+            variables = self.app.theme_variables
+            surface = Color.parse(variables.get("surface", "black")).rgb
+            foreground = Color.parse(variables.get("foreground", "white")).rgb
+            themes[name] = _rgbify_theme(surface, surface, foreground, "default", _sequence)
+        self.refresh()
 
     def show_curves(
         self, curves: Sequence[Curve], title: str = "", empty: str | None = None
@@ -51,6 +94,9 @@ class MetricPlot(PlotextPlot, can_focus=True):
         if curves == self.curves and title == self.plot_title:
             return
         self.curves, self.plot_title = curves, title
+        if not any(c.steps for c in curves) and self._plot is None:
+            self.refresh()  # nothing to plot: the empty text needs no plotext
+            return
         plt = self.plt
         plt.clear_data()
         limit = max(20, 2 * max(self.size.width, 40))
@@ -63,6 +109,11 @@ class MetricPlot(PlotextPlot, can_focus=True):
         self.refresh()
 
     def render(self) -> RenderResult:
-        if not any(c.steps for c in self.curves) or self.size.height < 4:
+        if not any(c.steps for c in self.curves) or self.size.height < 4 or self._plot is None:
             return Text(self.empty, style="dim", justify="center")
-        return super().render()
+        # As PlotextPlot.render: the size is set twice on purpose (textual-plotext issue #5).
+        plot = self._plot
+        plot.plotsize(self.size.width, self.size.height)
+        plot._set_size(self.size.width, self.size.height)
+        plot.theme(f"textual-auto-{self.app.theme}")
+        return Text.from_ansi(plot.build())

@@ -3,7 +3,9 @@
 One widget draws every line, inline sparklines included (fifty Sparkline widgets cost a
 core; one ``render_line`` costs almost nothing). Rows are keyed by run id: a new snapshot
 re-renders only the lines of rows that changed, and rebuilds the line list only when runs
-appear, disappear, change group or enter/leave the filter.
+appear, disappear, change group or enter/leave the filter. Textual sends a redrawn line to
+the terminal whole, so how often rows change matters: the producer reads a busy run twice a
+second, and the spinners turn twice a second (only their cells, in rows not just redrawn).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from rich.segment import Segment
 from rich.style import Style
@@ -50,6 +53,7 @@ DETAIL_FIELDS = (
     "exit",
     "lineage",
 )
+SPIN_HZ = 2
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,26 @@ def columns(width: int) -> tuple[int, int, int]:
     return (spark, 6, 7) if width >= 46 else (spark, 5, 6)
 
 
+@lru_cache(maxsize=1024)
+def _spark_text(values: tuple[float, ...], width: int) -> str:
+    """A row's sparkline and the space after it (it changes once a second at most)."""
+    return sparkline(values, width) + " "
+
+
+def _strip(segments: list[Segment], width: int, style: Style) -> Strip:
+    """One line: ``segments`` over ``style``, cut or padded to ``width``.
+
+    Builds one Strip, not three: a Strip is costly to make.
+    """
+    line = [
+        Segment(text, style + seg_style if seg_style else style) for text, seg_style, _ in segments
+    ]
+    strip = Strip(line)
+    if strip.cell_length != width:
+        strip = strip.crop_extend(0, width, style)
+    return strip
+
+
 class RunTree(ScrollView, can_focus=True):
     """All runs: a keyboard-driven tree with details under expanded runs."""
 
@@ -115,7 +139,7 @@ class RunTree(ScrollView, can_focus=True):
     def __init__(self, *, clock: Callable[[], float] = time.time, id: str | None = None) -> None:
         super().__init__(id=id)
         self.clock = clock
-        self._frame = int(clock() * 4)
+        self._frame = int(clock() * SPIN_HZ)
         self.rows: dict[str, RunRow] = {}
         self.order: tuple[str, ...] = ()
         self.lines: list[Line] = []
@@ -131,6 +155,7 @@ class RunTree(ScrollView, can_focus=True):
         self._highlighted: str | None = None
         self._visible: frozenset[str] = frozenset()
         self._styles: dict[str, Style] = {}
+        self._drawn_at: dict[str, float] = {}  # run id -> when its row was last redrawn
 
     # --- data in ----------------------------------------------------------------------------
 
@@ -161,23 +186,16 @@ class RunTree(ScrollView, can_focus=True):
                 self.rebuild()
                 return
         for row in changed:
-            prev = old[row.id]
-            if prev.name == row.name and prev.status is row.status:
-                self._refresh_numbers(row.id)  # only the right-hand columns moved on
-            else:
-                self._refresh_run(row.id)
+            self._row_changed(row.id)
 
-    def _refresh_numbers(self, run_id: str) -> None:
+    def _row_changed(self, run_id: str) -> None:
+        """Redraw a changed row (its lines only) if it is on screen."""
         y = self._line_of.get(run_id)
         top = int(self.scroll_offset.y)
-        if y is None or not top <= y < top + self.size.height:
-            return
-        width = self.size.width
-        spark_w, step_w, loss_w = columns(width)
-        x = max(0, width - (spark_w + 1 if spark_w else 0) - step_w - 1 - loss_w)
-        self.refresh(Region(x, y - top, width - x, 1))
-        if run_id in self.expanded:
-            self.refresh_lines(y + 1, len(DETAIL_FIELDS))
+        if (y is None or not top <= y < top + self.size.height) and run_id not in self.expanded:
+            return  # off screen: drawn with its current data when it scrolls in
+        self._drawn_at[run_id] = time.monotonic()
+        self._refresh_run(run_id)
 
     def set_filter(self, text: str) -> None:
         """Show only the runs that match ``text`` (see :func:`matches`)."""
@@ -215,6 +233,7 @@ class RunTree(ScrollView, can_focus=True):
                 if run_id in self.expanded:
                     lines.extend(Line("detail", run_id, i) for i in range(len(DETAIL_FIELDS)))
         self.lines = lines
+        self._drawn_at = {k: t for k, t in self._drawn_at.items() if k in self.rows}
         self._line_of = {ln.key: i for i, ln in enumerate(lines) if ln.kind == "run"}
         self._group_size = {g: len(m) for g, m in groups.items()}
         self.cursor = self._find(cursor_line)
@@ -241,21 +260,33 @@ class RunTree(ScrollView, can_focus=True):
         count = 1 + (len(DETAIL_FIELDS) if run_id in self.expanded else 0)
         self.refresh_lines(y, count)
 
-    def refresh_details(self) -> None:
+    def refresh_details(self, *, active_only: bool = False) -> None:
         """Re-render the expanded runs' details (durations move on, VRAM changes)."""
         for run_id in self.expanded:
-            self._refresh_run(run_id)
+            row = self.rows.get(run_id)
+            if row is not None and (row.status.active or not active_only):
+                self._refresh_run(run_id)
 
     def tick(self) -> None:
-        """Advance the running spinners (only their cells are re-rendered)."""
-        frame = int(self.clock() * 4)
+        """Turn the spinners of running rows (the app ticks ``SPIN_HZ`` times a second).
+
+        Only the spinner's cells are re-rendered, and only in rows not redrawn since the last
+        tick: those show the current frame already.
+        """
+        now = time.monotonic()
+        frame = int(self.clock() * SPIN_HZ)
         if frame == self._frame:
             return
         self._frame = frame
+        recent = now - 1 / SPIN_HZ
         top = int(self.scroll_offset.y)
         for y in range(top, min(len(self.lines), top + self.size.height)):
             line = self.lines[y]
-            if line.kind == "run" and self.rows[line.key].status is Status.RUNNING:
+            if (
+                line.kind == "run"
+                and self.rows[line.key].status is Status.RUNNING
+                and self._drawn_at.get(line.key, -1e9) < recent
+            ):
                 self.refresh(Region(0, y - top, 4, 1))
 
     # --- what the app asks -------------------------------------------------------------------
@@ -377,16 +408,23 @@ class RunTree(ScrollView, can_focus=True):
             )
         return style
 
+    def _base_style(self) -> Style:
+        # ``rich_style`` walks every ancestor's styles (~75 us); once per line was a third of
+        # the cost of drawing a line. It changes only with the styles.
+        style = self._styles.get("")
+        if style is None:
+            style = self._styles[""] = self.rich_style
+        return style
+
     def render_line(self, y: int) -> Strip:
         top = int(self.scroll_offset.y)
         index = top + y
         width = self.size.width
-        base = self.rich_style
+        base = self._base_style()
         if index >= len(self.lines):
             if index == 0 and self.empty_text:
                 text = " " + truncate(self.empty_text, max(1, width - 1))
-                strip = Strip([Segment(text, self._style("muted"))])
-                return strip.crop_extend(0, width, None).apply_style(base)
+                return _strip([Segment(text, self._style("muted"))], width, base)
             return Strip.blank(width, base)
         line = self.lines[index]
         if line.kind == "group":
@@ -396,7 +434,7 @@ class RunTree(ScrollView, can_focus=True):
         else:
             segments = self._detail_segments(self.rows[line.key], line.index, width)
         line_style = base + self._style("cursor") if index == self.cursor else base
-        return Strip(segments).crop_extend(0, width, None).apply_style(line_style)
+        return _strip(segments, width, line_style)
 
     def _mark(self, run_id: str) -> str:
         return "•" if run_id in self.selected else " "
@@ -427,7 +465,7 @@ class RunTree(ScrollView, can_focus=True):
             Segment(" " + fit(row.name, name_w) + " ", name_style),
         ]
         if spark_w:
-            segments.append(Segment(sparkline(row.spark, spark_w) + " ", self._style("spark")))
+            segments.append(Segment(_spark_text(row.spark, spark_w), self._style("spark")))
         segments.append(Segment(fmt_step(row.step).rjust(step_w) + " ", self._style("muted")))
         segments.append(Segment(fmt_loss(row.loss, loss_w).rjust(loss_w)))
         return segments
