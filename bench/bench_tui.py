@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -217,19 +218,29 @@ def live_phase(args: argparse.Namespace, work: Path) -> None:
         writer.wait()
 
 
-def latency(tmux: Tmux, home: Path, samples: int) -> None:
-    """Append a metric line with a new step to the probe run; time until it is on screen."""
-    path = home / "runs" / PROBE_RUN / "metrics.jsonl"
+def latency_samples(
+    wait: Callable[..., float], home: Path, samples: int, run_id: str = PROBE_RUN
+) -> list[float]:
+    """Milliseconds from a metric line with a new step of ``run_id`` to that step on screen.
+
+    ``wait(text, timeout=...)`` returns the wall time ``text`` was first seen on screen.
+    """
+    path = home / "runs" / run_id / "metrics.jsonl"
     found = []
     for k in range(samples):
         step = 50_000 + k * 7
         with open(path, "a") as f:
             t0 = time.time()
             f.write(json.dumps({"a": 1, "s": step, "t": t0, "v": {"loss": 0.5}}) + "\n")
-        seen = tmux.wait(f" {step} ", timeout=10)
+        seen = wait(f" {step} ", timeout=10)
         found.append(1000 * (seen - t0))
         time.sleep(0.13 + (k % 5) * 0.05)  # not in step with any timer
-    found.sort()
+    return found
+
+
+def latency(tmux: Tmux, home: Path, samples: int) -> None:
+    """Append a metric line with a new step to the probe run; time until it is on screen."""
+    found = sorted(latency_samples(tmux.wait, home, samples))
     p95 = found[min(len(found) - 1, int(round(0.95 * (len(found) - 1))))]
     figures("  metric line -> on screen", found, "ms")
     print(f"  p95 {p95:.0f} ms" + ("  ok" if p95 <= GOALS["p95"] else "  OVER goal 250"))

@@ -19,7 +19,6 @@ interval is given instead.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -32,7 +31,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.bench_tui import PROBE_RUN, WRITER, make_run
+from bench.bench_tui import PROBE_RUN, WRITER, latency_samples, make_run
 from bench.common import ROOT, Section, Table, child_env, fig, med, number, tool_version, verdict
 from bench.terminal import Pane, tmux_missing, tui_command
 
@@ -91,17 +90,7 @@ def sample(watched: list[Watched], seconds: float) -> None:
 
 def latency(pane: Pane, home: Path, samples: int, run_id: str) -> list[float]:
     """Milliseconds from a metric line with a new step of ``run_id`` to that step on screen."""
-    path = home / "runs" / run_id / "metrics.jsonl"
-    found = []
-    for k in range(samples):
-        step = 50_000 + k * 7
-        with open(path, "a") as f:
-            t0 = time.time()
-            f.write(json.dumps({"a": 1, "s": step, "t": t0, "v": {"loss": 0.5}}) + "\n")
-        seen = pane.wait(f" {step} ", timeout=10)
-        found.append(1000 * (seen - t0))
-        time.sleep(0.13 + (k % 5) * 0.05)  # not in step with any timer
-    return found
+    return latency_samples(pane.wait, home, samples, run_id)
 
 
 def p95(values: list[float]) -> float:
