@@ -19,9 +19,9 @@ from pathlib import Path
 from governor import learn
 from governor.bucket import BucketState
 from governor.frameworks import framework_env, frameworks_for
-from governor.policy import Decision, Queued, Request, Snapshot, admit
 from governor.probes import GpuSnapshot, HostInfo, NvmlLike, probe_gpus, probe_host, run_of_pid
 from governor.queue import Waiter, order_key, ordered, pending_predecessors
+from governor.requests import Decision, Queued, Request, Snapshot
 from governor.reservations import Lease, usage_by_run
 from governor.settings import GovernorSettings
 from governor.store import GovernorState, GovernorStore, process_alive
@@ -134,6 +134,8 @@ class GovernorHook:
 
     def request(self, spec: RunSpec, run_dir: Path, attempt: int, *, force: bool) -> Admission:
         """Decide whether the run may start now (see the module docstring)."""
+        from governor.policy import admit  # only while queued: a running supervisor never needs it
+
         req = self.request_for(spec, attempt)
         snap = self.snapshot()
         now = snap.now

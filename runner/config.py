@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomli_w
-
 CONFIG_NAME = "backprop.toml"
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|m|min|h|hr|d)?\s*$", re.I)
@@ -225,6 +223,8 @@ def register_defaults(section: str, entries: list[tuple[str, Any, str]]) -> None
 
 def default_config_text() -> str:
     """The commented ``backprop.toml`` that ``backprop init`` writes."""
+    import tomli_w  # only when writing a config: supervisors never load it
+
     lines = [
         "# Backprop configuration. Every key is optional; the values below are the defaults.",
         "# Durations: 90s, 10m, 2h. Sizes: 512M, 8G.",

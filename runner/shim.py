@@ -10,6 +10,12 @@ its whole life (so two supervisors never run one run), asks the admission hook, 
 trainer in its own process group with default signal dispositions and output straight to
 ``output.log``, adopts orphans as a child subreaper, and enforces stop, time limit and pause.
 Control requests arrive as files in ``requests/`` (written by anyone), with SIGUSR1 as a nudge.
+
+Waiting in the queue needs the governor's probes (psutil, NVML), which stay in memory once
+imported. So a supervisor that probed re-executes itself once admitted (``--admitted``): the
+same pid, start time, session and lock (its file descriptor survives the exec), with the
+signals it reacts to blocked across the exec so none is lost, and without those modules
+for the rest of the run (a GPU run's watch imports NVML again; a CPU run never does).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from runner import identity, proctree
 
 if TYPE_CHECKING:
     from runner.ingest import Ingestor
-from runner.admission import AdmissionHook
+from runner.admission import Admission, AdmissionHook
 from runner.durable import append_jsonl, write_json
 from runner.model import ProcessIdentity, RunSpec, RunState, Status
 from runner.registry import (
@@ -50,6 +56,12 @@ OUTPUT_HEAD_BYTES = 1024 * 1024
 EXIT_ALREADY_SUPERVISED = 3
 
 VALID_ACTIONS = frozenset({"stop", "kill", "pause", "continue", "start"})
+# Blocked across the re-exec after admission; pending ones are delivered once handlers exist.
+HANDOFF_SIGNALS = frozenset(
+    {signal.SIGUSR1, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP}
+)
+# Imported by the queue's probes and worth shedding before a long run.
+HEAVY_MODULES = ("psutil", "pynvml")
 
 
 def read_requests(folder: Path) -> list[tuple[str, str | None]]:
@@ -127,6 +139,8 @@ class Supervisor:
         resume_from: str | None,
         hook: AdmissionHook,
         clock: Callable[[], float] = time.time,
+        admitted: Admission | None = None,
+        handoff: Callable[[Supervisor], None] | None = None,
     ) -> None:
         self.registry = registry
         self.run_id = run_id
@@ -156,6 +170,15 @@ class Supervisor:
         self.paused_total = 0.0
         self.force_start = False
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        # ``admitted``: this process was re-executed after admission (see the module notes);
+        # ``handoff``: called once admitted, before the trainer starts (it may exec).
+        self.handed_over = admitted is not None
+        if admitted is not None:
+            self.admission = admitted
+            previous = registry.read_state(run_id)
+            if previous is not None and previous.supervisor == me:
+                self.state = previous  # keeps queued_at and the rest of what was recorded
+        self.handoff = handoff
 
     # --- records ---------------------------------------------------------------------------
 
@@ -198,19 +221,24 @@ class Supervisor:
 
     def run(self) -> Status:
         """Queue, start, supervise and record one attempt. Returns the final status."""
-        self.install_signal_handlers()
-        proctree.set_child_subreaper()
         self._terminate_reason = ""
-        self.set_state(status=Status.STARTING, reason="supervisor started")
-        self.record(
-            "supervisor_started",
-            pid=os.getpid(),
-            timeout_s=self.timeout_s,
-            resume_from=self.resume_from,
-        )
+        self.install_signal_handlers()
+        if self.handed_over:  # signals that came during the exec are delivered now
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDOFF_SIGNALS)
+        proctree.set_child_subreaper()
+        if not self.handed_over:
+            self.set_state(status=Status.STARTING, reason="supervisor started")
+            self.record(
+                "supervisor_started",
+                pid=os.getpid(),
+                timeout_s=self.timeout_s,
+                resume_from=self.resume_from,
+            )
         try:
             if not self.wait_for_admission():
                 return self.state.status
+            if self.handoff is not None and not self.handed_over:
+                self.handoff(self)  # returns only when it did not exec
             self.start_trainer()
             self.supervise()
         except _StartFailed:
@@ -248,6 +276,8 @@ class Supervisor:
                 )
                 self.record("stopped", reason=reason)
                 return False
+            if self.handed_over:
+                return True
             decision = self.hook.request(
                 self.spec, self.run_dir, self.attempt, force=self.force_start
             )
@@ -645,6 +675,60 @@ def acquire_lock(run_dir: Path) -> int | None:
     return fd
 
 
+def reexec_admitted(sup: Supervisor, lock: int) -> None:
+    """Replace this process by a fresh supervisor for the admitted run (see module notes).
+
+    Only when the queue imported heavy modules; returns (and the run goes on here) when
+    there is nothing to shed or the exec fails.
+    """
+    if not any(name in sys.modules for name in HEAVY_MODULES):
+        return
+    adm = sup.admission
+    admitted = {"reason": adm.reason, "env": adm.env, "gpus": list(adm.gpus)}
+    argv = [
+        sys.executable,
+        "-m",
+        "runner.shim",
+        "--home",
+        str(sup.registry.root),
+        "--run",
+        sup.run_id,
+        "--attempt",
+        str(sup.attempt),
+        "--lock-fd",
+        str(lock),
+        "--admitted",
+        json.dumps(admitted, separators=(",", ":")),
+    ]
+    if sup.timeout_s is not None:
+        argv += ["--timeout", repr(float(sup.timeout_s))]
+    if sup.resume_from:
+        argv += ["--resume-from", sup.resume_from]
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDOFF_SIGNALS)
+    if sup.stop_kind is not None:  # a signal handled just before the block: act on it here
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        return
+    try:
+        os.set_inheritable(lock, True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, argv)
+    except OSError as exc:
+        os.set_inheritable(lock, False)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        sup.record("reexec_failed", error=repr(exc)[:300])
+
+
+def _parse_admitted(text: str) -> Admission:
+    raw = json.loads(text)
+    return Admission(
+        admitted=True,
+        reason=str(raw["reason"]),
+        env={str(k): str(v) for k, v in raw["env"].items()},
+        gpus=tuple(int(i) for i in raw["gpus"]),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m runner.shim``."""
     parser = argparse.ArgumentParser(prog="backprop-supervisor")
@@ -654,6 +738,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=None)
     parser.add_argument("--resume-from", default=None)
     parser.add_argument("--detach", action="store_true")
+    parser.add_argument("--admitted", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--lock-fd", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.detach and os.fork() > 0:
         os._exit(0)  # the launcher reaps this parent; the child is adopted by init
@@ -663,10 +749,15 @@ def main(argv: list[str] | None = None) -> int:
         os.close(devnull)
     registry = Registry(args.home)
     run_dir = registry.run_dir(args.run)
-    lock = acquire_lock(run_dir)
+    if args.lock_fd is not None:  # re-executed after admission: the lock came along
+        lock: int | None = args.lock_fd
+        os.set_inheritable(args.lock_fd, False)
+    else:
+        lock = acquire_lock(run_dir)
     if lock is None:
         print(f"run {args.run} already has a supervisor", file=sys.stderr)
         return EXIT_ALREADY_SUPERVISED
+    held = lock
     from governor.hook import build_hook
     from runner.config import ConfigError, load_config
 
@@ -684,6 +775,8 @@ def main(argv: list[str] | None = None) -> int:
         timeout_s=args.timeout,
         resume_from=args.resume_from,
         hook=build_hook(registry.root, config),
+        admitted=_parse_admitted(args.admitted) if args.admitted else None,
+        handoff=lambda sup: reexec_admitted(sup, held),
     )
     try:
         sup.run()

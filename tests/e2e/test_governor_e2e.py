@@ -198,3 +198,49 @@ def test_cpu_lane_and_gpu_request_without_gpu(cli: Cli, home: Path) -> None:
     cli("start", wanted)
     cli.wait_status(wanted, "completed")
     assert "cuda None" in (Registry(home).run_dir(wanted) / "output.log").read_text()
+
+
+HELD = textwrap.dedent(
+    """
+    import os, time
+    go = os.path.join(os.environ["BACKPROP_RUN_DIR"], "go")
+    print("running", flush=True)
+    while not os.path.exists(go):
+        time.sleep(0.05)
+    """
+)
+
+
+def loaded_psutil(pid: int) -> bool:
+    return any("psutil" in m.path for m in psutil.Process(pid).memory_maps())
+
+
+def test_an_admitted_supervisor_sheds_the_probes_and_keeps_identity_lock_and_state(
+    cli: Cli, home: Path
+) -> None:
+    configure(home, max_parallel=1)
+    reg = Registry(home)
+    first = cli.run_script(HELD, name="first")
+    second = cli.run_script(HELD, name="second")
+    cli.wait_status(second, "queued")
+    queued = reg.read_state(second)
+    assert queued is not None and queued.queued_at is not None
+    pid = queued.supervisor.pid
+    assert loaded_psutil(pid)  # the queue probes the host
+    (reg.run_dir(first) / "go").touch()
+    cli.wait_status(second, "running")
+    running = reg.read_state(second)
+    assert running is not None
+    # The same process (pid and start time), re-executed without the probes.
+    assert running.supervisor == queued.supervisor
+    assert "--admitted" in psutil.Process(pid).cmdline()
+    assert not loaded_psutil(pid)
+    assert reg.supervisor_locked(second)  # the lock came through the exec
+    assert running.queued_at == queued.queued_at
+    names = [e["event"] for e in events_of(cli, second)]
+    assert names.count("supervisor_started") == 1 and names.count("admitted") == 1
+    # Control still reaches it: a graceful stop ends the run as stopped, then releases it.
+    cli("stop", second)
+    done = cli.wait_status(second, "stopped")
+    assert done["exit_code"] is not None or done["signal"] is not None
+    assert cli.json("status")["reservations"] == []
