@@ -72,6 +72,22 @@ def set_child_subreaper() -> bool:
         return False
 
 
+def trim_heap() -> bool:
+    """Give the C heap's free pages back to the system (glibc ``malloc_trim``).
+
+    Start-up and bursts of output leave freed memory inside the heap that still counts as
+    resident; a long-lived supervisor returns it now and then. False where there is none.
+    """
+    try:
+        import ctypes
+
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        return False
+    trim(0)
+    return True
+
+
 def reset_signals() -> None:
     """Give a child default signal dispositions and an empty mask (runs between fork and exec).
 

@@ -51,6 +51,7 @@ from runner.registry import (
 )
 
 POLL_S = 0.1
+TRIM_EVERY_S = 60.0  # how often a running supervisor returns freed heap pages
 CLEANUP_GRACE_S = 2.0
 OUTPUT_HEAD_BYTES = 1024 * 1024
 EXIT_ALREADY_SUPERVISED = 3
@@ -169,6 +170,7 @@ class Supervisor:
         self.paused_at: float | None = None
         self.paused_total = 0.0
         self.force_start = False
+        self.trimmed_at = 0.0
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         # ``admitted``: this process was re-executed after admission (see the module notes);
         # ``handoff``: called once admitted, before the trainer starts (it may exec).
@@ -391,6 +393,8 @@ class Supervisor:
         self.record("started", pid=proc.pid, command=cmd, gpus=list(self.admission.gpus))
         with contextlib.suppress(Exception):
             self.hook.started(self.spec, self.run_dir, proc.pid)
+        proctree.trim_heap()
+        self.trimmed_at = self.clock()
 
     def _make_ingestor(self) -> Ingestor | _NoIngestor:
         """Metric capture; if it cannot start (a corrupt history...), the run goes on without."""
@@ -433,6 +437,9 @@ class Supervisor:
             self.escalate(now)
             self.ingestor.poll()
             self.enforce_output_cap()
+            if now - self.trimmed_at >= TRIM_EVERY_S:
+                proctree.trim_heap()
+                self.trimmed_at = now
             self.wait(POLL_S)
         self.finish(status)
 
