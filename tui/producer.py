@@ -59,8 +59,11 @@ VIEW_EVERY_S = 2.0
 BUSY_READ_S = 0.5
 BUSY_SLACK_S = 0.25
 # A run is busy once its files grew in this many batches of events running (batches come
-# ten times a second at most while files change).
+# ten times a second at most while files change), each at most BUSY_GAP_S after the one
+# before: a run that writes every few tenths of a second, with nothing else happening in
+# between, is news every time, never busy.
 BUSY_BATCHES = 3
+BUSY_GAP_S = 0.15
 # watchfiles wakes every "step" to look for events: often while runs write (latency), seldom
 # when nothing runs (each wake-up costs; 5 ms steps alone were 1 % of a core).
 ACTIVE_STEP_MS = 10
@@ -151,7 +154,7 @@ class Producer:
         self._view_loaded_at: dict[str, float] = {}
         self._batch = 0  # event batches seen
         # run id -> (last batch its files grew in, how many batches running they grew in)
-        self._written_in: dict[str, tuple[int, int]] = {}
+        self._written_in: dict[str, tuple[int, int, float]] = {}  # batch, streak, when
         self._drained_at = -1e9
         self._busy: set[str] = set()  # runs whose files grew in BUSY_BATCHES batches running
         self._read_at: dict[str, float] = {}  # run id -> when its tails were last read
@@ -372,10 +375,12 @@ class Producer:
 
     def _written(self, run_id: str) -> None:
         """A run's output or metrics grew: busy once they grew in BUSY_BATCHES batches running."""
-        last, streak = self._written_in.get(run_id, (-1, 0))
+        now = self.monotonic()
+        last, streak, at = self._written_in.get(run_id, (-1, 0, -1e9))
         if last != self._batch:
-            streak = streak + 1 if last == self._batch - 1 else 1
-            self._written_in[run_id] = (self._batch, streak)
+            running = last == self._batch - 1 and now - at <= BUSY_GAP_S
+            streak = streak + 1 if running else 1
+            self._written_in[run_id] = (self._batch, streak, now)
             if streak >= BUSY_BATCHES:
                 self._busy.add(run_id)
             else:

@@ -164,6 +164,12 @@ def test_producer_reads_busy_runs_twice_a_second_and_news_at_once(sample) -> Non
     assert (step(snap, "000009"), step(snap, "000008")) == (8001, 7002)
     # Once due, the busy run's latest step shows.
     assert step(batch(100.2 + BUSY_READ_S, busy, 7004), "000008") == 7004
+    # A run writing every few tenths of a second with nothing else happening is in every
+    # batch too, but each write comes after a quiet spell: it is read at once, every time.
+    at = 102.0
+    for k in range(6):
+        at += 0.2 + 0.05 * (k % 3)
+        assert step(batch(at, quiet, 8100 + k), "000009") == 8100 + k
 
 
 def test_producer_sleeps_long_when_nothing_runs(tmp_path: Path) -> None:
