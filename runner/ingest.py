@@ -56,6 +56,7 @@ from runner.summary import SummaryBuilder
 from runner.textsafe import safe_label
 
 READ_PER_POLL = 4 * 1024 * 1024
+FINAL_READ = 64 * 1024  # a read past the size last seen (the final drain)
 SUMMARY_INTERVAL_S = 0.3
 CHECKPOINT_RESCAN_S = 2.0
 MAX_HINT = 200
@@ -252,15 +253,22 @@ class Ingestor:
 
     # --- reading ----------------------------------------------------------------------------
 
-    def _read_chunk(self, name: str, fd: int | None, offset: int) -> tuple[int | None, bytes]:
-        """Open lazily and read at most one chunk from ``offset``."""
+    def _read_chunk(
+        self, name: str, fd: int | None, offset: int, size: int
+    ) -> tuple[int | None, bytes]:
+        """Open lazily and read what is there from ``offset`` (the file is ``size`` long).
+
+        Asking for exactly that (bounded) matters: ``pread`` allocates what it is asked
+        for, and a 4 MiB buffer per poll left the supervisor's heap megabytes larger.
+        """
         if fd is None:
             try:
                 fd = os.open(self.run_dir / name, os.O_RDONLY | os.O_CLOEXEC)
             except OSError:
                 return None, b""
         try:
-            return fd, os.pread(fd, READ_PER_POLL, offset)
+            want = size - offset if size > offset else FINAL_READ
+            return fd, os.pread(fd, min(want, READ_PER_POLL), offset)
         except OSError:
             return fd, b""
 
@@ -274,7 +282,7 @@ class Ingestor:
         arrived = False
         if size > self._out_off or final:
             while True:
-                self._out_fd, data = self._read_chunk(OUTPUT, self._out_fd, self._out_off)
+                self._out_fd, data = self._read_chunk(OUTPUT, self._out_fd, self._out_off, size)
                 self._out_off += len(data)
                 arrived |= self._take_output(self._splitter.feed(data), now)
                 if not final or not data:
@@ -334,7 +342,7 @@ class Ingestor:
             self._rep_off, self._report_pending = size, b""
         arrived = False
         while size > self._rep_off:
-            self._rep_fd, data = self._read_chunk(REPORT, self._rep_fd, self._rep_off)
+            self._rep_fd, data = self._read_chunk(REPORT, self._rep_fd, self._rep_off, size)
             if not data:
                 break
             self._rep_off += len(data)

@@ -51,7 +51,7 @@ from runner.registry import (
 )
 
 POLL_S = 0.1
-TRIM_EVERY_S = 60.0  # how often a running supervisor returns freed heap pages
+TRIM_EVERY_S = 10.0  # how often a running supervisor returns freed heap pages
 CLEANUP_GRACE_S = 2.0
 OUTPUT_HEAD_BYTES = 1024 * 1024
 EXIT_ALREADY_SUPERVISED = 3
