@@ -19,7 +19,12 @@ from __future__ import annotations
 import _thread
 import os
 import time
-from typing import Any
+
+# ``typing`` costs a training script several modules (re, enum, collections...) on import;
+# annotations are strings here, so it is needed only by the type checker.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 ENV_RUN_DIR = "BACKPROP_RUN_DIR"
 REPORT_NAME = "report.jsonl"  # runner.registry.REPORT, not imported: this module stays light
