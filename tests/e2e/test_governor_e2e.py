@@ -99,7 +99,7 @@ def test_three_runs_with_max_parallel_one_run_one_after_another(cli: Cli, home: 
 def test_sweep_runs_as_one_group_through_the_queue(cli: Cli, home: Path) -> None:
     configure(home, max_parallel=2)
     script = cli.cwd / "train.py"
-    script.write_text(QUICK)
+    script.write_text(QUICK.replace("time.sleep(0.4)", "time.sleep(1.0)"))
     # The issue's own spelling: --sweep after the script is still Backprop's option.
     out = json.loads(
         cli(
@@ -115,7 +115,12 @@ def test_sweep_runs_as_one_group_through_the_queue(cli: Cli, home: Path) -> None
     spans = intervals(vs)
     for t in sorted(s for s, _ in spans):
         assert sum(1 for s, e in spans if s <= t < e) <= 2
-    assert [s for s, _ in spans] == sorted(s for s, _ in spans)  # FIFO: submission order
+    # FIFO: no run overtakes an earlier one. Two runs admitted in the same round (both slots
+    # freed together) may be admitted a poll apart in either order; an overtaking run would
+    # hold the slot for its whole 1 s run.
+    admitted = [next(e["t"] for e in events_of(cli, i) if e["event"] == "admitted") for i in ids]
+    for earlier, later in zip(admitted, admitted[1:], strict=False):
+        assert earlier <= later + 0.5
     outputs = [(Registry(home).run_dir(i) / "output.log").read_text() for i in ids]
     expected = [
         ["--lr", "1e-3", "--batch", "32"],
