@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+from typing import Any
 
 
 def _parent_map() -> dict[int, int]:
@@ -61,15 +62,26 @@ def signal_tree(root: int, sig: int, *, group: int | None = None) -> int:
     return count
 
 
+def _libc_function(name: str) -> Any | None:
+    """A function of the C library this process runs on (``None`` where it has none)."""
+    global _libc
+    try:
+        if _libc is None:
+            import ctypes
+
+            _libc = ctypes.CDLL(None, use_errno=True)
+        return getattr(_libc, name)
+    except (OSError, AttributeError):  # pragma: no cover - non-Linux or not glibc
+        return None
+
+
+_libc: Any = None
+
+
 def set_child_subreaper() -> bool:
     """Make this process adopt orphaned descendants (Linux ``PR_SET_CHILD_SUBREAPER``)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(36, 1, 0, 0, 0)) == 0
-    except (OSError, AttributeError):  # pragma: no cover - non-Linux
-        return False
+    prctl = _libc_function("prctl")
+    return prctl is not None and int(prctl(36, 1, 0, 0, 0)) == 0
 
 
 def trim_heap() -> bool:
@@ -78,11 +90,8 @@ def trim_heap() -> bool:
     Start-up and bursts of output leave freed memory inside the heap that still counts as
     resident; a long-lived supervisor returns it now and then. False where there is none.
     """
-    try:
-        import ctypes
-
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # pragma: no cover - not glibc
+    trim = _libc_function("malloc_trim")
+    if trim is None:
         return False
     trim(0)
     return True
