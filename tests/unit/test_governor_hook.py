@@ -605,7 +605,8 @@ RACER = textwrap.dedent(
     while time.time() < deadline and not admitted:
         admitted = hook.request(spec, reg.run_dir(run_id), 1, force=False).admitted
         time.sleep(0.01)
-    print(json.dumps({"id": run_id, "admitted": admitted}))
+    print(json.dumps({"id": run_id, "admitted": admitted}), flush=True)
+    sys.stdin.read()  # hold the lease, as a supervisor does while its run runs
     """
 )
 
@@ -617,12 +618,17 @@ def test_processes_racing_for_tokens_never_exceed_the_bucket(reg: Registry) -> N
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", RACER, str(reg.root), s.id, repr(go)],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             cwd=ROOT,
         )
         for s in specs
     ]
-    results = [json.loads(p.communicate(timeout=30)[0]) for p in procs]
+    # Every racer answers within its own deadline; none exits before all have answered, so
+    # no admitted run looks like a supervisor that died before writing its state.
+    results = [json.loads(p.stdout.readline()) for p in procs if p.stdout]
+    for p in procs:
+        p.communicate(timeout=30)
     winners = [r["id"] for r in results if r["admitted"]]
     assert sorted(winners) == [s.id for s in specs[:3]]  # exactly the bucket, first come first
