@@ -321,3 +321,20 @@ async def test_q_quits_and_ctrl_q_too(make_app):
         await pilot.press("ctrl+q")
         await pilot.pause()
     assert app.return_value == 0
+
+
+async def test_tab_moves_the_focus_before_the_keys_that_came_with_it(make_app):
+    """Tab then Down in one read: Down belongs to the output pane, not to the run list."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await goto(pilot, FAILED)
+        for key, char in (("tab", "\t"), ("down", None), ("down", None)):
+            app.post_message(events.Key(key, char))  # at once, as one read of input delivers them
+        await settle(pilot)
+        assert app.focused is not None and app.focused.id == "output"
+        assert app.tree.current_run == FAILED
+        for key, char in (("shift+tab", None), ("down", None)):
+            app.post_message(events.Key(key, char))
+        await settle(pilot)
+        assert app.focused is app.tree
+        assert app.tree.current_run != FAILED  # this Down was the run list's
