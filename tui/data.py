@@ -44,6 +44,16 @@ def _finite(value: Any) -> float | None:
     return None
 
 
+def _read_at(path: Path, offset: int, size: int) -> bytes | None:
+    """Up to ``size`` bytes of ``path`` from ``offset``; ``None`` when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read(size)
+    except OSError:
+        return None
+
+
 @dataclass(frozen=True)
 class SeriesView:
     """A run's metric history at one moment: metric name -> (steps, values), steps ascending."""
@@ -108,11 +118,8 @@ class MetricTail:
                 self._skip_partial = True
         changed = False
         while self.offset < size:
-            try:
-                with open(self.path, "rb") as f:
-                    f.seek(self.offset)
-                    data = f.read(min(self.max_read, size - self.offset))
-            except OSError:
+            data = _read_at(self.path, self.offset, min(self.max_read, size - self.offset))
+            if data is None:
                 break
             end = data.rfind(b"\n")
             if end < 0:
@@ -295,12 +302,7 @@ class OutputTail:
         assert self.offset is not None
         new: list[str] = []
         while self.offset < size:
-            try:
-                with open(self.path, "rb") as f:
-                    f.seek(self.offset)
-                    data = f.read(min(self.max_read, size - self.offset))
-            except OSError:
-                break
+            data = _read_at(self.path, self.offset, min(self.max_read, size - self.offset))
             if not data:
                 break
             self.offset += len(data)
