@@ -230,6 +230,11 @@ class Ingestor:
         """``output.log`` was compacted to ``new_size`` bytes, all of them already consumed."""
         self._out_off = new_size
 
+    @property
+    def health_flags(self) -> list[str]:
+        """The health flags as of the last poll (``nan``, ``stalled``, ...)."""
+        return self._flags
+
     def failure_hint(self) -> str | None:
         """A reason seen in the output that explains a failure (out of memory first)."""
         if self._oom:

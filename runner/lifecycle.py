@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from runner import identity
+from runner import identity, notify_rules, provenance
 from runner.config import Config
 from runner.durable import read_json, write_json
 from runner.model import (
@@ -33,6 +33,7 @@ from runner.model import (
     Status,
     validate_name,
 )
+from runner.notify_rules import RunRules
 from runner.registry import (
     CHECKPOINTS,
     REQUESTS,
@@ -120,11 +121,13 @@ def submit(
     parent: Lineage | None = None,
     resume_from: str | None = None,
     start: bool = True,
+    notify: RunRules | None = None,
 ) -> RunSpec:
     """Record a new run durably, then start its supervisor. Returns the spec.
 
     The run counts as submitted once ``spec.json`` is on disk; the supervisor is started
-    detached and this returns without waiting for the trainer.
+    detached and this returns without waiting for the trainer. The run's provenance (git
+    commit, diff, interpreter, host) and its own notification rules are written first.
     """
     config = config or Config()
     validate_name(name)
@@ -153,7 +156,11 @@ def submit(
         stall_factor=config.run.stall_factor,
         stall_after_s=config.run.stall_after_s,
     )
-    registry.create(spec)
+    folder = registry.create(spec)
+    with contextlib.suppress(Exception):  # provenance is a record, never a reason not to run
+        provenance.record(folder, Path(spec.cwd), spec.command, script)
+    if notify is not None:
+        notify_rules.write_run_rules(folder, notify)
     if start:
         spawn_supervisor(registry, run_id, attempt=1, timeout_s=timeout_s, resume_from=resume_from)
     return spec

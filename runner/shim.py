@@ -185,9 +185,11 @@ class Supervisor:
     # --- records ---------------------------------------------------------------------------
 
     def record(self, event: str, /, **fields: Any) -> None:
-        """Append a lifecycle event."""
+        """Append a lifecycle event (an end also fires its notifications)."""
         entry = {"t": self.clock(), "attempt": self.attempt, "event": event, **fields}
         append_jsonl(self.run_dir / EVENTS, [entry])
+        if event in _ENDS:
+            _notify(self, getattr(self, "ingestor", None))
 
     def set_state(self, **changes: Any) -> None:
         """Durably replace ``state.json`` with the current state plus ``changes``."""
@@ -436,6 +438,7 @@ class Supervisor:
                 self.stop_kind = "timeout"
             self.escalate(now)
             self.ingestor.poll()
+            _notify(self, self.ingestor)
             self.enforce_output_cap()
             if now - self.trimmed_at >= TRIM_EVERY_S:
                 proctree.trim_heap()
@@ -586,6 +589,15 @@ class Supervisor:
             status=status, reason=reason, ended_at=ended, exit_code=exit_code, signal=sig
         )
         self.record("exited", status=status.value, exit_code=exit_code, signal=sig, reason=reason)
+
+
+_ENDS = frozenset({"exited", "stopped", "supervisor_error", "failed_to_start"})
+
+
+def _notify(sup: Supervisor, ingestor: object | None) -> None:
+    from runner import notify  # only once a run is admitted or ends: queued shims stay small
+
+    notify.observe(sup, ingestor)
 
 
 def classify(

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from runner import lifecycle
+from runner import lifecycle, provenance
 from runner.config import (
     CONFIG_NAME,
     Config,
@@ -30,6 +30,7 @@ from runner.config import (
 )
 from runner.lifecycle import LifecycleError
 from runner.model import Resources, Status
+from runner.notify_rules import run_rules
 from runner.registry import OUTPUT, Registry, RunNotFound, RunView
 from runner.textsafe import safe_label, sanitize_line
 
@@ -142,8 +143,10 @@ def print_table(views: Sequence[RunView]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
 
 
-def print_details(view: RunView, events: list[dict[str, Any]]) -> None:
-    """The human ``show`` page."""
+def print_details(
+    view: RunView, events: list[dict[str, Any]], extra: Sequence[tuple[str, str]] = ()
+) -> None:
+    """The human ``show`` page (``extra``: more label/value lines, such as provenance)."""
     d = view.to_json()
     fields = [
         ("id", d["id"]),
@@ -176,6 +179,7 @@ def print_details(view: RunView, events: list[dict[str, Any]]) -> None:
     metrics = d.get("metrics") or {}
     if metrics:
         fields.append(("metrics", ", ".join(f"{k}={_fmt_num(v)}" for k, v in metrics.items())))
+    fields += [(k, safe_label(v, 200)) for k, v in extra]
     for k, v in fields:
         print(f"{k:>12}  {v}")
     if events:
@@ -263,6 +267,7 @@ def cmd_run(ctx: Context) -> int:
         if not sep or not key:
             raise UsageError(f"--env takes KEY=VALUE: {item!r}")
         env[key] = value
+    notify = run_rules(a.notify, a.notify_cmd, a.notify_timeout)
     base = a.name or lifecycle.default_name(command, script)
     try:
         lifecycle.validate_name(base)
@@ -286,6 +291,7 @@ def cmd_run(ctx: Context) -> int:
                     resources=resources,
                     env=env,
                     script=script,
+                    notify=notify,
                 )
             )
         ctx.emit(
@@ -303,6 +309,7 @@ def cmd_run(ctx: Context) -> int:
         resources=resources,
         env=env,
         script=script,
+        notify=notify,
     )
     if not a.follow:
         ctx.emit({"id": spec.id, "name": spec.name}, f"submitted run {spec.id} ({spec.name})")
@@ -410,10 +417,12 @@ def cmd_show(ctx: Context) -> int:
     run_id = ctx.resolve(ctx.args.id)
     view = ctx.registry.load(run_id)
     events = lifecycle.events(ctx.registry, run_id)
+    prov = provenance.read(ctx.registry.run_dir(run_id))
     if ctx.json:
-        print(json.dumps({**view.to_json(), "events": events}, indent=2, default=str))
+        doc = {**view.to_json(), "provenance": prov, "events": events}
+        print(json.dumps(doc, indent=2, default=str))
     else:
-        print_details(view, events)
+        print_details(view, events, provenance.describe(prov))
     return EXIT_OK
 
 
@@ -676,6 +685,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--framework", default="auto", choices=["auto", "pytorch", "tensorflow", "jax", "none"]
     )
     r.add_argument("--env", action="append", metavar="KEY=VALUE", help="extra environment")
+    r.add_argument(
+        "--notify",
+        metavar="EVENTS",
+        help="run the hook on these events, e.g. failed,nan,done (see [notify] in backprop.toml)",
+    )
+    r.add_argument("--notify-cmd", metavar="CMD", help="hook: shell command, event JSON on stdin")
+    r.add_argument("--notify-timeout", metavar="T", help="kill the hook after T (default 10s)")
     r.add_argument("target", metavar="SCRIPT.py|COMMAND")
     r.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
 
@@ -726,6 +742,10 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", cmd_demo, "run the examples concurrently and open the TUI on them", json_flag=False
     )
     dm.add_argument("--no-tui", action="store_true", help="launch the runs and list them")
+    from tui import cli_compare, cli_export  # here: they import this module's helpers
+
+    cli_export.register(cmd)
+    cli_compare.register(cmd)
     return p
 
 
