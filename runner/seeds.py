@@ -13,11 +13,30 @@ import re
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-
-from runner.model import RunSpec
+from typing import Protocol
 
 SEED_KEYS = frozenset({"seed"})
 _NAME_SEED_RE = re.compile(r"(?:^|[\s,])seed=([^\s,]+)")
+
+
+class SeedCandidate(Protocol):
+    """What grouping reads of a run (a :class:`~runner.model.RunSpec` is one)."""
+
+    @property
+    def id(self) -> str:
+        """The run id."""
+
+    @property
+    def name(self) -> str:
+        """The display name."""
+
+    @property
+    def command(self) -> Sequence[str]:
+        """The argv."""
+
+    @property
+    def cwd(self) -> str:
+        """The working folder."""
 
 
 @dataclass(frozen=True)
@@ -85,13 +104,14 @@ def seed_of_name(name: str) -> str | None:
     return m.group(1) if m else None
 
 
-def _strip_name_seed(name: str) -> str:
+def strip_name_seed(name: str) -> str:
+    """``name`` without its ``seed=N`` word."""
     return _NAME_SEED_RE.sub("", name).strip(" ,") or name
 
 
-def seed_groups(specs: Iterable[RunSpec]) -> list[SeedGroup]:
+def seed_groups(specs: Iterable[SeedCandidate]) -> list[SeedGroup]:
     """Groups of two or more runs that differ only in their seed, in first-member order."""
-    groups: dict[tuple[object, ...], list[tuple[RunSpec, str]]] = {}
+    groups: dict[tuple[object, ...], list[tuple[SeedCandidate, str]]] = {}
     for spec in specs:
         command, seed = split_seed(spec.command)
         if seed is not None:
@@ -100,7 +120,7 @@ def seed_groups(specs: Iterable[RunSpec]) -> list[SeedGroup]:
             seed = seed_of_name(spec.name)
             if seed is None:
                 continue
-            key = ("name", spec.cwd, tuple(spec.command), _strip_name_seed(spec.name))
+            key = ("name", spec.cwd, tuple(spec.command), strip_name_seed(spec.name))
         groups.setdefault(key, []).append((spec, seed))
     out = []
     for members in groups.values():
@@ -108,7 +128,7 @@ def seed_groups(specs: Iterable[RunSpec]) -> list[SeedGroup]:
             continue  # one run, or the same seed twice: not a seed group
         out.append(
             SeedGroup(
-                label=_strip_name_seed(members[0][0].name),
+                label=strip_name_seed(members[0][0].name),
                 run_ids=tuple(s.id for s, _ in members),
                 seeds=tuple(seed for _, seed in members),
             )

@@ -26,6 +26,7 @@ from governor.probes import GpuSnapshot
 from runner.model import Status
 from tui.data import RunRow
 from tui.messages import RunHighlighted, SelectionChanged, VisibleRunsChanged
+from tui.seed_view import group_spread
 from tui.widgets.format import (
     fit,
     fmt_clock,
@@ -446,6 +447,9 @@ class RunTree(ScrollView, can_focus=True):
             1 for r in self.rows.values() if r.group == name and r.status is Status.RUNNING
         )
         extra = f" ({size}" + (f", {running} running)" if running else ")")
+        spread = group_spread([r for r in self.rows.values() if r.group == name])
+        if spread:  # runs that differ only in seed: their spread
+            extra += f" {spread}"
         label = truncate(name, max(1, width - 3 - len(extra)))
         return [
             Segment(f" {arrow} {label}", self._style("group")),
