@@ -75,10 +75,8 @@ def render(result: dict[str, Any], width: int = 28) -> str:
 
 def cmd_compare(ctx: Context) -> int:
     """``backprop compare``."""
-    from tui.cli import UsageError
-
     if len(ctx.args.ids) < 2:
-        raise UsageError("compare needs at least two runs")
+        raise ValueError("compare needs at least two runs")
     run_ids = [ctx.resolve(ref) for ref in ctx.args.ids]
     result = compare_runs(ctx.registry, run_ids)
     ctx.emit(result, lambda: print(render(result)))

@@ -77,8 +77,6 @@ def plot_to_file(
 
 
 def _format_of(ctx: Context) -> str:
-    from tui.cli import UsageError
-
     fmt: str | None = ctx.args.format
     out = ctx.args.output
     if fmt is None and out:
@@ -86,7 +84,7 @@ def _format_of(ctx: Context) -> str:
         fmt = suffix if suffix in FORMATS else None
     fmt = fmt or "csv"
     if ctx.json and not out:
-        raise UsageError("--json needs -o FILE (without it the metrics go to stdout)")
+        raise ValueError("--json needs -o FILE (without it the metrics go to stdout)")
     return fmt
 
 
@@ -108,21 +106,16 @@ def cmd_export_metrics(ctx: Context) -> int:
 
 def cmd_plot(ctx: Context) -> int:
     """``backprop plot``."""
-    from tui.cli import UsageError
-
     out = Path(ctx.args.output)
     run_ids = [ctx.resolve(ref) for ref in ctx.args.ids]
-    try:
-        count, metric = plot_to_file(
-            ctx.registry,
-            run_ids,
-            out,
-            metric=ctx.args.metric,
-            group_seeds=not ctx.args.no_group,
-            title=ctx.args.title,
-        )
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    count, metric = plot_to_file(  # a ValueError (a wrong suffix) is a usage error: exit 2
+        ctx.registry,
+        run_ids,
+        out,
+        metric=ctx.args.metric,
+        group_seeds=not ctx.args.no_group,
+        title=ctx.args.title,
+    )
     ctx.emit(
         {"ids": run_ids, "file": str(out), "metric": metric, "curves": count},
         f"drew {count} curve(s) of {metric} to {out}",
