@@ -19,6 +19,7 @@ does (hang, fail, flood its output) reaches the run.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -27,12 +28,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from runner import proctree
 from runner.config import ConfigError, load_config
-from runner.durable import read_json, read_jsonl, write_json
+from runner.durable import append_jsonl, read_json, read_jsonl, write_json
 from runner.history import encode_value
 from runner.model import RunSpec, RunState, ShapeError, Status
 from runner.notify_rules import (
@@ -42,7 +44,7 @@ from runner.notify_rules import (
     matching,
     read_run_rules,
 )
-from runner.registry import EVENTS, Registry
+from runner.registry import EVENTS, SUPERVISOR_LOCK, Registry
 from runner.textsafe import safe_label
 
 NOTIFIED = "notified"
@@ -168,6 +170,9 @@ class Notifier:
             return
         with self.registry.lock(SWEEP_LOCK):
             members = group_members(self.registry, group)
+            for rid, _, status, _ in members:
+                if status is Status.LOST and rid != self.spec.id:
+                    notify_lost(self.registry, rid, sweep=False)  # no supervisor of its own
             if not members or any(not s.finished for _, _, s, _ in members):
                 return
             signature = sorted(f"{rid}:{att}" for rid, att, _, _ in members)
@@ -292,6 +297,41 @@ def spawn_hook(run_dir: Path, rule: Rule, event: dict[str, Any]) -> int:
         proc.stdin.write(payload.encode())
         proc.stdin.close()
     return proc.pid
+
+
+def notify_lost(registry: Registry, run_id: str, *, sweep: bool = True) -> bool:
+    """Fire ``lost`` for a run whose supervisor vanished; return whether hooks started.
+
+    For whoever notices (a dispatcher, a sibling's supervisor): no supervisor is left to do
+    it. The run's supervisor lock is held meanwhile, so this is the run's only writer and a
+    supervisor starting now (a resume) waits; the ``notified`` record keeps it to once.
+    """
+    run_dir = registry.run_dir(run_id)
+    try:
+        fd = os.open(run_dir / SUPERVISOR_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a supervisor holds it: the run is not lost
+        view = registry.load(run_id)  # under the lock: the truth now
+        if view.status is not Status.LOST or view.spec is None or view.state is None:
+            return False
+        state = replace(view.state, status=Status.LOST, reason=view.reason)
+
+        def record(event: str, /, **fields: Any) -> None:
+            entry = {"t": time.time(), "attempt": state.attempt, "event": event, **fields}
+            append_jsonl(run_dir / EVENTS, [entry])
+
+        notifier = Notifier(registry, view.spec, state.attempt, record)
+        fired = notifier.fire("lost", state)
+        if sweep and view.spec.group:
+            notifier.check_sweep(state)
+        return fired
+    finally:
+        os.close(fd)
 
 
 # --- the supervisor's one entry point --------------------------------------------------------

@@ -117,3 +117,27 @@ def _alive(pid: int) -> bool:
         return False
     with open(f"/proc/{pid}/stat") as f:  # a zombie is dead too
         return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_lost_run_is_notified_once_by_whoever_notices(cli: Cli, tmp_path: Path) -> None:
+    from runner import notify
+
+    out = tmp_path / "lost.out"
+    run_id = cli.run_script(
+        "import time\nprint('loss: 1.0', flush=True)\ntime.sleep(600)\n",
+        name="victim",
+        notify="lost",
+        notify_cmd=f"cat >> {out}",
+    )
+    registry = Registry(cli.home)
+    cli.wait_status(run_id, "running", timeout=60)
+    assert notify.notify_lost(registry, run_id) is False  # its supervisor is alive
+    supervisor = json.loads((registry.run_dir(run_id) / "state.json").read_text())["supervisor"]
+    os.kill(supervisor["pid"], 9)
+    wait_until(lambda: not registry.supervisor_locked(run_id), message="the supervisor gone")
+    cli.wait_status(run_id, "lost", timeout=30)
+    assert notify.notify_lost(registry, run_id) is True
+    assert notify.notify_lost(registry, run_id) is False  # once
+    (event,) = wait_until(lambda: lines(out), timeout=30, message="the lost hook")
+    assert event["event"] == "lost" and event["run_id"] == run_id and event["status"] == "lost"
+    assert [e["kind"] for e in notified(registry.run_dir(run_id))] == ["lost"]
