@@ -23,7 +23,6 @@ import fcntl
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -245,7 +244,7 @@ def build_event(
         "metric": spec.primary_metric,
         "value": encode_value(value) if value is not None else None,
         "best": best,
-        "host": socket.gethostname(),
+        "host": os.uname().nodename,
         "run_dir": None,  # filled in by spawn_hook
         "time": clock(),
         "message": message,

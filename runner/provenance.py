@@ -14,15 +14,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import platform
 import shutil
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +117,8 @@ def git_info(cwd: Path, *, diff_limit: int = DIFF_LIMIT) -> tuple[dict[str, Any]
 
 def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str]:
     """Installed versions of ``names`` in this interpreter (read from metadata, not imported)."""
+    from importlib import metadata  # ~50 ms of imports (email...): only when recording
+
     out: dict[str, str] = {}
     for name in names:
         with contextlib.suppress(metadata.PackageNotFoundError, ValueError):
@@ -151,6 +150,8 @@ def _same_interpreter(python: str) -> bool:
 
 def collect(cwd: Path, command: Sequence[str], script: str | None) -> tuple[dict[str, Any], bytes]:
     """Everything :func:`record` writes: the provenance document and the diff."""
+    import platform  # only when recording: the notifier imports this module for its helpers
+
     git, diff = git_info(cwd)
     python = command[0] if script and command else sys.executable
     doc: dict[str, Any] = {
@@ -160,7 +161,7 @@ def collect(cwd: Path, command: Sequence[str], script: str | None) -> tuple[dict
         "python": {"executable": python, "version": platform.python_version()},
         "packages": package_versions(),
         "host": {
-            "hostname": socket.gethostname(),
+            "hostname": os.uname().nodename,
             "platform": platform.platform(terse=True),
             "machine": platform.machine(),
         },
