@@ -284,6 +284,7 @@ class BackpropApp(App[int]):
                 rows, snap.series, {r.id: r.primary_metric for r in rows}
             )
             self.query_one("#compare-plot", MetricPlot).show_curves(curves)
+            compare_view.refresh_table(self, every_s=compare_view.REFRESH_EVERY_S)
 
     def _grid_runs(self) -> list[tuple[str, str]]:
         limit = 6 if self.size.height >= 40 else 4

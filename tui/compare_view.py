@@ -7,6 +7,7 @@ to the :class:`~tui.widgets.compare_table.CompareTable`.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from runner.compare import compare_runs
@@ -37,9 +38,20 @@ def compute(registry: Registry, run_ids: list[str]) -> tuple[dict[str, Any] | No
         return None, f"cannot compare: {exc}"
 
 
-def refresh_table(app: BackpropApp) -> None:
-    """Recompute the table for the marked runs (synchronously when the app does not watch)."""
+REFRESH_EVERY_S = 5.0
+
+
+def refresh_table(app: BackpropApp, *, every_s: float = 0.0) -> None:
+    """Recompute the table for the marked runs (synchronously when the app does not watch).
+
+    ``every_s``: skip it when the last refresh is more recent (the periodic redraw passes
+    :data:`REFRESH_EVERY_S` so that running runs' results stay current).
+    """
     table = app.query_one("#compare-table", CompareTable)
+    now = time.monotonic()
+    if every_s and now - table.refreshed_at < every_s:
+        return
+    table.refreshed_at = now
     run_ids = sorted(app.tree.selected, reverse=True)
     if not app.watch:  # tests and screenshots: deterministic, in this thread
         table.show(*compute(app.registry, run_ids))

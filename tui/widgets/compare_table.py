@@ -20,6 +20,7 @@ class CompareTable(Static):
     """Differing arguments, config, code and results of the marked runs."""
 
     result: dict[str, Any] | None = None
+    refreshed_at = -1e9  # monotonic time the app last asked for new rows
 
     DEFAULT_CSS = """
     CompareTable {
