@@ -123,7 +123,11 @@ def check_placeholders(command: Sequence[str], n_deps: int) -> None:
                 fields = ", ".join(PLACEHOLDER_FIELDS)
                 raise DependencyError(f"unknown placeholder {m.group(0)} (use one of {fields})")
             if index >= n_deps:
-                have = f"only {n_deps} dependencies" if n_deps else "no --after"
+                have = (
+                    f"only {n_deps} dependenc{'y' if n_deps == 1 else 'ies'}"
+                    if n_deps
+                    else "no --after"
+                )
                 raise DependencyError(f"placeholder {m.group(0)} but the run has {have}")
         rest = PLACEHOLDER_RE.sub("", arg)
         if "{after." in rest or "{after[" in rest:

@@ -140,7 +140,7 @@ def autocomplete(parser: argparse.ArgumentParser) -> None:
     import argcomplete
 
     attach_completers(parser)
-    argcomplete.autocomplete(parser, always_complete_options="long")
+    argcomplete.autocomplete(parser, always_complete_options=False)
 
 
 def cmd_completion(ctx: Any) -> int:

@@ -1,0 +1,89 @@
+"""Command-line conventions, in process: --version, exit codes in every --help, completion
+scripts, and the ``ls`` filters."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from runner.model import RunSpec
+from runner.registry import Registry
+from tui import cli
+from tui.cli_conventions import EXIT_CODES, attach_completers, complete_runs, completion_script
+from tui.cli_pipeline import filter_runs, parse_since
+
+
+def test_version_comes_from_the_package_metadata(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"backprop {version('backprop')}"
+
+
+def test_every_help_documents_its_exit_codes() -> None:
+    commands = subcommands_of(cli.build_parser())
+    assert {"wait", "completion"} <= set(commands)
+    assert set(EXIT_CODES) <= set(commands)  # no stale entries
+    for name, parser in commands.items():
+        assert "exit status: 0 " in parser.format_help(), name
+    assert "124" in commands["wait"].format_help()
+    assert "124" in cli.build_parser().format_help()
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_scripts_are_generated_for_backprop(shell: str) -> None:
+    script = completion_script(shell)
+    assert "backprop" in script and "_ARGCOMPLETE" in script
+
+
+def test_run_arguments_complete_ids_and_names(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    for name in ("train", "eval"):
+        run_id = reg.allocate_id()
+        reg.create(RunSpec(id=run_id, name=name, command=("true",), cwd="/", created_at=1.0))
+    parser = cli.build_parser()
+    attach_completers(parser)
+    stop = subcommands_of(parser)["stop"]
+    ids = next(a for a in stop._actions if a.dest == "ids")
+    assert ids.completer is complete_runs  # type: ignore[attr-defined]
+    args = argparse.Namespace(home=str(tmp_path))
+    assert complete_runs("0", args) == ["000002", "000001"]
+    assert complete_runs("2", args) == ["000002"]
+    assert complete_runs("ev", args) == ["eval"]
+
+
+def subcommands_of(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+def test_since_takes_durations_and_dates() -> None:
+    now = 1_800_000_000.0
+    assert parse_since("2h", now) == now - 7200
+    assert parse_since("2026-12-01", now) == time.mktime((2026, 12, 1, 0, 0, 0, 0, 0, -1))
+    with pytest.raises(ValueError, match="--since"):
+        parse_since("last tuesday", now)
+
+
+def test_ls_filters_name_since_and_limit(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    now = time.time()
+    for name, age in (("train-a", 7200), ("eval-a", 60), ("train-b", 30)):
+        run_id = reg.allocate_id()
+        spec = RunSpec(id=run_id, name=name, command=("true",), cwd="/", created_at=now - age)
+        reg.create(spec)
+    views = reg.list_runs()
+
+    def names(**kw: object) -> list[str]:
+        args = argparse.Namespace(**{"limit": None, "name_pattern": None, "since": None, **kw})
+        return [v.name for v in filter_runs(views, args)]
+
+    assert names(limit=2) == ["train-b", "eval-a"]
+    assert names(name_pattern="train*") == ["train-b", "train-a"]
+    assert names(name_pattern="val") == ["eval-a"]  # no wildcard: a substring
+    assert names(since="1h") == ["train-b", "eval-a"]
+    assert names(since="1h", name_pattern="train*", limit=5) == ["train-b"]
+    with pytest.raises(ValueError):
+        names(limit=-1)
