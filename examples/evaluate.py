@@ -15,10 +15,10 @@ import sys
 
 import torch
 from torch import nn
+from train_helpers import FEATURES, make_data
 
 from runner import report
 from runner.torch import load_checkpoint
-from train_helpers import FEATURES, make_data
 
 
 def main() -> int:

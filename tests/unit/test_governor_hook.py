@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from governor import learn
-from governor.fake_nvml import FakeNvml
 from governor.dependency_gate import DependencyGate
+from governor.fake_nvml import FakeNvml
 from governor.hook import GovernorHook, build_hook
 from governor.probes import HostInfo
 from governor.settings import GovernorSettings
