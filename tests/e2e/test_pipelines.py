@@ -167,7 +167,10 @@ def test_unknown_ids_and_cycles_are_refused_at_submit(cli: Cli, home: Path) -> N
 
     x = cli.json("run", "--name", "x", "echo.py")["id"]
     y = cli.json("run", "--after", x, "--name", "y", "echo.py")["id"]
-    cli("wait", x, y)
+    swept = cli.json("run", "--after", x, "--sweep", "k=1,2", "echo.py")
+    cli("wait", x, y, *swept["ids"])
+    for run_id in swept["ids"]:  # every run of a sweep waits for the same dependency
+        assert cli.show(run_id)["after"] == [{"id": x, "kind": "ok"}]
     placeholder = cli("run", "--after", x, "echo.py", "{after[1].checkpoint}", check=False)
     assert placeholder.returncode == 2 and "only 1 dependenc" in placeholder.stderr
     # Specs are never rewritten, so a cycle only comes from edited or foreign files.
