@@ -102,19 +102,26 @@ def add_wait_arguments(w: argparse.ArgumentParser) -> None:
 
 
 def _targets(ctx: Context) -> list[str]:
+    """The runs ``wait`` waits for: those named, those of the groups, those not ended yet."""
     a = ctx.args
     reg: Registry = ctx.registry
-    ids: list[str] = [reg.resolve(ref) for ref in a.ids]
-    if a.group or a.all_queued:
-        for view in reg.list_runs():
-            doc = view.to_json() if a.group else {}
-            if (a.group and doc.get("group") in a.group) or (a.all_queued and view.status.active):
-                ids.append(view.id)
-        if a.group and not any(v for v in ids):
-            raise ValueError(f"no runs in group {', '.join(a.group)}")
-    elif not ids:
+    if not (a.ids or a.group or a.all_queued):
         raise ValueError("wait needs run ids, --group G or --all-queued")
-    return sorted(set(ids), key=lambda i: (len(i), i))
+    try:
+        ids = {reg.resolve(ref) for ref in a.ids}
+    except RunNotFound as exc:
+        raise ValueError(str(exc.args[0])) from None  # a usage error: exit 2, as documented
+    if a.group or a.all_queued:
+        grouped = set()
+        for view in reg.list_runs():
+            if a.group and view.to_json().get("group") in a.group:
+                grouped.add(view.id)
+            if a.all_queued and view.status.active:
+                ids.add(view.id)
+        if a.group and not grouped:
+            raise ValueError(f"no runs in group {', '.join(a.group)}")
+        ids |= grouped
+    return sorted(ids, key=lambda i: (len(i), i))
 
 
 def ended_line(view: RunView | None, run_id: str) -> dict[str, Any]:

@@ -4,17 +4,21 @@ scripts, and the ``ls`` filters."""
 from __future__ import annotations
 
 import argparse
+import os
+import threading
 import time
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
-from runner.model import RunSpec
-from runner.registry import Registry
+from runner import identity
+from runner.durable import write_json
+from runner.model import RunSpec, RunState, Status
+from runner.registry import STATE, Registry
 from tui import cli
 from tui.cli_conventions import EXIT_CODES, attach_completers, complete_runs, completion_script
-from tui.cli_pipeline import filter_runs, parse_since
+from tui.cli_pipeline import RunWaiter, filter_runs, parse_since
 
 
 def test_version_comes_from_the_package_metadata(capsys: pytest.CaptureFixture[str]) -> None:
@@ -87,3 +91,44 @@ def test_ls_filters_name_since_and_limit(tmp_path: Path) -> None:
     assert names(since="1h", name_pattern="train*", limit=5) == ["train-b"]
     with pytest.raises(ValueError):
         names(limit=-1)
+
+
+def test_wait_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home = str(tmp_path)
+    assert cli.main(["--home", home, "wait"]) == 2
+    assert cli.main(["--home", home, "wait", "7"]) == 2
+    assert cli.main(["--home", home, "wait", "--group", "none"]) == 2
+    assert cli.main(["--home", home, "wait", "--all-queued"]) == 0  # nothing left to wait for
+    errors = capsys.readouterr().err.splitlines()
+    assert errors == [
+        "backprop: error: wait needs run ids, --group G or --all-queued",
+        "backprop: error: no run with id 7",
+        "backprop: error: no runs in group none",
+    ]
+
+
+def test_waiter_wakes_on_the_state_file_not_the_fallback_poll(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    me = identity.identity_of(os.getpid())
+    assert me is not None
+    for name in ("done", "busy"):
+        run_id = reg.allocate_id()
+        reg.create(RunSpec(id=run_id, name=name, command=("true",), cwd="/", created_at=1.0))
+    write_json(
+        reg.run_dir("000001") / STATE,
+        RunState("000001", 1, Status.COMPLETED, time.time(), me, reason="exit 0").to_json(),
+    )
+    running = RunState("000002", 1, Status.RUNNING, time.time(), me)
+    write_json(reg.run_dir("000002") / STATE, running.to_json())
+    ended: list[dict[str, object]] = []
+    waiter = RunWaiter(reg, ["000001", "000002"], ended.append, fallback_s=60.0)
+    assert waiter.wait(0.3) == ["000002"]  # timed out, well before the fallback poll
+    assert [e["id"] for e in ended] == ["000001"]
+
+    failed = RunState("000002", 1, Status.FAILED, time.time(), me, reason="exit 3")
+    timer = threading.Timer(0.5, write_json, (reg.run_dir("000002") / STATE, failed.to_json()))
+    timer.start()
+    t0 = time.monotonic()
+    assert waiter.wait(30) == []
+    assert time.monotonic() - t0 < 10  # the file event woke it, not the 60 s poll
+    assert ended[-1]["status"] == "failed" and ended[-1]["reason"] == "exit 3"
