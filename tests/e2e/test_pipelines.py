@@ -127,8 +127,9 @@ def test_a_failed_dependency_skips_its_dependents_and_resume_requeues_them(
 
 
 def test_waiting_costs_nothing_and_wait_times_out(cli: Cli, home: Path) -> None:
-    """A dependent waits on its dependency's supervisor lock, not in a poll loop; ``wait``
-    gives up with 124 at its timeout and returns 0 as soon as the runs end."""
+    """A dependent waits on its dependency's supervisor lock, not in a poll loop, and
+    survives kill -9 of its supervisor; ``wait`` gives up with 124 at its timeout and
+    returns 0 as soon as the runs end."""
     a = cli.run_script(GATED, name="gated")
     (cli.cwd / "echo.py").write_text(ECHO)
     b = cli.json("run", "--after", a, "--name", "after-gated", "echo.py")["id"]
@@ -146,6 +147,14 @@ def test_waiting_costs_nothing_and_wait_times_out(cli: Cli, home: Path) -> None:
     after = proc.cpu_times()
     used = (after.user + after.system) - (before.user + before.system)
     assert used < 0.05, f"a waiting dependent used {used:.3f} s of CPU in 2 s"
+
+    # kill -9 of the waiting supervisor loses nothing: the dependency is in the spec, and a
+    # resume waits again.
+    proc.kill()
+    proc.wait(10)
+    assert cli.wait_status(b, "lost")["after"] == [{"id": a, "kind": "ok"}]
+    cli("resume", b)
+    assert cli.wait_status(b, "queued")["reason"] == f"waiting for {a} (running)"
 
     (home.parent / "gate").write_text("")
     t0 = time.monotonic()
