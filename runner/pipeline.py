@@ -216,8 +216,10 @@ def with_dependents(
         for dep in _after_ids(view):
             dependents.setdefault(dep, []).append(view.id)
     for view in views:
-        mine = sorted(dependents.get(view.id, ()), key=lambda i: (len(i), i))
         text = view.to_json_text()
-        if text.endswith("}"):
-            text = text[:-1] + ',"dependents":' + json.dumps(mine, separators=(",", ":")) + "}"
-        yield text
+        mine = dependents.get(view.id)
+        if mine is None:
+            yield text[:-1] + ',"dependents":[]}'
+        else:
+            mine.sort(key=lambda i: (len(i), i))
+            yield text[:-1] + ',"dependents":' + json.dumps(mine, separators=(",", ":")) + "}"

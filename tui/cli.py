@@ -651,7 +651,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--home", default=None, help="registry folder (default $BACKPROP_HOME or ~/.backprop)"
     )
-    p.add_argument("--version", action="version", version=f"backprop {cli_conventions.version()}")
+    p.add_argument(
+        "--version", action=cli_conventions.VersionAction, help="print the version and exit"
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def cmd(

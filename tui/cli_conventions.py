@@ -61,6 +61,17 @@ def version() -> str:
         return "unknown (not installed)"
 
 
+class VersionAction(argparse.Action):
+    """``--version``: looks the version up only when asked (reading metadata costs ms)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kw: Any):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kw: Any) -> None:
+        print(f"backprop {version()}")
+        parser.exit()
+
+
 # --- completion -----------------------------------------------------------------------------
 
 SHELLS = ("bash", "zsh", "fish")
