@@ -228,8 +228,13 @@ _DOCUMENTED: list[tuple[str, str, Any, str]] = [
     ("run", "primary_metric", "loss", "the metric shown as 'loss' in ls, show and the TUI"),
     ("run", "stall_factor", 10.0, "flag 'stalled' after this many usual step intervals of silence"),
     ("run", "stall_after", "60s", "... but never before this much silence"),
-    ("run", "after", [], "runs every new run waits for (ids or names; --after overrides)"),
-    ("run", "after_any", [], "runs every new run waits to end, however (--after-any overrides)"),
+    ("run", "after", [], "runs every `backprop run` waits for (ids or names; --after overrides)"),
+    (
+        "run",
+        "after_any",
+        [],
+        "runs every `backprop run` waits to end, however (--after-any overrides)",
+    ),
 ]
 
 

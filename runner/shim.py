@@ -297,7 +297,8 @@ class Supervisor:
                 return True
             if decision.final is not None:  # it can never start (a dependency failed)
                 self.set_state(status=decision.final, reason=decision.reason, ended_at=self.clock())
-                self.record(decision.final.value, reason=decision.reason)
+                event = "skipped" if decision.final is Status.SKIPPED else "failed_to_start"
+                self.record(event, reason=decision.reason)
                 return False
             if decision.reason != queued_reason:
                 queued_reason = decision.reason
