@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 
 from runner.model import MAX_DEPENDENCIES, Dependency, ShapeError
-from runner.registry import Registry, RunNotFound, RunView
+from runner.registry import SPEC, Registry, RunNotFound, RunView
 
 PLACEHOLDER_RE = re.compile(r"\{after(?:\[(\d+)\])?\.([a-z_]+)\}")
 PLACEHOLDER_FIELDS = ("checkpoint", "run_dir", "id")
@@ -32,6 +32,8 @@ PLACEHOLDER_FIELDS = ("checkpoint", "run_dir", "id")
 ENV_PREFIX = "BACKPROP_AFTER_"
 # How many dependency links a cycle check follows before it gives up looking further.
 MAX_WALK = 10_000
+# A spec is small; a dependency is listed within its first this many bytes.
+MAX_SPEC_BYTES = 1024 * 1024
 
 
 class DependencyError(ValueError):
@@ -184,8 +186,13 @@ def dependents_of(registry: Registry, run_id: str) -> list[str]:
     except ValueError:
         return []
     found = []
+    quoted = f'"{run_id}"'.encode()
     for other in ids[start:]:
         with contextlib.suppress(FileNotFoundError, ShapeError, OSError, ValueError):
+            # Most specs never mention the id: only those that do are parsed.
+            with open(registry.run_dir(other) / SPEC, "rb") as f:
+                if quoted not in f.read(MAX_SPEC_BYTES):
+                    continue
             if any(d.run_id == run_id for d in registry.read_spec(other).after):
                 found.append(other)
     return found
