@@ -468,8 +468,8 @@ class RunTree(ScrollView, can_focus=True):
             Segment(icon(row.status, self._frame), self._style(row.status.value)),
         ]
         waits = waiting_for(row, self.rows)
-        if waits and name_w >= 16:  # a dependent shows what it waits for after its name
-            label = f" ← {waits}"
+        label = f" ← {waits}" if waits else ""
+        if label and name_w - len(label) >= 4:  # a dependent shows what it waits for
             segments.append(Segment(" " + fit(row.name, name_w - len(label)), name_style))
             segments.append(Segment(label + " ", self._style("muted")))
         else:
