@@ -51,6 +51,11 @@ def add_dependency_options(run: argparse.ArgumentParser) -> None:
         metavar="ID[,ID...]",
         help="start only once these runs ended, however they ended",
     )
+    run.add_argument(
+        "--no-after",
+        action="store_true",
+        help="ignore [run] after / after_any from backprop.toml for this run",
+    )
 
 
 def dependencies(ctx: Context) -> tuple[Dependency, ...]:
@@ -61,7 +66,9 @@ def dependencies(ctx: Context) -> tuple[Dependency, ...]:
     """
     a = ctx.args
     after, after_any = a.after or [], a.after_any or []
-    if not after and not after_any:
+    if a.no_after and (after or after_any):
+        raise ValueError("--no-after cannot go with --after or --after-any")
+    if not after and not after_any and not a.no_after:
         after, after_any = list(ctx.config.run.after), list(ctx.config.run.after_any)
     if not after and not after_any:
         return ()

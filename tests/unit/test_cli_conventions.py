@@ -132,3 +132,29 @@ def test_waiter_wakes_on_the_state_file_not_the_fallback_poll(tmp_path: Path) ->
     assert waiter.wait(30) == []
     assert time.monotonic() - t0 < 10  # the file event woke it, not the 60 s poll
     assert ended[-1]["status"] == "failed" and ended[-1]["reason"] == "exit 3"
+
+
+def test_config_after_applies_unless_overridden(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BACKPROP_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)  # ./backprop.toml is looked for first
+    from runner.model import Dependency
+    from tui.cli import Context, build_parser
+    from tui.cli_pipeline import dependencies
+
+    reg = Registry(tmp_path)
+    for name in ("prepare", "other"):
+        run_id = reg.allocate_id()
+        reg.create(RunSpec(id=run_id, name=name, command=("true",), cwd="/", created_at=1.0))
+    (tmp_path / "backprop.toml").write_text('[run]\nafter = ["prepare"]\n')
+
+    def deps(*flags: str) -> tuple[Dependency, ...]:
+        args = build_parser().parse_args(["--home", str(tmp_path), "run", *flags, "x.py"])
+        return dependencies(Context(args))
+
+    assert deps() == (Dependency("000001"),)
+    assert deps("--after-any", "other") == (Dependency("000002", "any"),)
+    assert deps("--no-after") == ()
+    with pytest.raises(ValueError, match="--no-after"):
+        deps("--no-after", "--after", "2")
