@@ -553,9 +553,13 @@ class RunTree(ScrollView, can_focus=True):
         return "-"
 
     def dependents(self) -> dict[str, tuple[str, ...]]:
-        """Who waits for whom, among the rows shown (recomputed once per new set of rows)."""
-        if self._dependents[0] is not self.rows:
-            self._dependents = (self.rows, dependents_index(self.rows))
+        """Who waits for whom, among the rows shown.
+
+        A run's dependencies never change, so the index is rebuilt only when runs appear or
+        vanish (``order`` is a new tuple exactly then), not on every snapshot.
+        """
+        if self._dependents[0] is not self.order:
+            self._dependents = (self.order, dependents_index(self.rows))
         return self._dependents[1]
 
     def detail_keys(self, row: RunRow) -> tuple[str, ...]:
