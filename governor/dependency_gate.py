@@ -94,9 +94,10 @@ class DependencyGate:
         for index, name in sorted(needed(spec.command)):
             if index < len(values) and values[index].get(name) is None:
                 dep = values[index]["id"]
+                placeholder = "{after" + (f"[{index}]" if index else "") + f".{name}}}"
                 return Admission(
                     admitted=False,
-                    reason=f"dependency {dep} left no {name} for {{after.{name}}}",
+                    reason=f"dependency {dep} left no {name} for {placeholder}",
                     final=Status.FAILED,
                 )
         admission = self.inner.request(spec, run_dir, attempt, force=force)

@@ -271,7 +271,8 @@ def test_gate_waits_skips_and_fills_placeholders(tmp_path: Path) -> None:
 
     set_state(reg, "000001", Status.COMPLETED, "exit 0")
     no_ckpt = ask()
-    assert no_ckpt.final is Status.FAILED and "left no checkpoint" in no_ckpt.reason
+    assert no_ckpt.final is Status.FAILED
+    assert no_ckpt.reason == "dependency 000001 left no checkpoint for {after.checkpoint}"
     ckpt = reg.run_dir("000001") / CHECKPOINTS / "ckpt-00000010.pt"
     ckpt.write_bytes(b"x")
     admitted = ask()
