@@ -296,14 +296,18 @@ def _note_peaks(state: GovernorState, gpus: GpuSnapshot) -> None:
 def build_hook(home: Path, config: Config) -> AdmissionHook:
     """Return the hook the supervisor of a run under ``home`` should ask.
 
+    Dependencies come first, whether or not the governor is on: the governor's hook (or
+    admit-all) is wrapped in a :class:`~governor.dependency_gate.DependencyGate`.
+
     A ``[governor]`` section that does not validate is reported on stderr (the supervisor's
     log) and the defaults apply, so a typo never strands a run.
     """
+    from governor.dependency_gate import DependencyGate
+
     try:
         settings = GovernorSettings.from_config(config)
     except ConfigError as exc:
         print(f"backprop: {exc}; using the governor's defaults", file=sys.stderr)
         settings = GovernorSettings()
-    if not settings.enabled:
-        return AdmitAll()
-    return GovernorHook(home, settings)
+    inner: AdmissionHook = GovernorHook(home, settings) if settings.enabled else AdmitAll()
+    return DependencyGate(inner, Registry(home))

@@ -11,18 +11,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from runner.model import RunSpec
+from runner.model import RunSpec, Status
 
 
 @dataclass(frozen=True)
 class Admission:
-    """The answer to "may this run start now?"."""
+    """The answer to "may this run start now?".
+
+    Attributes:
+        admitted: start the trainer now.
+        reason: why (shown as the run's reason while it waits).
+        env: placement and framework settings for the trainer.
+        gpus: the GPUs placed on.
+        retry_after_s: when to ask again at the latest.
+        final: not admitted and never will be: end the run now with this status, without
+            running it (a dependency failed: ``skipped``).
+        wait_for: run ids whose end should make the asker ask again at once (its
+            dependencies): their supervisors' locks are watched, so waiting costs no polling.
+    """
 
     admitted: bool
     reason: str = ""
     env: dict[str, str] = field(default_factory=dict)
     gpus: tuple[int, ...] = ()
     retry_after_s: float = 1.0
+    final: Status | None = None
+    wait_for: tuple[str, ...] = ()
 
 
 class AdmissionHook(Protocol):

@@ -109,6 +109,8 @@ class RunDefaults:
     timeout_s: float | None = None
     stall_factor: float = 10.0
     stall_after_s: float = 60.0
+    after: tuple[str, ...] = ()
+    after_any: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,8 @@ def _run_defaults(d: Any) -> RunDefaults:
         "timeout",
         "stall_factor",
         "stall_after",
+        "after",
+        "after_any",
     }
     unknown = set(d) - known
     if unknown:
@@ -187,7 +191,10 @@ def _run_defaults(d: Any) -> RunDefaults:
         raise ConfigError("[run] stall_factor must be a number")
     if not stall_factor > 1:
         raise ConfigError("[run] stall_factor must be greater than 1")
+    after = {key: _run_refs(d, key) for key in ("after", "after_any")}
     return RunDefaults(
+        after=after["after"],
+        after_any=after["after_any"],
         python=python,
         grace_int_s=parse_duration(d.get("grace_int", 30)),
         grace_term_s=parse_duration(d.get("grace_term", 10)),
@@ -198,6 +205,16 @@ def _run_defaults(d: Any) -> RunDefaults:
         stall_factor=float(stall_factor),
         stall_after_s=parse_duration(d.get("stall_after", 60)),
     )
+
+
+def _run_refs(d: dict[str, Any], key: str) -> tuple[str, ...]:
+    """``[run] after`` / ``after_any``: run ids or names, as a list or one string."""
+    value = d.get(key, [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"[run] {key} must be a list of run ids or names")
+    return tuple(value)
 
 
 # Each entry: section, key, default, comment. Sections owned by other layers append theirs
@@ -211,6 +228,13 @@ _DOCUMENTED: list[tuple[str, str, Any, str]] = [
     ("run", "primary_metric", "loss", "the metric shown as 'loss' in ls, show and the TUI"),
     ("run", "stall_factor", 10.0, "flag 'stalled' after this many usual step intervals of silence"),
     ("run", "stall_after", "60s", "... but never before this much silence"),
+    ("run", "after", [], "runs every `backprop run` waits for (ids or names; --after overrides)"),
+    (
+        "run",
+        "after_any",
+        [],
+        "runs every `backprop run` waits to end, however (--after-any overrides)",
+    ),
 ]
 
 

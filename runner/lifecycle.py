@@ -25,6 +25,7 @@ from runner import identity, notify_rules, provenance
 from runner.config import Config
 from runner.durable import read_json, write_json
 from runner.model import (
+    Dependency,
     Lineage,
     Resources,
     RunSpec,
@@ -122,12 +123,14 @@ def submit(
     resume_from: str | None = None,
     start: bool = True,
     notify: RunRules | None = None,
+    after: Sequence[Dependency] = (),
 ) -> RunSpec:
     """Record a new run durably, then start its supervisor. Returns the spec.
 
     The run counts as submitted once ``spec.json`` is on disk; the supervisor is started
     detached and this returns without waiting for the trainer. The run's provenance (git
     commit, diff, interpreter, host) and its own notification rules are written first.
+    ``after``: the runs it waits for (checked by :func:`runner.pipeline.resolve_dependencies`).
     """
     config = config or Config()
     validate_name(name)
@@ -135,6 +138,10 @@ def submit(
         validate_name(group)
     if not command:
         raise LifecycleError("nothing to run")
+    if after or any("{after" in a for a in command):
+        from runner.pipeline import check_placeholders
+
+        check_placeholders(command, len(after))  # DependencyError: a ValueError (usage)
     run_id = registry.allocate_id()
     spec = RunSpec(
         id=run_id,
@@ -155,6 +162,7 @@ def submit(
         primary_metric=config.run.primary_metric,
         stall_factor=config.run.stall_factor,
         stall_after_s=config.run.stall_after_s,
+        after=tuple(after),
     )
     folder = registry.create(spec)
     with contextlib.suppress(Exception):  # provenance is a record, never a reason not to run
@@ -306,14 +314,30 @@ def latest_checkpoint(registry: Registry, run_id: str) -> str | None:
 
 
 def resume(
-    registry: Registry, run_id: str, *, timeout_s: float | None = None, wait_s: float = 10.0
+    registry: Registry,
+    run_id: str,
+    *,
+    timeout_s: float | None = None,
+    wait_s: float = 10.0,
+    dependents: bool = True,
 ) -> int:
-    """Start the next attempt of a finished run from its latest checkpoint. Returns it."""
+    """Start the next attempt of a finished run from its latest checkpoint. Returns it.
+
+    With ``dependents`` (the default), runs that were skipped because this one did not
+    complete are queued again as well, and theirs in turn: they wait for this attempt.
+    """
     with registry.lock(f".resume-{run_id}.lock"):
         view = registry.load(run_id)
         _require(
             view,
-            {Status.COMPLETED, Status.FAILED, Status.STOPPED, Status.TIMEBOXED, Status.LOST},
+            {
+                Status.COMPLETED,
+                Status.FAILED,
+                Status.STOPPED,
+                Status.TIMEBOXED,
+                Status.LOST,
+                Status.SKIPPED,
+            },
             "resume",
         )
         if registry.supervisor_locked(run_id):
@@ -327,7 +351,28 @@ def resume(
         ckpt = latest_checkpoint(registry, run_id)
         spawn_supervisor(registry, run_id, attempt=attempt, timeout_s=timeout_s, resume_from=ckpt)
         _wait_for_attempt(registry, run_id, attempt, wait_s)
+    if dependents:
+        requeue_skipped_dependents(registry, run_id, wait_s=wait_s)
     return attempt
+
+
+def requeue_skipped_dependents(
+    registry: Registry, run_id: str, *, wait_s: float = 10.0
+) -> list[str]:
+    """Queue again the runs skipped because ``run_id`` did not complete; return their ids.
+
+    Each is resumed (a new attempt that waits for its dependencies again), and so are its
+    own skipped dependents, transitively.
+    """
+    from runner.pipeline import dependents_of
+
+    requeued: list[str] = []
+    for other in dependents_of(registry, run_id):
+        with contextlib.suppress(LifecycleError, ValueError, OSError):
+            if registry.load(other).status is Status.SKIPPED:
+                resume(registry, other, wait_s=wait_s, dependents=False)
+                requeued += [other, *requeue_skipped_dependents(registry, other, wait_s=wait_s)]
+    return requeued
 
 
 def _wait_for_attempt(registry: Registry, run_id: str, attempt: int, wait_s: float) -> None:
@@ -409,6 +454,7 @@ def fork(
         script=parent_spec.script,
         parent=Lineage(run_id=run_id, checkpoint=ckpt),
         resume_from=ckpt,
+        after=parent_spec.after,
     )
 
 
@@ -429,6 +475,7 @@ def rerun(registry: Registry, run_id: str, *, config: Config | None = None) -> R
         resources=s.resources,
         env=s.env,
         script=s.script,
+        after=s.after,
     )
 
 
@@ -495,7 +542,8 @@ def import_run(registry: Registry, bundle: Path) -> str:
         except (FileNotFoundError, ShapeError) as exc:
             raise LifecycleError(f"{bundle}: bundle has no valid spec.json ({exc})") from None
         new_id = registry.allocate_id()
-        write_json(src / SPEC, replace(old_spec, id=new_id).to_json())
+        # Its dependencies were runs of another registry: their ids mean nothing here.
+        write_json(src / SPEC, replace(old_spec, id=new_id, after=()).to_json())
         with contextlib.suppress(FileNotFoundError):
             raw = read_json(src / STATE)
             try:

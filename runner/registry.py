@@ -149,6 +149,7 @@ class RunView:
             "gpus": list(st.gpus) if st else [],
             "resources": spec.resources.to_json() if spec else None,
             "parent": spec.parent.to_json() if spec and spec.parent else None,
+            "after": [d.to_json() for d in spec.after] if spec else [],
         }
 
 

@@ -38,6 +38,7 @@ from runner import identity, proctree
 
 if TYPE_CHECKING:
     from runner.ingest import Ingestor
+    from runner.lockwatch import LockWatch
 from runner.admission import Admission, AdmissionHook
 from runner.durable import append_jsonl, write_json
 from runner.model import ProcessIdentity, RunSpec, RunState, Status
@@ -55,6 +56,7 @@ TRIM_EVERY_S = 10.0  # how often a running supervisor returns freed heap pages
 CLEANUP_GRACE_S = 2.0
 OUTPUT_HEAD_BYTES = 1024 * 1024
 EXIT_ALREADY_SUPERVISED = 3
+DEPENDENCY_POLL_S = 1.0  # while a dependency's supervisor is not up yet (it is starting)
 
 VALID_ACTIONS = frozenset({"stop", "kill", "pause", "continue", "start"})
 # Blocked across the re-exec after admission; pending ones are delivered once handlers exist.
@@ -171,6 +173,7 @@ class Supervisor:
         self.paused_total = 0.0
         self.force_start = False
         self.trimmed_at = 0.0
+        self.lock_watch: LockWatch | None = None
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         # ``admitted``: this process was re-executed after admission (see the module notes);
         # ``handoff``: called once admitted, before the trainer starts (it may exec).
@@ -294,6 +297,11 @@ class Supervisor:
                     env=dict(decision.env),
                 )
                 return True
+            if decision.final is not None:  # it can never start (a dependency failed)
+                self.set_state(status=decision.final, reason=decision.reason, ended_at=self.clock())
+                event = "skipped" if decision.final is Status.SKIPPED else "failed_to_start"
+                self.record(event, reason=decision.reason)
+                return False
             if decision.reason != queued_reason:
                 queued_reason = decision.reason
                 self.set_state(
@@ -302,7 +310,18 @@ class Supervisor:
                     queued_at=self.state.queued_at or self.clock(),
                 )
                 self.record("queued", reason=decision.reason)
-            self.wait(max(0.05, decision.retry_after_s))
+            timeout = decision.retry_after_s
+            if decision.wait_for and not self._lock_watch().arm(decision.wait_for):
+                timeout = min(timeout, DEPENDENCY_POLL_S)  # a dependency's supervisor is starting
+            self.wait(max(0.05, timeout))
+
+    def _lock_watch(self) -> LockWatch:
+        """Wakes this supervisor when a dependency's supervisor exits (see runner.lockwatch)."""
+        if self.lock_watch is None:
+            from runner.lockwatch import LockWatch
+
+            self.lock_watch = LockWatch(self.registry, self._wake_w)
+        return self.lock_watch
 
     def trainer_env(self) -> dict[str, str]:
         """The trainer's environment: the submitter's, the run's, Backprop's and placement."""
@@ -329,6 +348,10 @@ class Supervisor:
         does not (``--init_from=resume``) applies to every attempt after the first.
         """
         cmd = list(self.spec.command)
+        if self.spec.after:  # {after.checkpoint} and the like, from the dependency gate
+            from runner.pipeline import substitute
+
+            cmd = substitute(cmd, self.admission.env)
         if self.spec.resume_args:
             needs_ckpt = any("{checkpoint}" in a for a in self.spec.resume_args)
             if self.resume_from or (self.attempt > 1 and not needs_ckpt):

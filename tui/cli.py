@@ -33,6 +33,7 @@ from runner.model import Resources, Status
 from runner.notify_rules import run_rules
 from runner.registry import OUTPUT, Registry, RunNotFound, RunView
 from runner.textsafe import safe_label, sanitize_line
+from tui import cli_conventions, cli_pipeline
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -144,10 +145,13 @@ def print_table(views: Sequence[RunView]) -> None:
 
 
 def print_details(
-    view: RunView, events: list[dict[str, Any]], extra: Sequence[tuple[str, str]] = ()
+    view: RunView,
+    events: list[dict[str, Any]],
+    doc: dict[str, Any] | None = None,
+    extra: Sequence[tuple[str, str]] = (),
 ) -> None:
     """The human ``show`` page (``extra``: more label/value lines, such as provenance)."""
-    d = view.to_json()
+    d = view.to_json() if doc is None else doc
     fields = [
         ("id", d["id"]),
         ("name", safe_label(str(d["name"]))),
@@ -176,6 +180,7 @@ def print_details(
     ]
     if d.get("parent"):
         fields.append(("forked from", f"{d['parent']['run_id']} @ {d['parent']['checkpoint']}"))
+    fields += cli_pipeline.dependency_fields(d)
     metrics = d.get("metrics") or {}
     if metrics:
         fields.append(("metrics", ", ".join(f"{k}={_fmt_num(v)}" for k, v in metrics.items())))
@@ -273,6 +278,7 @@ def cmd_run(ctx: Context) -> int:
         lifecycle.validate_name(base)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    after = cli_pipeline.dependencies(ctx)
     if a.sweep:
         points = lifecycle.sweep_points(a.sweep)
         group = a.group or f"{base}-sweep"
@@ -292,6 +298,7 @@ def cmd_run(ctx: Context) -> int:
                     env=env,
                     script=script,
                     notify=notify,
+                    after=after,
                 )
             )
         ctx.emit(
@@ -310,6 +317,7 @@ def cmd_run(ctx: Context) -> int:
         env=env,
         script=script,
         notify=notify,
+        after=after,
     )
     if not a.follow:
         ctx.emit({"id": spec.id, "name": spec.name}, f"submitted run {spec.id} ({spec.name})")
@@ -397,14 +405,15 @@ def _render(line: bytes, raw: bool) -> str:
 
 def cmd_ls(ctx: Context) -> int:
     """``backprop ls``."""
-    views = ctx.registry.list_runs()
+    everything = views = ctx.registry.list_runs()
     if ctx.args.status:
         wanted = set(ctx.args.status.split(","))
         views = [v for v in views if v.status.value in wanted]
     if ctx.args.group:
         views = [v for v in views if v.to_json().get("group") == ctx.args.group]
+    views = cli_pipeline.filter_runs(views, ctx.args)
     if ctx.json:
-        sys.stdout.write("[" + ",".join(v.to_json_text() for v in views) + "]\n")
+        sys.stdout.write(cli_pipeline.ls_json(views, everything))
     elif not views:
         print(f"no runs in {ctx.registry.root}")
     else:
@@ -417,12 +426,12 @@ def cmd_show(ctx: Context) -> int:
     run_id = ctx.resolve(ctx.args.id)
     view = ctx.registry.load(run_id)
     events = lifecycle.events(ctx.registry, run_id)
+    doc = cli_pipeline.show_doc(ctx.registry, view)
     prov = provenance.read(ctx.registry.run_dir(run_id))
     if ctx.json:
-        doc = {**view.to_json(), "provenance": prov, "events": events}
-        print(json.dumps(doc, indent=2, default=str))
+        print(json.dumps({**doc, "provenance": prov, "events": events}, indent=2, default=str))
     else:
-        print_details(view, events, provenance.describe(prov))
+        print_details(view, events, doc, provenance.describe(prov))
     return EXIT_OK
 
 
@@ -528,12 +537,18 @@ def cmd_rm(ctx: Context) -> int:
 def cmd_resume(ctx: Context) -> int:
     """``backprop resume``."""
     run_id = ctx.resolve(ctx.args.id)
-    attempt = lifecycle.resume(ctx.registry, run_id, timeout_s=_duration(ctx.args.timeout))
+    attempt = lifecycle.resume(
+        ctx.registry, run_id, timeout_s=_duration(ctx.args.timeout), dependents=False
+    )
     ckpt = lifecycle.latest_checkpoint(ctx.registry, run_id)
+    requeued = []
+    if not ctx.args.no_dependents:
+        requeued = lifecycle.requeue_skipped_dependents(ctx.registry, run_id)
     ctx.emit(
-        {"id": run_id, "attempt": attempt, "resume_from": ckpt},
+        {"id": run_id, "attempt": attempt, "resume_from": ckpt, "requeued": requeued},
         f"resumed run {run_id} as attempt {attempt}"
-        + (f" from {ckpt}" if ckpt else " (no checkpoint: from the start)"),
+        + (f" from {ckpt}" if ckpt else " (no checkpoint: from the start)")
+        + (f"; queued its skipped dependents {', '.join(requeued)} again" if requeued else ""),
     )
     return EXIT_OK
 
@@ -640,16 +655,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="backprop",
         description="Launch, supervise and monitor training runs from the terminal.",
+        epilog=cli_conventions.exit_epilog(None),
     )
     p.add_argument(
         "--home", default=None, help="registry folder (default $BACKPROP_HOME or ~/.backprop)"
+    )
+    p.add_argument(
+        "--version", action=cli_conventions.VersionAction, help="print the version and exit"
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def cmd(
         name: str, fn: Callable[[Context], int], help_: str, json_flag: bool = True
     ) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help_, description=help_)
+        sp = sub.add_parser(
+            name, help=help_, description=help_, epilog=cli_conventions.exit_epilog(name)
+        )
         sp.set_defaults(func=fn)
         if json_flag:
             sp.add_argument("--json", action="store_true", help="machine-readable output")
@@ -685,19 +706,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--framework", default="auto", choices=["auto", "pytorch", "tensorflow", "jax", "none"]
     )
     r.add_argument("--env", action="append", metavar="KEY=VALUE", help="extra environment")
-    r.add_argument(
-        "--notify",
-        metavar="EVENTS",
-        help="run the hook on these events, e.g. failed,nan,done (see [notify] in backprop.toml)",
-    )
-    r.add_argument("--notify-cmd", metavar="CMD", help="hook: shell command, event JSON on stdin")
-    r.add_argument("--notify-timeout", metavar="T", help="kill the hook after T (default 10s)")
+    cli_pipeline.add_dependency_options(r)
     r.add_argument("target", metavar="SCRIPT.py|COMMAND")
     r.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
 
     ls = cmd("ls", cmd_ls, "list runs, newest first")
     ls.add_argument("--status", help="only these statuses, e.g. running,queued")
     ls.add_argument("--group", help="only this group")
+    cli_pipeline.add_ls_filters(ls)
+    cli_pipeline.add_wait_arguments(
+        cmd("wait", cli_pipeline.cmd_wait, "block until runs end; one line per run as it ends")
+    )
 
     cmd("show", cmd_show, "show one run in detail").add_argument("id")
     lg = cmd("logs", cmd_logs, "print a run's output", json_flag=False)
@@ -719,6 +738,12 @@ def build_parser() -> argparse.ArgumentParser:
     rs = cmd("resume", cmd_resume, "start a new attempt of a run from its latest checkpoint")
     rs.add_argument("id")
     rs.add_argument("--timeout", help="time limit for the new attempt")
+    rs.add_argument(
+        "--no-dependents",
+        action="store_true",
+        help="leave the runs skipped because this one failed as they are (default: queue "
+        "them again, to wait for this attempt)",
+    )
     fk = cmd("fork", cmd_fork, "new run from another run's checkpoint with changed arguments")
     fk.add_argument("--name")
     fk.add_argument("--timeout")
@@ -746,6 +771,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_export.register(cmd)
     cli_compare.register(cmd)
+    cmd(
+        "completion",
+        cli_conventions.cmd_completion,
+        "print the shell completion script, e.g. backprop completion bash > "
+        "~/.local/share/bash-completion/completions/backprop",
+        json_flag=False,
+    ).add_argument("shell", choices=cli_conventions.SHELLS)
     return p
 
 
@@ -762,6 +794,7 @@ def _protect_run_separator(argv: list[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``backprop`` console script."""
     parser = build_parser()
+    cli_conventions.autocomplete(parser)  # only when the shell's completion script asks
     argv = _protect_run_separator(list(sys.argv[1:] if argv is None else argv))
     try:
         args = parser.parse_args(argv)

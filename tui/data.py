@@ -373,6 +373,7 @@ class RunRow:
     gpus: tuple[int, ...] = ()
     vram_request: int | None = None
     parent: str | None = None
+    after: tuple[tuple[str, str], ...] = ()  # (run id, "ok" | "any"): what it waits for
     spark: tuple[float, ...] = ()
     metric_names: tuple[str, ...] = ()
 
@@ -467,7 +468,19 @@ def _row_from_json(view: RunView, d: Mapping[str, Any], metric: str) -> RunRow:
         gpus=tuple(g for g in (d.get("gpus") or []) if isinstance(g, int)),
         vram_request=_int(resources.get("vram_bytes")) if isinstance(resources, dict) else None,
         parent=lineage,
+        after=_after(d.get("after")),
     )
+
+
+def _after(raw: Any) -> tuple[tuple[str, str], ...]:
+    """A listing entry's dependencies, only well-formed ones (ids are digits: safe to draw)."""
+    if not isinstance(raw, list):
+        return ()
+    out = []
+    for d in raw:
+        if isinstance(d, dict) and isinstance(d.get("id"), str) and d["id"].isdigit():
+            out.append((d["id"][:12], "any" if d.get("kind") == "any" else "ok"))
+    return tuple(out)
 
 
 @dataclass(frozen=True)

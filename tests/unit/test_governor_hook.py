@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from governor import learn
+from governor.dependency_gate import DependencyGate
 from governor.fake_nvml import FakeNvml
 from governor.hook import GovernorHook, build_hook
 from governor.probes import HostInfo
@@ -572,11 +573,16 @@ def test_retry_backs_off_with_queue_position_and_reason_is_stable(reg: Registry)
 def test_build_hook_reads_config_and_can_be_disabled(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    h = build_hook(tmp_path, Config(raw={"governor": {"max_parallel": 2}}))
+    # Every hook is wrapped in the dependency gate, the governor on or off.
+    gate = build_hook(tmp_path, Config(raw={"governor": {"max_parallel": 2}}))
+    assert isinstance(gate, DependencyGate)
+    h = gate.inner
     assert isinstance(h, GovernorHook) and h.settings.max_parallel == 2
-    assert isinstance(build_hook(tmp_path, Config(raw={"governor": {"enabled": False}})), AdmitAll)
+    off = build_hook(tmp_path, Config(raw={"governor": {"enabled": False}}))
+    assert isinstance(off, DependencyGate) and isinstance(off.inner, AdmitAll)
     bad = build_hook(tmp_path, Config(raw={"governor": {"max_parallel": "lots"}}))
-    assert isinstance(bad, GovernorHook) and bad.settings == GovernorSettings()
+    assert isinstance(bad, DependencyGate)
+    assert isinstance(bad.inner, GovernorHook) and bad.inner.settings == GovernorSettings()
     assert "max_parallel" in capsys.readouterr().err
 
 

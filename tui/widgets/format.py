@@ -27,6 +27,7 @@ ICONS: dict[Status, str] = {
     Status.STOPPED: "■",
     Status.TIMEBOXED: "◷",
     Status.LOST: "?",
+    Status.SKIPPED: "⊘",
     Status.CORRUPT: "!",
 }
 SPARK_CHARS = "▁▂▃▄▅▆▇█"
