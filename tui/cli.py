@@ -706,6 +706,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--framework", default="auto", choices=["auto", "pytorch", "tensorflow", "jax", "none"]
     )
     r.add_argument("--env", action="append", metavar="KEY=VALUE", help="extra environment")
+    r.add_argument(
+        "--notify",
+        metavar="EVENTS",
+        help="run the hook on these events, e.g. failed,nan,done (see [notify] in backprop.toml)",
+    )
+    r.add_argument("--notify-cmd", metavar="CMD", help="hook: shell command, event JSON on stdin")
+    r.add_argument("--notify-timeout", metavar="T", help="kill the hook after T (default 10s)")
     cli_pipeline.add_dependency_options(r)
     r.add_argument("target", metavar="SCRIPT.py|COMMAND")
     r.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
