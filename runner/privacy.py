@@ -1,0 +1,76 @@
+"""Private by default: the registry's permissions and what may show of a run's environment.
+
+A run's ``spec.json`` holds the submitter's environment (``HF_TOKEN``, ``WANDB_API_KEY``, cloud
+keys, ``--env`` values) so that every resume sees the same one. So the registry root and every
+run folder are created 0700 and files 0600 (:mod:`runner.durable`); a registry root found
+looser (made by hand, or by an older Backprop) is tightened to 0700 the first time Backprop
+touches it, silently, since nothing of Backprop needs it open. A root that is not ours to
+tighten is reported once per process on stderr. Environment values are never printed or
+exported unless asked (``show --show-env``, ``export --with-env``): listings name the
+variables and mask their values.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+PRIVATE_DIR = 0o700
+MASK = "***"
+
+_warned: set[str] = set()
+
+
+def make_private_dir(path: Path, *, parents: bool = False) -> None:
+    """Create ``path`` as a 0700 folder if missing (the umask can only narrow 0700)."""
+    if parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.mkdir(path, PRIVATE_DIR)
+    except FileExistsError:
+        pass
+
+
+def tighten_root(root: Path) -> str | None:
+    """Make an existing registry root 0700 if it is open to others; return what was done.
+
+    Returns:
+        ``None`` when it was private already or missing; else a one-line description
+        (tightened, or why it could not be).
+    """
+    try:
+        st = os.stat(root)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(st.st_mode) or not st.st_mode & 0o077:
+        return None
+    old = stat.S_IMODE(st.st_mode)
+    if st.st_uid != os.getuid():
+        return warn_once(
+            f"backprop: warning: registry {root} (mode {old:04o}) belongs to uid {st.st_uid}, "
+            "not you, and is open to others: run environments in it may be read"
+        )
+    try:
+        os.chmod(root, PRIVATE_DIR)
+    except OSError as exc:
+        return warn_once(
+            f"backprop: warning: registry {root} (mode {old:04o}) is open to others and could "
+            f"not be made private: {exc.strerror}"
+        )
+    return f"tightened {root} from {old:04o} to 0700"
+
+
+def warn_once(message: str) -> str:
+    """Print ``message`` on stderr the first time in this process; return it."""
+    if message not in _warned:
+        _warned.add(message)
+        print(message, file=sys.stderr)
+    return message
+
+
+def masked_env(env: Mapping[str, str], *, show: bool = False) -> dict[str, str]:
+    """The environment as ``show`` prints it: names, with values masked unless ``show``."""
+    return {k: (v if show else MASK) for k, v in sorted(env.items())}
