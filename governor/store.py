@@ -110,7 +110,11 @@ class GovernorState:
             warn_once("backprop: warning: ignored a shared governor state of unknown shape")
             return cls()
         state = cls(bucket=_bucket(d.get("bucket"), now))
+        if d.get("bucket") is not None and state.bucket is None:
+            warn_once("backprop: warning: ignored a malformed shared admission bucket")
         owners = d.get("owners")
+        if not isinstance(owners, dict):
+            warn_once("backprop: warning: ignored shared governor owners of unknown shape")
         for owner, section in owners.items() if isinstance(owners, dict) else ():
             if not isinstance(owner, str) or not OWNER_RE.fullmatch(owner):
                 warn_once("backprop: warning: ignored a shared governor section of no valid owner")
