@@ -68,16 +68,16 @@ def prepare(path: Path) -> Path:
         SharedDirError: a symlink, not a folder, world-writable, or neither ours nor our
             group's.
     """
+    created = False
     try:
         os.mkdir(path, SHARED_DIR_MODE)
+        created = True
     except FileExistsError:
         pass
     except OSError as exc:
         raise SharedDirError(
             f"shared governor folder {path}: cannot create: {exc.strerror}"
         ) from None
-    else:
-        os.chmod(path, SHARED_DIR_MODE)  # the umask narrowed mkdir's mode
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
@@ -85,6 +85,9 @@ def prepare(path: Path) -> Path:
         raise SharedDirError(f"shared governor folder {path}: {why}") from None
     try:
         st = os.fstat(fd)
+        if created and st.st_uid == os.getuid():
+            os.fchmod(fd, SHARED_DIR_MODE)  # through the descriptor: the umask narrowed mkdir
+            st = os.fstat(fd)
     finally:
         os.close(fd)
     if st.st_mode & 0o002:
