@@ -6,7 +6,7 @@ or edited cache is discarded whole. Entries keep the encoded JSON, so ``ls --jso
 cached runs without decoding and re-encoding them.
 
 The stamp is the inode, size, modification and change time of every file a listing entry is
-read from (the run folder, ``spec.json``, ``state.json``, ``summary.json``). An entry is
+read from (``spec.json``, ``state.json``, ``summary.json``). An entry is
 trusted only while all of them are unchanged, and only if they had already settled for
 ``settle_s`` when it was cached (two changes within one timestamp tick would otherwise look
 like none). So a ``spec.json`` emptied in place, a file replaced by another of the same size,
@@ -30,8 +30,9 @@ from runner.model import SCHEMA, Status
 
 _HEADER = "backprop-listing-cache-v2"
 MAX_CACHE_BYTES = 512 * 1024 * 1024
-# The files of a run folder a listing entry is built from ("" is the folder itself).
-STAMPED = ("", "spec.json", "state.json", "summary.json")
+# The files of a run folder a listing entry is built from.
+STAMPED = ("spec.json", "state.json", "summary.json")
+_REQUIRED = ("spec.json", "state.json")
 
 
 @dataclass(frozen=True)
@@ -46,21 +47,21 @@ class CachedEntry:
 def stamp_of(folder: Path | str) -> tuple[str, int] | None:
     """The run folder's files' identity and times as text, and the newest change time (ns).
 
-    ``None`` when the folder or its ``spec.json`` / ``state.json`` cannot be read.
+    ``None`` when its ``spec.json`` or ``state.json`` cannot be read.
     """
     parts: list[str] = []
     newest = 0
     for name in STAMPED:
         try:
-            st = os.stat(os.path.join(folder, name) if name else folder)
+            st = os.stat(os.path.join(folder, name))
         except FileNotFoundError:
-            if name in ("", "spec.json", "state.json"):
+            if name in _REQUIRED:
                 return None
             parts.append("-")
             continue
         except OSError:
             return None
-        parts.append(f"{st.st_ino:x}.{st.st_size:x}.{st.st_mtime_ns:x}.{st.st_ctime_ns:x}")
+        parts.append(f"{st.st_ino}.{st.st_size}.{st.st_mtime_ns}.{st.st_ctime_ns}")
         newest = max(newest, st.st_mtime_ns, st.st_ctime_ns)
     return ",".join(parts), newest
 

@@ -363,7 +363,7 @@ class Registry:
 
         Finished runs whose files have not changed since the last listing come from a cache
         (``index.cache``, see :mod:`runner.listing_cache`), so listing 10,000 runs reads one
-        file plus four ``stat`` per run. The cache is rebuilt from the folders whenever it is
+        file plus three ``stat`` per run. The cache is rebuilt from the folders whenever it is
         missing, stale or damaged.
         """
         cache = ListingCache(self.root / INDEX, CACHE_SETTLE_S) if use_cache else None
