@@ -44,7 +44,7 @@ class CachedEntry:
     raw: str
 
 
-def stamp_of(folder: Path | str) -> tuple[str, int] | None:
+def stamp_of(folder: str) -> tuple[str, int] | None:
     """The run folder's files' identity and times as text, and the newest change time (ns).
 
     ``None`` when its ``spec.json`` or ``state.json`` cannot be read.
@@ -53,7 +53,7 @@ def stamp_of(folder: Path | str) -> tuple[str, int] | None:
     newest = 0
     for name in STAMPED:
         try:
-            st = os.stat(os.path.join(folder, name))
+            st = os.stat(f"{folder}/{name}")  # plain strings: this runs per run per listing
         except FileNotFoundError:
             if name in _REQUIRED:
                 return None
@@ -96,7 +96,7 @@ class ListingCache:
                 run_id, stamp, status, reason, data = parts
                 self._entries[run_id] = (stamp, status, reason, data)
 
-    def get(self, folder: Path, run_id: str) -> CachedEntry | None:
+    def get(self, folder: str, run_id: str) -> CachedEntry | None:
         """The cached entry of ``run_id`` (folder ``folder``) if its files are unchanged."""
         entry = self._entries.get(run_id)
         if entry is None:
@@ -112,7 +112,7 @@ class ListingCache:
         return CachedEntry(status=status, reason=str(reason), raw=entry[3])
 
     def put(
-        self, folder: Path, run_id: str, status: Status, reason: str, raw: str, now: float
+        self, folder: str, run_id: str, status: Status, reason: str, raw: str, now: float
     ) -> None:
         """Remember a finished run's entry if its files have settled (else forget it)."""
         if status.active or status in (Status.CORRUPT, Status.LOST):

@@ -369,8 +369,9 @@ class Registry:
         cache = ListingCache(self.root / INDEX, CACHE_SETTLE_S) if use_cache else None
         views: list[RunView] = []
         now = time.time()
+        runs_dir = str(self.runs_dir)
         for run_id in reversed(self.ids()):
-            folder = self.runs_dir / run_id
+            folder = f"{runs_dir}/{run_id}"
             hit = cache.get(folder, run_id) if cache else None
             if hit is not None:
                 view = RunView(id=run_id, status=hit.status, reason=hit.reason, raw=hit.raw)
