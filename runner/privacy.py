@@ -5,9 +5,10 @@ keys, ``--env`` values) so that every resume sees the same one. So the registry 
 run folder are created 0700 and files 0600 (:mod:`runner.durable`); a registry root found
 looser (made by hand, or by an older Backprop) is tightened to 0700 the first time Backprop
 touches it, silently, since nothing of Backprop needs it open. A root that is not ours to
-tighten is reported once per process on stderr. Environment values are never printed or
-exported unless asked (``show --show-env``, ``export --with-env``): listings name the
-variables and mask their values.
+tighten, or that is not only a registry (``BACKPROP_HOME=/tmp``), is left as it is and
+reported once per process on stderr: its ``runs/`` folder, 0700, keeps the specs private.
+Environment values are never printed or exported unless asked (``show --show-env``,
+``export --with-env``): listings name the variables and mask their values.
 """
 
 from __future__ import annotations
@@ -48,6 +49,13 @@ def tighten_root(root: Path) -> str | None:
     if not stat.S_ISDIR(st.st_mode) or not st.st_mode & 0o077:
         return None
     old = stat.S_IMODE(st.st_mode)
+    if st.st_mode & stat.S_ISVTX or not _looks_like_registry(root):
+        # Not a folder Backprop made (``BACKPROP_HOME=/tmp``, or a project folder): never
+        # chmod it; ``runs/`` inside is 0700 and keeps the specs private anyway.
+        return warn_once(
+            f"backprop: warning: registry {root} (mode {old:04o}) holds other files and is "
+            "open to others; its runs/ folder is private, the rest is left as it is"
+        )
     if st.st_uid != os.getuid():
         return warn_once(
             f"backprop: warning: registry {root} (mode {old:04o}) belongs to uid {st.st_uid}, "
@@ -61,6 +69,15 @@ def tighten_root(root: Path) -> str | None:
             f"not be made private: {exc.strerror}"
         )
     return f"tightened {root} from {old:04o} to 0700"
+
+
+def _looks_like_registry(root: Path) -> bool:
+    """Empty, or holding a ``runs`` folder: a registry root, safe to make private."""
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return False
+    return not names or "runs" in names
 
 
 def warn_once(message: str) -> str:

@@ -84,6 +84,25 @@ def test_a_registry_that_is_not_ours_is_warned_about_once(
     assert err.count("open to others") == 1 and mode(root) == 0o755
 
 
+def test_a_root_that_is_not_only_a_registry_is_never_chmodded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(privacy, "_warned", set())
+    shared_tmp = tmp_path / "tmp"
+    shared_tmp.mkdir()
+    shared_tmp.chmod(0o1777)  # BACKPROP_HOME=/tmp by mistake
+    project = tmp_path / "project"
+    project.mkdir()
+    project.chmod(0o755)
+    (project / "train.py").write_text("")
+    for root in (shared_tmp, project):
+        reg = Registry(root)
+        reg.ensure()
+        assert mode(reg.runs_dir) == 0o700
+    assert mode(shared_tmp) == 0o1777 and mode(project) == 0o755
+    assert capsys.readouterr().err.count("left as it is") == 2
+
+
 def test_masked_env_names_without_values() -> None:
     env = {"HF_TOKEN": "hf_x", "PATH": "/bin"}
     assert privacy.masked_env(env) == {"HF_TOKEN": "***", "PATH": "***"}
