@@ -71,13 +71,34 @@ def tighten_root(root: Path) -> str | None:
     return f"tightened {root} from {old:04o} to 0700"
 
 
+# What Backprop keeps in a registry root (a root holding anything else is not only ours).
+_ROOT_ENTRIES = frozenset(
+    {"runs", "governor", "next_id", ".lock", "index.cache", "backprop.toml", "tui.json"}
+)
+
+
 def _looks_like_registry(root: Path) -> bool:
-    """Empty, or holding a ``runs`` folder: a registry root, safe to make private."""
+    """Empty, or holding only what Backprop puts there: a registry root, safe to make private."""
     try:
         names = os.listdir(root)
     except OSError:
         return False
-    return not names or "runs" in names
+    return all(n in _ROOT_ENTRIES or n.startswith((".resume-", ".tmp-")) for n in names)
+
+
+def tighten_registry(root: Path) -> None:
+    """:func:`tighten_root`, then make ``root/runs`` 0700 if it is ours and open to others."""
+    tighten_root(root)
+    runs = root / "runs"
+    try:
+        st = os.lstat(runs)
+    except OSError:
+        return
+    if stat.S_ISDIR(st.st_mode) and st.st_mode & 0o077 and st.st_uid == os.getuid():
+        try:
+            os.chmod(runs, PRIVATE_DIR)
+        except OSError as exc:
+            warn_once(f"backprop: warning: {runs} is open to others: {exc.strerror}")
 
 
 def warn_once(message: str) -> str:

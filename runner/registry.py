@@ -43,7 +43,7 @@ from runner.model import (
     Status,
     validate_run_id,
 )
-from runner.privacy import PRIVATE_DIR, make_private_dir, tighten_root
+from runner.privacy import PRIVATE_DIR, make_private_dir, tighten_registry
 
 SPEC = "spec.json"
 STATE = "state.json"
@@ -207,8 +207,8 @@ class Registry:
     def ensure(self) -> None:
         """Create the root and ``runs/`` if missing, both 0700; tighten a looser root."""
         make_private_dir(self.root, parents=True)
-        tighten_root(self.root)
         make_private_dir(self.runs_dir)
+        tighten_registry(self.root)
 
     def run_dir(self, run_id: str) -> Path:
         """The folder of ``run_id``; a malformed id raises ``ValueError`` (never a path)."""

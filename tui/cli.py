@@ -32,7 +32,7 @@ from runner.config import (
 )
 from runner.lifecycle import LifecycleError
 from runner.model import Resources, Status
-from runner.privacy import masked_env, tighten_root
+from runner.privacy import masked_env, tighten_registry
 from runner.registry import OUTPUT, Registry, RunNotFound, RunView
 from runner.textsafe import safe_label, sanitize_line
 
@@ -50,7 +50,7 @@ class Context:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.registry = Registry(args.home)
-        tighten_root(self.registry.root)  # a registry made before it was private
+        tighten_registry(self.registry.root)  # a registry made before it was private
         self.json = bool(getattr(args, "json", False))
         self._config: Config | None = None
 

@@ -95,6 +95,8 @@ def test_a_root_that_is_not_only_a_registry_is_never_chmodded(
     project.mkdir()
     project.chmod(0o755)
     (project / "train.py").write_text("")
+    (project / "runs").mkdir(mode=0o755)  # made by an older Backprop: tightened
+    (project / "runs").chmod(0o755)
     for root in (shared_tmp, project):
         reg = Registry(root)
         reg.ensure()
