@@ -38,7 +38,9 @@ def status_report(
     ``run_id``, ``reserved`` bytes still held by leases, ``runs`` placed there),
     ``gpu_error``, ``bucket`` (``tokens``, ``capacity``, ``rate_per_s``), ``reservations``
     (one per lease), ``queue`` (``id``, ``name``, ``reason``, ``queued_at``, ``position``),
-    ``running`` (leases), ``max_parallel`` (``None``: no limit) and ``settings``.
+    ``running`` (leases, other users' included), ``max_parallel`` (``None``: no limit),
+    ``shared_dir`` (the shared governor folder, or ``None``), ``other_users`` (``running``
+    and ``queued`` counts of other owners in it) and ``settings``.
 
     Raises:
         ConfigError: when ``[governor]`` does not validate.
