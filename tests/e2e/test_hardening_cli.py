@@ -135,3 +135,14 @@ def test_ls_into_a_closed_pipe_exits_quietly(cli: Cli) -> None:
         timeout=60,
     )
     assert shell.stderr == "" and shell.stdout.startswith("ID")
+
+
+def test_rm_force_stops_a_supervised_run_then_removes_it(cli: Cli) -> None:
+    run_id = cli.run_script("import time\nprint('up', flush=True)\ntime.sleep(120)\n")
+    cli.wait_status(run_id, "running")
+    state = wait_until(lambda: (s := Registry(cli.home).read_state(run_id)) and s.trainer and s)
+    refused = cli("rm", run_id, check=False)
+    assert refused.returncode == 1 and "stop it first or use rm --force" in refused.stderr
+    assert "removed run" in cli("rm", "--force", run_id).stdout
+    assert not identity.matches(state.trainer) and not identity.matches(state.supervisor)
+    assert not (cli.home / "runs" / run_id).exists()
