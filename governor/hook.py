@@ -67,7 +67,8 @@ class GovernorHook:
     """The real admission hook.
 
     Args:
-        home: the registry root (shared state lives in ``home/governor``).
+        home: the registry root (the governor state lives in ``home/governor``, or in
+            ``settings.shared_dir`` when one is set: see :mod:`governor.shared`).
         settings: the ``[governor]`` limits.
         nvml: where GPUs are read (default: the real NVML).
         host_probe: reads the host (tests pass a fixed one).
