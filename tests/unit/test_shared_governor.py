@@ -15,7 +15,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -254,3 +254,75 @@ def test_an_unsafe_shared_folder_is_refused_and_the_private_state_used(
         prepare(open_dir)
     store = store_for(tmp_path / "home", str(open_dir))
     assert store.shared_dir is None and "world-writable" in capsys.readouterr().err
+
+
+def _as_other_user(uid: int, gid: int, job: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run ``job`` in a forked child that has become ``uid``/``gid`` (no exec: the interpreter
+    may live where that user cannot read); return what it returned."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.close(read_end)
+            os.setgroups([gid])
+            os.setgid(gid)
+            os.setuid(uid)
+            result = job()
+        except BaseException as exc:  # report anything to the parent
+            result = {"error": repr(exc)}
+        os.write(write_end, json.dumps(result).encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    answer: dict[str, Any] = json.loads(data)
+    assert "error" not in answer, answer["error"]
+    return answer
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_a_real_second_user_counts_the_first_users_run(tmp_path: Path) -> None:
+    """Two uids through one group-shared folder: files 0660 in a setgid 2770 folder work."""
+    import pwd
+    import shutil
+    import tempfile
+
+    import governor.policy  # noqa: F401 - imported before the fork: the other user may not read it
+
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user 'nobody' here")
+    base = Path(tempfile.mkdtemp(prefix="bp-shared-"))
+    try:
+        base.chmod(0o755)
+        shared_dir = base / "governor"
+        prepare(shared_dir)
+        os.chown(shared_dir, 0, nobody.pw_gid)  # the machine's "GPU users" group
+        alice = registry(tmp_path, "alice")
+        h = hook(alice, shared_dir, max_parallel=1)
+        a = spec_in(alice)
+        assert h.request(a, alice.run_dir(a.id), 1, force=False).admitted
+        bob_home = base / "bob"
+        bob_home.mkdir()
+        os.chown(bob_home, nobody.pw_uid, nobody.pw_gid)
+
+        def bob() -> dict[str, Any]:
+            reg = registry(base, "bob")
+            b = spec_in(reg)
+            adm = hook(reg, shared_dir, max_parallel=1).request(
+                b, reg.run_dir(b.id), 1, force=False
+            )
+            return {"admitted": adm.admitted, "reason": adm.reason}
+
+        answer = _as_other_user(nobody.pw_uid, nobody.pw_gid, bob)
+        assert not answer["admitted"] and "max_parallel 1 reached" in answer["reason"]
+        doc = json.loads((shared_dir / "state.json").read_text())
+        assert len(doc["owners"]) == 2  # bob's section written next to alice's
+        assert os.stat(shared_dir / "state.json").st_uid == nobody.pw_uid
+        assert stat.S_IMODE(os.stat(shared_dir / "state.json").st_mode) == 0o660
+        h.release(a, alice.run_dir(a.id))  # alice can still replace bob's file
+        assert a.id not in GovernorStore(alice.root, shared_dir).read().leases
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
