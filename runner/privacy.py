@@ -4,9 +4,10 @@ A run's ``spec.json`` holds the submitter's environment (``HF_TOKEN``, ``WANDB_A
 keys, ``--env`` values) so that every resume sees the same one. So the registry root and every
 run folder are created 0700 and files 0600 (:mod:`runner.durable`); a registry root found
 looser (made by hand, or by an older Backprop) is tightened to 0700 the first time Backprop
-touches it, silently, since nothing of Backprop needs it open. A root that is not ours to
-tighten, or that is not only a registry (``BACKPROP_HOME=/tmp``), is left as it is and
-reported once per process on stderr: its ``runs/`` folder, 0700, keeps the specs private.
+touches it, silently, since nothing of Backprop needs it open. A root that is not ours, or
+that is not only a registry (``BACKPROP_HOME=/tmp``), is left as it is: its ``runs/`` folder,
+0700, keeps the specs private. Only a ``runs/`` folder open to others that we cannot tighten
+is reported, once per process, on stderr.
 Environment values are never printed or exported unless asked (``show --show-env``,
 ``export --with-env``): listings name the variables and mask their values.
 """
@@ -38,9 +39,12 @@ def make_private_dir(path: Path, *, parents: bool = False) -> None:
 def tighten_root(root: Path) -> str | None:
     """Make an existing registry root 0700 if it is open to others; return what was done.
 
+    Only a root that is ours and holds nothing but Backprop's own entries is changed: a
+    folder such as ``/tmp`` or a project folder used as ``BACKPROP_HOME`` is left as it is
+    (its ``runs/``, 0700, keeps the specs private).
+
     Returns:
-        ``None`` when it was private already or missing; else a one-line description
-        (tightened, or why it could not be).
+        A one-line description if it was tightened, else ``None``.
     """
     try:
         st = os.stat(root)
@@ -48,27 +52,13 @@ def tighten_root(root: Path) -> str | None:
         return None
     if not stat.S_ISDIR(st.st_mode) or not st.st_mode & 0o077:
         return None
-    old = stat.S_IMODE(st.st_mode)
-    if st.st_mode & stat.S_ISVTX or not _looks_like_registry(root):
-        # Not a folder Backprop made (``BACKPROP_HOME=/tmp``, or a project folder): never
-        # chmod it; ``runs/`` inside is 0700 and keeps the specs private anyway.
-        return warn_once(
-            f"backprop: warning: registry {root} (mode {old:04o}) holds other files and is "
-            "open to others; its runs/ folder is private, the rest is left as it is"
-        )
-    if st.st_uid != os.getuid():
-        return warn_once(
-            f"backprop: warning: registry {root} (mode {old:04o}) belongs to uid {st.st_uid}, "
-            "not you, and is open to others: run environments in it may be read"
-        )
+    if st.st_mode & stat.S_ISVTX or st.st_uid != os.getuid() or not _looks_like_registry(root):
+        return None
     try:
         os.chmod(root, PRIVATE_DIR)
-    except OSError as exc:
-        return warn_once(
-            f"backprop: warning: registry {root} (mode {old:04o}) is open to others and could "
-            f"not be made private: {exc.strerror}"
-        )
-    return f"tightened {root} from {old:04o} to 0700"
+    except OSError:
+        return None
+    return f"tightened {root} from {stat.S_IMODE(st.st_mode):04o} to 0700"
 
 
 # What Backprop keeps in a registry root (a root holding anything else is not only ours).
@@ -87,18 +77,25 @@ def _looks_like_registry(root: Path) -> bool:
 
 
 def tighten_registry(root: Path) -> None:
-    """:func:`tighten_root`, then make ``root/runs`` 0700 if it is ours and open to others."""
+    """:func:`tighten_root`, and make ``root/runs`` 0700 (warned about once if it cannot be)."""
     tighten_root(root)
     runs = root / "runs"
     try:
         st = os.lstat(runs)
     except OSError:
         return
-    if stat.S_ISDIR(st.st_mode) and st.st_mode & 0o077 and st.st_uid == os.getuid():
+    if not stat.S_ISDIR(st.st_mode) or not st.st_mode & 0o077:
+        return
+    if st.st_uid == os.getuid():
         try:
             os.chmod(runs, PRIVATE_DIR)
-        except OSError as exc:
-            warn_once(f"backprop: warning: {runs} is open to others: {exc.strerror}")
+            return
+        except OSError:
+            pass
+    warn_once(
+        f"backprop: warning: {runs} (mode {stat.S_IMODE(st.st_mode):04o}) is open to others "
+        "and cannot be made private by you: run environments in it may be read"
+    )
 
 
 def warn_once(message: str) -> str:
