@@ -24,7 +24,7 @@ from governor.queue import Waiter, order_key, ordered, pending_predecessors
 from governor.requests import Decision, Queued, Request, Snapshot
 from governor.reservations import Lease, usage_by_run
 from governor.settings import GovernorSettings
-from governor.store import GovernorState, GovernorStore, process_alive
+from governor.store import GovernorState, process_alive, store_for
 from governor.watch import RunWatch
 from runner import identity
 from runner.admission import Admission, AdmissionHook, AdmitAll
@@ -67,7 +67,8 @@ class GovernorHook:
     """The real admission hook.
 
     Args:
-        home: the registry root (shared state lives in ``home/governor``).
+        home: the registry root (the governor state lives in ``home/governor``, or in
+            ``settings.shared_dir`` when one is set: see :mod:`governor.shared`).
         settings: the ``[governor]`` limits.
         nvml: where GPUs are read (default: the real NVML).
         host_probe: reads the host (tests pass a fixed one).
@@ -96,7 +97,7 @@ class GovernorHook:
         self.home = Path(home)
         self.settings = settings
         self.registry = Registry(self.home)
-        self.store = GovernorStore(self.home)
+        self.store = store_for(self.home, settings.shared_dir)
         self.nvml = nvml
         self.host_probe = host_probe
         self.clock = clock
@@ -152,7 +153,8 @@ class GovernorHook:
                     supervisor=self.me,
                 )
             st.waiters[spec.id] = mine
-            line = [(w.key, Queued(w.request, w.since)) for w in ordered(st.waiters.values())]
+            everyone = [*st.waiters.values(), *st.foreign_waiters()]
+            line = [(w.key, Queued(w.request, w.since)) for w in ordered(everyone)]
             if not force and attempt == 1 and now - spec.created_at < STARTUP_GRACE_S:
                 # Runs submitted just before this one whose supervisors have not asked yet.
                 known = set(st.waiters) | set(st.leases)
@@ -163,6 +165,7 @@ class GovernorHook:
                 line.sort(key=lambda kq: kq[0])
             ahead = [q for key, q in line if key < mine.key]
             leases = [lease for rid, lease in st.leases.items() if rid != spec.id]
+            leases += st.foreign_leases()  # other users' runs (shared folder): counted only
             decision = admit(
                 snap,
                 req,

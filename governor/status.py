@@ -16,7 +16,7 @@ from governor.probes import HostInfo, NvmlLike, probe_gpus, probe_host, run_of_p
 from governor.queue import ordered
 from governor.reservations import outstanding_vram, usage_by_run
 from governor.settings import GovernorSettings
-from governor.store import GovernorStore, process_alive
+from governor.store import process_alive, store_for
 from runner.config import Config, format_size
 from runner.model import ProcessIdentity
 from runner.registry import Registry
@@ -38,7 +38,9 @@ def status_report(
     ``run_id``, ``reserved`` bytes still held by leases, ``runs`` placed there),
     ``gpu_error``, ``bucket`` (``tokens``, ``capacity``, ``rate_per_s``), ``reservations``
     (one per lease), ``queue`` (``id``, ``name``, ``reason``, ``queued_at``, ``position``),
-    ``running`` (leases), ``max_parallel`` (``None``: no limit) and ``settings``.
+    ``running`` (leases, other users' included), ``max_parallel`` (``None``: no limit),
+    ``shared_dir`` (the shared governor folder, or ``None``), ``other_users`` (``running``
+    and ``queued`` counts of other owners in it) and ``settings``.
 
     Raises:
         ConfigError: when ``[governor]`` does not validate.
@@ -47,7 +49,12 @@ def status_report(
     host = host_probe()
     snap = probe_gpus(nvml, resolve_run=run_of_pid)
     t = time.time() if now is None else now
-    state = GovernorStore(registry.root).read()
+    store = store_for(registry.root, settings.shared_dir)
+    state = store.read()
+    foreign = [
+        lease for lease in state.foreign_leases() if alive(lease.supervisor) or alive(lease.trainer)
+    ]
+    foreign_waiting = sum(1 for w in state.foreign_waiters() if alive(w.supervisor))
     leases = {
         rid: lease
         for rid, lease in state.leases.items()
@@ -61,7 +68,7 @@ def status_report(
         d["processes"] = [asdict(p) for p in g.processes]
         d["reserved"] = sum(
             outstanding_vram(lease, g.index, used, t, settings.settle_s)
-            for lease in leases.values()
+            for lease in [*leases.values(), *foreign]
         )
         d["runs"] = sorted(rid for rid, lease in leases.items() if g.index in lease.gpus)
         d["excluded"] = settings.is_excluded(g.index, g.uuid)
@@ -114,8 +121,10 @@ def status_report(
         },
         "reservations": reservations,
         "queue": queue,
-        "running": len(leases),
+        "running": len(leases) + len(foreign),
         "max_parallel": settings.max_parallel or None,
+        "shared_dir": str(store.shared_dir) if store.shared_dir is not None else None,
+        "other_users": {"running": len(foreign), "queued": foreign_waiting},
         "settings": settings.to_json(),
     }
 
@@ -159,6 +168,12 @@ def render_status(report: dict[str, Any]) -> str:
         lines.append(
             f"          {r['run_id']}  {safe_label(r['name'], 28):<28} {where:<9} "
             f"reserved {format_size(held)}" + ("  (started by user)" if r["forced"] else "")
+        )
+    shared, others = report.get("shared_dir"), report.get("other_users") or {}
+    if shared:
+        lines.append(
+            f"shared  {safe_label(shared, 60)}: other users' runs {others.get('running', 0)} "
+            f"admitted, {others.get('queued', 0)} waiting (counted above)"
         )
     lines.append(f"queue   {len(report['queue'])} waiting")
     for q in report["queue"]:

@@ -7,6 +7,7 @@ then SIGUSR1 to the supervisor (after checking its identity) so it acts at once.
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 import json
 import os
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from runner import identity, notify_rules, provenance
 from runner.config import Config
-from runner.durable import read_json, write_json
+from runner.durable import dump_json, read_json, write_json
 from runner.model import (
     Dependency,
     Lineage,
@@ -33,6 +34,7 @@ from runner.model import (
     ShapeError,
     Status,
     validate_name,
+    validate_new_name,
 )
 from runner.notify_rules import RunRules
 from runner.registry import (
@@ -104,6 +106,8 @@ def default_name(command: Sequence[str], script: str | None) -> str:
     """A readable default name: the script's stem or the command's base name."""
     base = Path(script).stem if script else Path(command[0]).name
     cleaned = "".join(c if c.isalnum() or c in "._-" else "_" for c in base).lstrip("._-")
+    if cleaned.isdigit():  # `123.py` must not name its run like run id 123
+        cleaned = f"run-{cleaned}"
     return (cleaned or "run")[:64]
 
 
@@ -133,7 +137,7 @@ def submit(
     ``after``: the runs it waits for (checked by :func:`runner.pipeline.resolve_dependencies`).
     """
     config = config or Config()
-    validate_name(name)
+    validate_new_name(name)
     if group is not None:
         validate_name(group)
     if not command:
@@ -484,39 +488,102 @@ def _fork_name(name: str) -> str:
     return f"{base}-fork"
 
 
-def remove(registry: Registry, run_id: str) -> None:
-    """Delete a finished run's folder (a run still active must be stopped first)."""
+def live_processes(registry: Registry, run_id: str, view: RunView | None = None) -> list[str]:
+    """What still runs of a run: its supervisor and trainer, identity-checked (one line each).
+
+    The status alone is not enough: a ``lost`` run's trainer may live on without its
+    supervisor.
+    """
+    view = view or registry.load(run_id)
+    found = []
+    if registry.supervisor_locked(run_id):
+        found.append("its supervisor")
+    st = view.state
+    if st is not None:
+        if "its supervisor" not in found and identity.matches(st.supervisor):
+            found.append(f"its supervisor (pid {st.supervisor.pid})")
+        if st.trainer is not None and identity.matches(st.trainer):
+            found.append(f"its trainer (pid {st.trainer.pid})")
+    return found
+
+
+def remove(registry: Registry, run_id: str, *, force: bool = False, wait_s: float = 15.0) -> str:
+    """Delete a finished run's folder; returns a one-line description of what was done.
+
+    A run with any live process (an active run, or a ``lost`` run whose trainer lives on) is
+    refused: deleting its record would leave that process untracked. With ``force`` it is
+    force-stopped first and removed once nothing of it runs.
+    """
     view = registry.load(run_id)
-    if view.status.active or registry.supervisor_locked(run_id):
+    alive = live_processes(registry, run_id, view)
+    stopped = ""
+    if (alive or view.status.active) and not force:
+        what = " and ".join(alive) if alive else "it"
+        verb = "are" if len(alive) > 1 else "is"
         raise LifecycleError(
-            f"cannot remove run {run_id}: it is {view.status.value}; stop it first"
+            f"cannot remove run {run_id}: {what} {verb} still running ({view.status.value}); "
+            "stop it first or use rm --force"
         )
+    if alive or view.status.active:
+        with contextlib.suppress(LifecycleError):
+            stop(registry, run_id, force=True)
+        deadline = time.monotonic() + wait_s
+        while live_processes(registry, run_id) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = live_processes(registry, run_id)
+        if left:
+            raise LifecycleError(
+                f"cannot remove run {run_id}: {' and '.join(left)} survived a forced stop"
+            )
+        stopped = " after stopping it"
     folder = registry.run_dir(run_id)
     trash = registry.runs_dir / f".trash-{run_id}-{os.urandom(4).hex()}"
     os.rename(folder, trash)  # vanishes from listings atomically
     shutil.rmtree(trash, ignore_errors=True)
+    return f"removed run {run_id}{stopped}"
 
 
 _EXPORT_SKIP = {SUPERVISOR_LOCK, REQUESTS}
 
 
-def export_run(registry: Registry, run_id: str, out: Path) -> Path:
-    """Write the run folder as a portable ``.tar.gz`` bundle."""
+def export_run(registry: Registry, run_id: str, out: Path, *, with_env: bool = False) -> Path:
+    """Write the run folder as a portable ``.tar.gz`` bundle (0600, like the run's files).
+
+    The run's environment (tokens and keys included) stays out of the bundle unless
+    ``with_env``: its ``spec.json`` is written with an empty ``env``, and a run imported from
+    it inherits the importer's environment on resume.
+    """
     folder = registry.run_dir(run_id)
     if not (folder / SPEC).is_file():
         raise LifecycleError(f"cannot export run {run_id}: it has no spec.json")
+    spec_bytes: bytes | None = None
+    if not with_env:
+        try:
+            raw = read_json(folder / SPEC)
+        except ShapeError as exc:
+            raise LifecycleError(f"cannot export run {run_id}: spec.json: {exc}") from None
+        if isinstance(raw, dict):
+            raw["env"] = {}
+        spec_bytes = dump_json(raw)
 
     def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
         parts = Path(info.name).parts
         if len(parts) > 1 and parts[1] in _EXPORT_SKIP:
             return None
+        if spec_bytes is not None and parts[1:] == (SPEC,):
+            return None  # added below without the environment
         if not (info.isfile() or info.isdir()):
             return None
         return info
 
     tmp = out.with_name(f".{out.name}.{os.urandom(3).hex()}.tmp")
-    with tarfile.open(tmp, "w:gz") as tar:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as raw_out, tarfile.open(fileobj=raw_out, mode="w:gz") as tar:
         tar.add(folder, arcname=run_id, filter=keep)
+        if spec_bytes is not None:
+            info = tar.gettarinfo(str(folder / SPEC), arcname=f"{run_id}/{SPEC}")
+            info.size = len(spec_bytes)
+            tar.addfile(info, io.BytesIO(spec_bytes))
     os.replace(tmp, out)
     return out
 

@@ -85,6 +85,22 @@ def validate_name(name: str) -> str:
     return name
 
 
+def validate_new_name(name: str) -> str:
+    """Return ``name`` if a new run may take it: :func:`validate_name`, and not id-shaped.
+
+    ``backprop stop 42`` reads an all-digit reference as a run id, so a run named ``000001``
+    would pose as run 000001. Specs already on disk are read with :func:`validate_name`
+    only, so a run named so before this rule still lists.
+
+    Raises:
+        ValueError: with a one-line explanation.
+    """
+    validate_name(name)
+    if name.strip().isdigit():
+        raise ValueError(f"run name {name!r} looks like a run id; use a name with a letter in it")
+    return name
+
+
 def validate_run_id(run_id: str) -> str:
     """Return ``run_id`` if it is a well-formed run id (digits only, so never a path).
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from runner import identity
 from runner.durable import read_json, write_json
+from runner.listing_cache import ListingCache
 from runner.model import (
     ID_RE,
     SCHEMA,
@@ -42,6 +43,7 @@ from runner.model import (
     Status,
     validate_run_id,
 )
+from runner.privacy import PRIVATE_DIR, make_private_dir, tighten_registry
 
 SPEC = "spec.json"
 STATE = "state.json"
@@ -204,8 +206,10 @@ class Registry:
     # --- paths ----------------------------------------------------------------------------
 
     def ensure(self) -> None:
-        """Create the root and ``runs/`` if missing."""
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        """Create the root and ``runs/`` if missing, both 0700; tighten a looser root."""
+        make_private_dir(self.root, parents=True)
+        make_private_dir(self.runs_dir)
+        tighten_registry(self.root)
 
     def run_dir(self, run_id: str) -> Path:
         """The folder of ``run_id``; a malformed id raises ``ValueError`` (never a path)."""
@@ -215,7 +219,7 @@ class Registry:
     def lock(self, name: str = ".lock") -> Iterator[None]:
         """Hold an exclusive ``flock`` on a registry-wide lock file (short sections only)."""
         self.ensure()
-        fd = os.open(self.root / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(self.root / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -240,7 +244,7 @@ class Registry:
             while True:
                 run_id = f"{n:0{ID_WIDTH}d}"
                 try:
-                    os.mkdir(self.runs_dir / run_id)
+                    os.mkdir(self.runs_dir / run_id, PRIVATE_DIR)
                     break
                 except FileExistsError:
                     n = max(n + 1, self._max_id() + 1)
@@ -256,10 +260,9 @@ class Registry:
     def create(self, spec: RunSpec) -> Path:
         """Write ``spec.json`` durably into the (already allocated) run folder."""
         folder = self.run_dir(spec.id)
-        folder.mkdir(exist_ok=True)
-        (folder / CHECKPOINTS).mkdir(exist_ok=True)
-        (folder / REQUESTS).mkdir(exist_ok=True)
-        write_json(folder / SPEC, spec.to_json())
+        for path in (folder, folder / CHECKPOINTS, folder / REQUESTS):
+            make_private_dir(path)
+        write_json(folder / SPEC, spec.to_json())  # 0600: it holds the environment
         return folder
 
     # --- reading --------------------------------------------------------------------------
@@ -359,24 +362,28 @@ class Registry:
     def list_runs(self, *, use_cache: bool = True) -> list[RunView]:
         """Every run, newest first, reconciled.
 
-        Finished runs whose folder has not changed since the last listing come from a cache
-        (``index.cache``), so listing 10,000 runs reads one file plus two ``stat`` per run.
-        The cache is rebuilt from the folders whenever it is missing, stale or damaged.
+        Finished runs whose files have not changed since the last listing come from a cache
+        (``index.cache``, see :mod:`runner.listing_cache`), so listing 10,000 runs reads one
+        file plus three ``stat`` per run. The cache is rebuilt from the folders whenever it is
+        missing, stale or damaged.
         """
-        from runner.listing_cache import ListingCache  # local: only listing needs it
-
-        cache = ListingCache(self.root / INDEX) if use_cache else None
+        cache = ListingCache(self.root / INDEX, CACHE_SETTLE_S) if use_cache else None
         views: list[RunView] = []
         now = time.time()
+        runs_dir = str(self.runs_dir)
         for run_id in reversed(self.ids()):
-            view = cache.get(self, run_id, now) if cache else None
-            if view is None:
+            folder = f"{runs_dir}/{run_id}"
+            hit = cache.get(folder, run_id) if cache else None
+            if hit is not None:
+                view = RunView(id=run_id, status=hit.status, reason=hit.reason, raw=hit.raw)
+            else:
                 try:
                     view = self.load(run_id, now=now)
                 except RunNotFound:
                     continue
                 if cache:
-                    cache.put(self, run_id, view, now)
+                    raw = json.dumps(view.to_json(), separators=(",", ":"), default=str)
+                    cache.put(folder, run_id, view.status, view.reason, raw, now)
             views.append(view)
         if cache:
             cache.save()

@@ -1,7 +1,9 @@
 """The ``backprop`` command line. Every command has ``--json``; errors are one line.
 
-Exit codes: 0 success, 1 failure (the run or the action failed), 2 usage error. This module
-never imports textual: only ``backprop tui`` (and ``demo``) load the app.
+Exit codes: 0 success, 1 failure (the run or the action failed), 2 usage error, 141 when
+the reader of our output went away (``backprop ls | head -1``): the status a Unix tool killed
+by SIGPIPE reports, with no message. This module never imports textual: only ``backprop tui``
+(and ``demo``) load the app.
 """
 
 from __future__ import annotations
@@ -31,11 +33,13 @@ from runner.config import (
 from runner.lifecycle import LifecycleError
 from runner.model import Resources, Status
 from runner.notify_rules import run_rules
+from runner.privacy import masked_env, tighten_registry
 from runner.registry import OUTPUT, Registry, RunNotFound, RunView
 from runner.textsafe import safe_label, sanitize_line
 from tui import cli_conventions, cli_pipeline
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_PIPE = 128 + signal.SIGPIPE  # what `git log | head -1` reports for git under pipefail
 
 
 class UsageError(Exception):
@@ -48,6 +52,7 @@ class Context:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.registry = Registry(args.home)
+        tighten_registry(self.registry.root)  # a registry made before it was private
         self.json = bool(getattr(args, "json", False))
         self._config: Config | None = None
 
@@ -238,10 +243,10 @@ def cmd_run(ctx: Context) -> int:
     a = ctx.args
     cfg = ctx.config
     timeout = _duration(a.timeout) if a.timeout else cfg.run.timeout_s
-    for label in (a.name, a.group):
+    for label, check in ((a.name, lifecycle.validate_new_name), (a.group, lifecycle.validate_name)):
         if label is not None:
             try:
-                lifecycle.validate_name(label)
+                check(label)
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
     target, raw_args = a.target, list(a.args)
@@ -275,7 +280,7 @@ def cmd_run(ctx: Context) -> int:
     notify = run_rules(a.notify, a.notify_cmd, a.notify_timeout)
     base = a.name or lifecycle.default_name(command, script)
     try:
-        lifecycle.validate_name(base)
+        lifecycle.validate_new_name(base)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     after = cli_pipeline.dependencies(ctx)
@@ -422,17 +427,29 @@ def cmd_ls(ctx: Context) -> int:
 
 
 def cmd_show(ctx: Context) -> int:
-    """``backprop show``."""
+    """``backprop show`` (environment values masked unless ``--show-env``)."""
     run_id = ctx.resolve(ctx.args.id)
     view = ctx.registry.load(run_id)
     events = lifecycle.events(ctx.registry, run_id)
     doc = cli_pipeline.show_doc(ctx.registry, view)
     prov = provenance.read(ctx.registry.run_dir(run_id))
+    env = masked_env(view.spec.env if view.spec else {}, show=ctx.args.show_env)
     if ctx.json:
-        print(json.dumps({**doc, "provenance": prov, "events": events}, indent=2, default=str))
+        doc = {**doc, "env": env, "provenance": prov, "events": events}
+        print(json.dumps(doc, indent=2, default=str))
     else:
         print_details(view, events, doc, provenance.describe(prov))
+        _print_env(env, shown=ctx.args.show_env)
     return EXIT_OK
+
+
+def _print_env(env: dict[str, str], *, shown: bool) -> None:
+    if not shown:
+        print(f"{'env':>12}  {len(env)} variables, values hidden (--show-env shows them)")
+        return
+    print(f"{'env':>12}")
+    for k, v in env.items():
+        print(f"{'':>12}  {safe_label(k, 80)}={safe_label(v, 200)}")
 
 
 def cmd_logs(ctx: Context) -> int:
@@ -526,12 +543,7 @@ def cmd_start(ctx: Context) -> int:
 
 def cmd_rm(ctx: Context) -> int:
     """``backprop rm``."""
-
-    def remove(run_id: str) -> str:
-        lifecycle.remove(ctx.registry, run_id)
-        return f"removed run {run_id}"
-
-    return _each(ctx, remove)
+    return _each(ctx, lambda i: lifecycle.remove(ctx.registry, i, force=ctx.args.force))
 
 
 def cmd_resume(ctx: Context) -> int:
@@ -558,7 +570,7 @@ def cmd_fork(ctx: Context) -> int:
     run_id = ctx.resolve(ctx.args.id)
     if ctx.args.name:
         try:
-            lifecycle.validate_name(ctx.args.name)
+            lifecycle.validate_new_name(ctx.args.name)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     spec = lifecycle.fork(
@@ -588,8 +600,18 @@ def cmd_rerun(ctx: Context) -> int:
 def cmd_export(ctx: Context) -> int:
     """``backprop export``."""
     run_id = ctx.resolve(ctx.args.id)
-    out = lifecycle.export_run(ctx.registry, run_id, Path(ctx.args.output))
-    ctx.emit({"id": run_id, "file": str(out)}, f"exported run {run_id} to {out}")
+    with_env = bool(ctx.args.with_env)
+    out = lifecycle.export_run(ctx.registry, run_id, Path(ctx.args.output), with_env=with_env)
+    if not with_env:
+        print(
+            f"backprop: run {run_id}'s environment was left out of {out} "
+            "(it may hold tokens); --with-env includes it",
+            file=sys.stderr,
+        )
+    ctx.emit(
+        {"id": run_id, "file": str(out), "env_included": with_env},
+        f"exported run {run_id} to {out}",
+    )
     return EXIT_OK
 
 
@@ -725,7 +747,11 @@ def build_parser() -> argparse.ArgumentParser:
         cmd("wait", cli_pipeline.cmd_wait, "block until runs end; one line per run as it ends")
     )
 
-    cmd("show", cmd_show, "show one run in detail").add_argument("id")
+    sh = cmd("show", cmd_show, "show one run in detail")
+    sh.add_argument("id")
+    sh.add_argument(
+        "--show-env", action="store_true", help="print the run's environment values (secrets!)"
+    )
     lg = cmd("logs", cmd_logs, "print a run's output", json_flag=False)
     lg.add_argument("id")
     lg.add_argument("-f", "--follow", action="store_true", help="keep printing until it ends")
@@ -758,10 +784,15 @@ def build_parser() -> argparse.ArgumentParser:
     fk.add_argument("id")
     fk.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
     cmd("rerun", cmd_rerun, "run a run's command again as a new run").add_argument("id")
-    cmd("rm", cmd_rm, "delete finished runs").add_argument("ids", nargs="+", metavar="ID")
+    rm = cmd("rm", cmd_rm, "delete finished runs (refuses a run with a live process)")
+    rm.add_argument("ids", nargs="+", metavar="ID")
+    rm.add_argument("--force", action="store_true", help="force-stop what still runs, then delete")
     ex = cmd("export", cmd_export, "write a run as a portable .tar.gz bundle")
     ex.add_argument("id")
     ex.add_argument("-o", "--output", required=True)
+    ex.add_argument(
+        "--with-env", action="store_true", help="include the run's environment (tokens, keys)"
+    )
     cmd("import", cmd_import, "add a bundle made by export as a new run").add_argument("file")
     it = cmd("init", cmd_init, "write a commented backprop.toml in this folder")
     it.add_argument("--force", action="store_true")
@@ -815,7 +846,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
     try:
         ctx = Context(args)
-        return int(args.func(ctx))
+        code = int(args.func(ctx))
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit flush
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
     except UsageError as exc:
         print(f"backprop: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -830,6 +865,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _reader_gone() -> int:
+    """The reader of stdout left: exit quietly, as Unix tools do on SIGPIPE.
+
+    stdout is pointed at /dev/null first, so the interpreter's final flush of what is still
+    buffered cannot raise (and print) a second BrokenPipeError.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return EXIT_PIPE
+
+
 def _tui_available() -> bool:
     try:
         import importlib.util
@@ -840,6 +888,4 @@ def _tui_available() -> bool:
 
 
 if __name__ == "__main__":
-    with contextlib.suppress(BrokenPipeError):
-        sys.exit(main())
-    os._exit(EXIT_FAIL)  # pragma: no cover - stdout closed under us
+    sys.exit(main())
