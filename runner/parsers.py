@@ -23,6 +23,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from runner.capture_noise import message_start, strip_rank
 from runner.textsafe import collapse_redraws, strip_escapes
 
 MAX_LINE = 32 * 1024
@@ -31,13 +32,30 @@ MAX_VALUES = 64
 MAX_STEP = 2**53
 
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?i:nan|inf(?:inity)?)(?![A-Za-z])"
-_WRAP = r"(?:tensor\(|np\.float\d*\(|float\d*\()?"
-# What may follow a value: a unit, then not a word, a time ("0:01:23"), a version or a date.
-_END = r"(?P<{0}>%|[a-zA-Zµ]{{1,3}}(?:/[a-zA-Z]{{1,5}})?)?(?!\w|[:.]\d|-\d)"
+_WRAP = r"(?:tensor\(|np\.float\d*\(|float\d*\(|\[)?"
+# What may follow a value: a unit, then not a word, a time ("0:01:23"), a version, a date or
+# the rest of a number grouped in thousands ("1,000").
+_END = r"(?P<{0}>%|[a-zA-Zµ]{{1,3}}(?:/[a-zA-Z]{{1,5}})?)?(?!\w|[:.]\d|-\d|,\d{{3}}(?!\d))"
 _KEY = r"[A-Za-z_][\w./-]*"
-_LEAD = r"(?:^|(?<=[|,;\[\]\t{(])|(?<= - )|(?<=: ))[ \t]*"
-# ... followed by a delimiter, or by an explicit pair ("step 5 loss=0.5").
-_TAIL = r"(?=[ \t]*(?:$|[|,;\[\]:)}]|-[ \t])|[ \t]+[A-Za-z_][\w./-]*[ \t]*[:=][ \t]*[-+.\dnNiI])"
+# Words that never end a key: "Epoch 3 of 10", "Seed set to 42", "Saving 3 files to 2 dirs".
+_STOP = (
+    r"(?:of|to|in|at|by|for|from|with|and|or|the|a|an|is|are|was|be|on|per|than|into|over"
+    r"|after|every|each|as|if|x)"
+)
+# A key of up to three words written without ":" or "=" ("val loss 0.61", "step 10").
+_WORD_KEY = rf"(?:[A-Za-z][\w/-]* ){{0,2}}(?!{_STOP}\b)[A-Za-z][\w/-]*"
+# Before a key without ":"/"=": the line's start, a delimiter, or the previous pair's value
+# ("step 10 loss 1.0853", "time 12.3ms loss 0.5").
+_LEAD = (
+    r"(?:^|(?<=[|,;\[\]\t{(])|(?<= - )|(?<=: )|(?<=\d )|(?<=\d[%a-zA-Z] )"
+    r"|(?<=\d[a-zA-Z]{2} ))[ \t]*"
+)
+# ... followed by a delimiter, by an explicit pair ("step 5 loss=0.5") or by another bare pair
+# ("step 10 loss 1.0853").
+_TAIL = (
+    r"(?=[ \t]*(?:$|[|,;\[\]:()}]|-[ \t])|[ \t]+[A-Za-z_][\w./-]*[ \t]*[:=][ \t]*[-+.\dnNiI]"
+    rf"|[ \t]+{_WORD_KEY}[ \t]+[-+]?\.?\d)"
+)
 # Words that may qualify the key of an explicit pair ("val loss: 0.6", "Learning rate: 1e-3").
 _QUALIFYING = (
     r"(?i:val|valid|validation|eval|evaluation|test|train|training|average|avg|mean|running"
@@ -47,10 +65,11 @@ _QUALIFYING = (
 # One pass per line; each alternative is one form.
 _PAIR_RE = re.compile(
     # key: value, key=value, 'key': value, "key": value (two-word keys: "val loss: 0.6")
-    rf"(?<![\w./-])['\"]?(?P<k>(?:{_QUALIFYING} )?{_KEY})['\"]?[ \t]*[:=][ \t]*{_WRAP}"
-    rf"(?P<v>{_NUM})(?:[ \t]*/[ \t]*(?P<tot>\d+))?{_END.format('u')}"
-    # key value between delimiters: "| lr 5.00 |", "iter 100: ...", "val loss 0.61,"
-    rf"|{_LEAD}(?P<wk>(?:[A-Za-z][\w/-]* ){{0,2}}[A-Za-z][\w/-]*)[ \t]+"
+    # (HF Trainer 5.x quotes its values: 'loss': '4.855')
+    rf"(?<![\w./-])['\"]?(?P<k>(?:{_QUALIFYING} )?{_KEY})['\"]?[ \t]*[:=][ \t]*(?P<q>['\"])?"
+    rf"{_WRAP}(?P<v>{_NUM})(?:[ \t]*/[ \t]*(?P<tot>\d+))?{_END.format('u')}(?(q)['\"])"
+    # key value between delimiters or in a row: "| lr 5.00 |", "iter 100: ...", "step 10 loss 1"
+    rf"|{_LEAD}(?P<wk>{_WORD_KEY})[ \t]+"
     rf"(?P<wv>{_NUM})(?:[ \t]*/[ \t]*(?P<wtot>\d+))?{_END.format('wu')}{_TAIL}"
     # counters: "45/100 [", "| 200/2983 batches |", "1875/1875 ━━━"
     rf"|{_LEAD}(?P<cn>\d+)[ \t]*/[ \t]*(?P<ct>\d+)(?:[ \t]+(?P<cw>[A-Za-z]+))?(?=\s|$|[|,;\[\]])"
@@ -67,9 +86,32 @@ _CONTEXT_RE = re.compile(
     r"^\W*(val|valid|validation|validating|eval|evaluation|evaluating|test|testing)\b", re.I
 )
 _SPLIT_KEY_RE = re.compile(r"[\s_./-]+")
+# fairseq's "epoch 001 | valid on 'valid' subset | loss 7.9 | ...".
+_SUBSET_CONTEXT_RE = re.compile(r"\|[ \t]*(valid|validation|eval|test)[ \t]+on\b", re.I)
+# mmengine's "Epoch(train)  [1][ 50/500]" and "Iter(train) [  50/1000]".
+_MM_RE = re.compile(
+    r"\b(?P<kind>Epoch|Iter)\((?P<phase>train|val|test)\)[ \t]*"
+    r"\[[ \t]*(?P<a>\d+)(?:[ \t]*/[ \t]*(?P<at>\d+))?[ \t]*\]"
+    r"(?:[ \t]*\[[ \t]*(?P<b>\d+)[ \t]*/[ \t]*(?P<bt>\d+)[ \t]*\])?"
+)
+# Words before a step key that make it a total ("Total optimization steps = 375").
+_TOTAL_WORDS = ("total", "max", "num", "optimization", "number of")
+# The loss when a line has no plain one (detectron2, mmdet: "total_loss: 2.1  loss_cls: 0.8").
+TOTAL_LOSS_KEYS = ("total_loss", "loss_total", "overall_loss")
 
 STEP_WORDS = frozenset(
-    {"step", "steps", "global_step", "iter", "iters", "iteration", "iterations", "update"}
+    {
+        "step",
+        "steps",
+        "global_step",
+        "iter",
+        "iters",
+        "iteration",
+        "iterations",
+        "update",
+        "updates",
+        "num_updates",
+    }
 )
 COUNTER_WORDS = frozenset({"batch", "batches"})
 TOTAL_KEYS = frozenset({"total_steps", "max_steps", "num_steps", "max_iters", "total_iters"})
@@ -156,7 +198,10 @@ def normalize_key(raw: str, context: str = "") -> str:
         else:
             break
     if len(tokens) > 1 and tokens[-1] in ("epoch", "step", "iter", "iteration"):
-        tokens = tokens[-1:]  # "end of epoch 1", "global step"
+        if " " in raw.strip():
+            tokens = tokens[-1:]  # "end of epoch 1", "global step"
+        elif tokens[-1] == "step" and tokens[-2] not in ("global", "num", "total", "max"):
+            tokens.pop()  # Lightning's "train_loss_step": the step's loss
     name = "_".join(tokens)
     if name in ("epoch", "step", "iter", "iteration", "global_step"):
         qualifier = ""  # counters are never val/test metrics
@@ -214,6 +259,14 @@ def _parse(line: str) -> ParsedLine | None:
     s = line.strip()
     if not s:
         return None
+    if s[0] == "[":
+        rank, rest = strip_rank(s)
+        if rank is not None:
+            if rank != 0:
+                return None  # another rank's line: rank 0 speaks for the run
+            s = rest.strip()
+            if not s:
+                return None
     if s[0] == "{" and len(s) > 1 and s[1] == '"':
         return _parse_json(s)
     marker = s.find("METRICS:")
@@ -223,7 +276,7 @@ def _parse(line: str) -> ParsedLine | None:
     if len(parts) == 1:
         return None  # no number, no metric
     if len(s) > MAX_TEMPLATE:
-        return _apply_spans(s, _find_pairs(s))
+        return _apply_spans(s, _pairs_of(s))
     # Training logs repeat a few templates with new numbers: parse each template once. The
     # regular expressions decide from the text and the numbers' shapes, never their digits.
     numbers = parts[1::2]
@@ -235,7 +288,7 @@ def _parse(line: str) -> ParsedLine | None:
             _plans.clear()
         _plans[template] = plan
     if plan is _UNCACHEABLE:
-        return _apply_spans(s, _find_pairs(s))
+        return _apply_spans(s, _pairs_of(s))
     return _apply_plan(plan, numbers)
 
 
@@ -253,18 +306,51 @@ MAX_PLANS = 1024
 MAX_TEMPLATE = 512
 
 
+def _pairs_of(s: str) -> list[_Pair]:
+    """The pairs of a stripped line's message.
+
+    None when the line is noise (a log prefix, a traceback, a warning, a banner...; see
+    :mod:`runner.capture_noise`).
+    """
+    start = message_start(s)
+    if start < 0:
+        return []
+    if start == 0:
+        return _find_pairs(s)
+    return [
+        (kind, name, _shift(a, start), None if b is None else _shift(b, start), _shift(k, start))
+        for kind, name, a, b, k in _find_pairs(s[start:])
+    ]
+
+
+def _shift(span: _Span, by: int) -> _Span:
+    return (span[0] + by, span[1] + by) if span != (0, 0) else span
+
+
 def _find_pairs(s: str) -> list[_Pair]:
     pairs: list[_Pair] = []
     ctx_match = _CONTEXT_RE.match(s)
     context = _QUALIFIERS[ctx_match.group(1).lower()] if ctx_match else ""
+    if not context and " on " in s:
+        sub = _SUBSET_CONTEXT_RE.search(s)
+        context = _QUALIFIERS[sub.group(1).lower()] if sub else ""
+    pos = 0
+    if "(train)" in s or "(val)" in s or "(test)" in s:
+        mm = _MM_RE.search(s)
+        if mm is not None:
+            pos = mm.end()
+            context = _mm_pairs(mm, pairs)
     hf_summary = "train_runtime" in s
-    for m in _PAIR_RE.finditer(s):
+    hf_dict = s.startswith("{'")  # HF Trainer: its "epoch" is a fraction, not a label
+    for m in _PAIR_RE.finditer(s, pos):
         key = m.group("k")
         if key is not None:
             v, tot = "v", "tot"
         else:
             key = m.group("wk")
             if key is None:
+                if context:
+                    continue  # a validation/test progress counter is not a training step
                 word = (m.group("cw") or "").lower()
                 pairs.append((_COUNTER, word, m.span("cn"), m.span("ct"), (0, 0)))
                 continue
@@ -272,13 +358,40 @@ def _find_pairs(s: str) -> list[_Pair]:
         name = normalize_key(key, context)
         if not name or name in IGNORED_KEYS:
             continue
-        if hf_summary and name == "loss" and "train" in key.lower():
-            name = "train_loss"  # HF's end-of-training average, not a step's loss
         k = "k" if v == "v" else "wk"
-        pairs.append((_PAIR, name, m.span(v), m.span(tot) if m.group(tot) else None, m.span(k)))
+        kind = _PAIR
+        if hf_summary and key[:6].lower() == "train_" and key.isidentifier():
+            name = key.lower()  # HF's end-of-training digest: "train_loss" is no step's loss
+        elif name in STEP_WORDS and k == "k" and s[: m.start(k)].rstrip()[-1:].isalpha():
+            if not s[: m.start(k)].rstrip().lower().endswith(_TOTAL_WORDS):
+                continue  # a setting: "Gradient Accumulation steps = 1", "warmup steps: 100"
+            name = "total_steps"  # "Total optimization steps = 375"
+        elif name == "train" and v == "v":
+            name = "epoch"  # timm: "Train: 3 [ 100/1251 ...]"
+        elif name == "epoch" and hf_dict:
+            kind = _PLAIN
+        pairs.append((kind, name, m.span(v), m.span(tot) if m.group(tot) else None, m.span(k)))
         if len(pairs) >= MAX_VALUES:
             break
     return pairs
+
+
+def _mm_pairs(mm: re.Match[str], pairs: list[_Pair]) -> str:
+    """The pairs of mmengine's ``Epoch(train) [1][ 50/500]``; returns the line's context."""
+    phase = mm.group("phase")
+    if phase != "train":
+        return "val" if phase == "val" else "test"
+    key = mm.span("kind")
+    if mm.group("kind") == "Iter":
+        if mm.group("at"):
+            pairs.append((_COUNTER, "iter", mm.span("a"), mm.span("at"), (0, 0)))
+        else:
+            pairs.append((_PAIR, "step", mm.span("a"), None, key))
+        return ""
+    pairs.append((_PAIR, "epoch", mm.span("a"), None, key))
+    if mm.group("b"):
+        pairs.append((_COUNTER, "", mm.span("b"), mm.span("bt"), (0, 0)))
+    return ""
 
 
 def _make_plan(s: str, parts: list[str]) -> list[_PlanItem]:
@@ -289,7 +402,7 @@ def _make_plan(s: str, parts: list[str]) -> list[_PlanItem]:
             index[(pos, pos + len(text))] = i // 2
         pos += len(text)
     plan: list[_PlanItem] = []
-    for kind, name, span, total, key in _find_pairs(s):
+    for kind, name, span, total, key in _pairs_of(s):
         a = index.get(span)
         b = index.get(total) if total is not None else -1
         if a is None or b is None or any(key[0] < end and start < key[1] for start, end in index):
@@ -312,7 +425,7 @@ def _apply_plan(plan: list[_PlanItem], numbers: list[str]) -> ParsedLine | None:
             _counter(out, numbers[a], numbers[b], name)
         else:
             _assign(out, name, float(numbers[a]), _positive_int(numbers[b]) if b >= 0 else None)
-    return None if out.empty() else out
+    return _finish(out)
 
 
 def _apply_spans(s: str, pairs: list[_Pair]) -> ParsedLine | None:
@@ -323,8 +436,22 @@ def _apply_spans(s: str, pairs: list[_Pair]) -> ParsedLine | None:
             _counter(out, s[a0:a1], tot or "0", name)
             continue
         value = to_float(s[a0:a1])
-        if value is not None:
+        if value is None:
+            continue
+        if kind == _PLAIN:
+            out.values[name] = value
+        else:
             _assign(out, name, value, _positive_int(tot))
+    return _finish(out)
+
+
+def _finish(out: ParsedLine) -> ParsedLine | None:
+    values = out.values
+    if "loss" not in values:
+        for key in TOTAL_LOSS_KEYS:
+            if key in values:
+                values["loss"] = values.pop(key)  # the loss when there is no plain one
+                break
     return None if out.empty() else out
 
 
@@ -384,7 +511,7 @@ def _parse_json(text: str) -> ParsedLine | None:
             return out
         return None
     _flatten(out, obj, "", 0)
-    return None if out.empty() else out
+    return _finish(out)
 
 
 def _flatten(out: ParsedLine, obj: dict[object, object], prefix: str, depth: int) -> None:
@@ -544,6 +671,10 @@ class StepTracker:
                 self.total = self._epoch_total * total
             return max(self._epoch - (self.epoch_base or 0), 0) * total + n
         last = self._last_counter
+        if last is not None and total != last[1] and last[0] < last[1]:
+            # Another bar inside an unfinished one (HF Trainer's evaluation bar inside its
+            # training bar): its counter is not a training step.
+            return self.last_step if self.last_step is not None else last[0]
         if last is not None and n < last[0] and total == last[1]:
             self._counter_offset += last[1]  # a new bar: the counter started again
         self._last_counter = (n, total)
