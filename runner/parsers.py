@@ -9,11 +9,18 @@ Recognised forms, one line at a time:
   ``iter 100: loss 2.3456, time 12.34ms``, ``epoch 1 | step 20/200``;
 - progress counters ``45/100`` (tqdm, Lightning, Keras) and ``200/2983 batches``.
 
-Keys are normalised (:func:`normalize_key`): ``train loss`` is ``loss`` (the training loss),
-``val loss``/``valid loss``/``validation_loss`` are ``val_loss``, ``test loss`` is
-``test_loss``, ``eval_loss`` stays. :class:`LineSplitter` turns raw reads into lines (``\r``
-redraws, invalid UTF-8, reads that split lines, a capped buffer for endless lines) and
-:class:`StepTracker` gives every record a step, inferring one when the line has none.
+The frameworks' own forms are read too: bare ``step 10 loss 1.0853``; nanoGPT, llm.c; HF
+Trainer's dicts with plain (4.x) or quoted (5.x) values; Lightning's bars (``train_loss_step``);
+fairseq's ``num_updates``; timm's ``Train: 0 [ 100/1251 ...]``; torchvision references'
+``Epoch: [0]  [ 10/5005]``; detectron2's ``iter: 19  total_loss: 2.1`` (a ``total_loss`` is
+the loss when there is no plain one); mmengine's ``Epoch(train) [1][ 50/500]``; Keras; and any
+of these behind a Python ``logging``, glog or ``[rank0]:`` prefix. What is *not* a metric
+(prefixes, other ranks, tracebacks, warnings, banners, download bars) is
+:mod:`runner.capture_noise`'s precision rule.
+
+Keys are normalised by :func:`runner.metric_names.normalize_key`. :class:`LineSplitter`
+(:mod:`runner.line_split`) turns raw reads into lines and :class:`StepTracker`
+(:mod:`runner.steps`) gives every record a step, inferring one when the line has none.
 """
 
 from __future__ import annotations
@@ -21,15 +28,36 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
 
 from runner.capture_noise import message_start, strip_rank
+from runner.line_split import MAX_LINE, LineSplitter
+from runner.metric_names import (
+    COUNTER_WORDS,
+    IGNORED_KEYS,
+    QUALIFIERS,
+    STEP_WORDS,
+    TOTAL_KEYS,
+    normalize_key,
+)
+from runner.steps import MAX_STEP, ParsedLine, StepTracker
 from runner.textsafe import collapse_redraws, strip_escapes
 
-MAX_LINE = 32 * 1024
-MAX_KEY = 64
+# parse_line's public companions, long imported from here.
+__all__ = [
+    "COUNTER_WORDS",
+    "IGNORED_KEYS",
+    "MAX_LINE",
+    "STEP_WORDS",
+    "TOTAL_KEYS",
+    "LineSplitter",
+    "ParsedLine",
+    "StepTracker",
+    "normalize_key",
+    "parse_line",
+    "to_float",
+]
+
 MAX_VALUES = 64
-MAX_STEP = 2**53
 
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?i:nan|inf(?:inity)?)(?![A-Za-z])"
 _WRAP = r"(?:tensor\(|np\.float\d*\(|float\d*\(|\[)?"
@@ -85,7 +113,6 @@ _SHAPE = str.maketrans("123456789", "000000000")
 _CONTEXT_RE = re.compile(
     r"^\W*(val|valid|validation|validating|eval|evaluation|evaluating|test|testing)\b", re.I
 )
-_SPLIT_KEY_RE = re.compile(r"[\s_./-]+")
 # fairseq's "epoch 001 | valid on 'valid' subset | loss 7.9 | ...".
 _SUBSET_CONTEXT_RE = re.compile(r"\|[ \t]*(valid|validation|eval|test)[ \t]+on\b", re.I)
 # mmengine's "Epoch(train)  [1][ 50/500]" and "Iter(train) [  50/1000]".
@@ -98,123 +125,10 @@ _MM_RE = re.compile(
 _TOTAL_WORDS = ("total", "max", "num", "optimization", "number of")
 # The loss when a line has no plain one (detectron2, mmdet: "total_loss: 2.1  loss_cls: 0.8").
 TOTAL_LOSS_KEYS = ("total_loss", "loss_total", "overall_loss")
-
-STEP_WORDS = frozenset(
-    {
-        "step",
-        "steps",
-        "global_step",
-        "iter",
-        "iters",
-        "iteration",
-        "iterations",
-        "update",
-        "updates",
-        "num_updates",
-    }
-)
-COUNTER_WORDS = frozenset({"batch", "batches"})
-TOTAL_KEYS = frozenset({"total_steps", "max_steps", "num_steps", "max_iters", "total_iters"})
 _SPECIAL = STEP_WORDS | COUNTER_WORDS | TOTAL_KEYS | {"epoch"}
-IGNORED_KEYS = frozenset({"v_num", "eta", "it", "s", "ms", "t", "time_stamp", "timestamp", "pid"})
-_QUALIFIERS = {
-    "val": "val",
-    "valid": "val",
-    "validation": "val",
-    "validating": "val",
-    "dev": "val",
-    "eval": "eval",
-    "evaluation": "eval",
-    "evaluating": "eval",
-    "test": "test",
-    "testing": "test",
-}
-_DROPPED = frozenset({"train", "training", "trn", "avg", "average", "mean", "running", "smoothed"})
 
 
-@dataclass(slots=True)
-class ParsedLine:
-    """What one line of output says (every field optional).
-
-    Attributes:
-        values: metric values by normalised name (non-finite values kept as ``nan``/``inf``).
-        step: an explicit step (``step 20``, ``iter 100``, ``"step": 3``).
-        step_total: its total when written ``step 20/200`` or given as ``total_steps``.
-        epoch: an integer epoch (``Epoch 1/10``, ``epoch 3``).
-        epoch_total: the number of epochs when written ``Epoch 1/10``.
-        counter: a progress counter within an epoch (``45/100``, ``200/2983 batches``).
-        counter_total: its total.
-        checkpoint: the path of a checkpoint announced by a JSON event line.
-    """
-
-    values: dict[str, float] = field(default_factory=dict)
-    step: int | None = None
-    step_total: int | None = None
-    epoch: int | None = None
-    epoch_total: int | None = None
-    counter: int | None = None
-    counter_total: int | None = None
-    checkpoint: str | None = None
-
-    def empty(self) -> bool:
-        """Whether the line said nothing usable."""
-        return (
-            not self.values
-            and self.step is None
-            and self.epoch is None
-            and self.counter is None
-            and self.checkpoint is None
-            and self.step_total is None
-        )
-
-
-# --- keys and numbers ------------------------------------------------------------------------
-
-_key_cache: dict[tuple[str, str], str] = {}
-
-
-def normalize_key(raw: str, context: str = "") -> str:
-    """The canonical metric name for a key as written.
-
-    ``Train Loss`` → ``loss``; ``valid loss``/``val/loss``/``validation_loss`` → ``val_loss``;
-    ``Test loss`` → ``test_loss``; ``eval_loss`` → ``eval_loss``; ``ms/batch`` → ``ms_batch``.
-    ``context`` is a qualifier (``val``, ``eval``, ``test``) that the line as a whole carries
-    (``Test set: Average loss: 0.05``); it applies to keys that have none of their own.
-    Returns ``""`` for a key that cannot be a metric name.
-    """
-    memo = (raw, context)
-    hit = _key_cache.get(memo)
-    if hit is not None:
-        return hit
-    tokens = [t for t in _SPLIT_KEY_RE.split(raw.lower()) if t]
-    qualifier = ""
-    while len(tokens) > 1:
-        head = tokens[0]
-        if head in _QUALIFIERS:
-            qualifier = _QUALIFIERS[head]
-            tokens.pop(0)
-        elif head in _DROPPED:
-            tokens.pop(0)
-        else:
-            break
-    if len(tokens) > 1 and tokens[-1] in ("epoch", "step", "iter", "iteration"):
-        if " " in raw.strip():
-            tokens = tokens[-1:]  # "end of epoch 1", "global step"
-        elif tokens[-1] == "step" and tokens[-2] not in ("global", "num", "total", "max"):
-            tokens.pop()  # Lightning's "train_loss_step": the step's loss
-    name = "_".join(tokens)
-    if name in ("epoch", "step", "iter", "iteration", "global_step"):
-        qualifier = ""  # counters are never val/test metrics
-    elif not qualifier and context and name not in STEP_WORDS and name not in COUNTER_WORDS:
-        qualifier = context
-    if qualifier:
-        name = f"{qualifier}_{name}"
-    if len(name) > MAX_KEY or not name.isprintable():
-        name = ""  # too long, or control characters (a key from a JSON line can hold anything)
-    if len(_key_cache) > 4096:
-        _key_cache.clear()
-    _key_cache[memo] = name
-    return name
+# --- numbers ---------------------------------------------------------------------------------
 
 
 def to_float(text: str) -> float | None:
@@ -330,10 +244,10 @@ def _shift(span: _Span, by: int) -> _Span:
 def _find_pairs(s: str) -> list[_Pair]:
     pairs: list[_Pair] = []
     ctx_match = _CONTEXT_RE.match(s)
-    context = _QUALIFIERS[ctx_match.group(1).lower()] if ctx_match else ""
+    context = QUALIFIERS[ctx_match.group(1).lower()] if ctx_match else ""
     if not context and " on " in s:
         sub = _SUBSET_CONTEXT_RE.search(s)
-        context = _QUALIFIERS[sub.group(1).lower()] if sub else ""
+        context = QUALIFIERS[sub.group(1).lower()] if sub else ""
     pos = 0
     if "(train)" in s or "(val)" in s or "(test)" in s:
         mm = _MM_RE.search(s)
@@ -538,144 +452,3 @@ def _flatten(out: ParsedLine, obj: dict[object, object], prefix: str, depth: int
         name = normalize_key(prefix + key)
         if name and name not in IGNORED_KEYS:
             _assign(out, name, value, None)
-
-
-# --- raw bytes into lines --------------------------------------------------------------------
-
-
-class LineSplitter:
-    r"""Cuts a byte stream into text lines as it arrives.
-
-    ``\n``, ``\r\n`` and bare ``\r`` (progress-bar redraws) end a line; a line split across
-    reads is joined; invalid UTF-8 becomes U+FFFD. The unfinished line is kept up to
-    ``max_line`` bytes: the excess of an endless line is dropped, never buffered.
-    """
-
-    def __init__(self, max_line: int = MAX_LINE) -> None:
-        self.max_line = max_line
-        self._pending = b""
-        self._overflow = False
-
-    @property
-    def pending_bytes(self) -> int:
-        """How many bytes of an unfinished line are held (never more than ``max_line``)."""
-        return len(self._pending)
-
-    def feed(self, data: bytes) -> list[str]:
-        """Add bytes; return the lines completed by them."""
-        if not data:
-            return []
-        if b"\r" in data:
-            data = data.replace(b"\r", b"\n")
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            self._hold(data)
-            return []
-        head = data[: cut + 1]
-        first_nl = head.find(b"\n")
-        if self._pending or self._overflow:
-            self._hold(head[:first_nl])
-            block = self._pending + head[first_nl:]
-            self._pending, self._overflow = b"", False
-        else:
-            block = head
-        self._hold(data[cut + 1 :])
-        return self._lines(block[:-1])
-
-    def flush(self) -> list[str]:
-        """Return the unfinished line, if any, as a last line (at end of stream)."""
-        if not self._pending:
-            self._overflow = False
-            return []
-        block, self._pending, self._overflow = self._pending, b"", False
-        return self._lines(block)
-
-    def _hold(self, data: bytes) -> None:
-        room = self.max_line - len(self._pending)
-        if len(data) > room:
-            data = data[: max(room, 0)]
-            self._overflow = True
-        if data:
-            self._pending += data
-
-    def _lines(self, block: bytes) -> list[str]:
-        lines = block.decode("utf-8", "replace").split("\n")
-        if len(block) > self.max_line:
-            cap = self.max_line
-            lines = [ln if len(ln) <= cap else ln[:cap] for ln in lines]
-        return lines
-
-
-# --- steps ------------------------------------------------------------------------------------
-
-
-class StepTracker:
-    """Gives each parsed record a step, inferring one when the line has none (per attempt).
-
-    An explicit step wins. A progress counter within an epoch becomes a global step
-    (``(epoch - first_epoch) * per_epoch + n``; counters that restart without an epoch
-    label add the previous total). A line without either continues from the last step: it
-    takes the next step if it carries the training metric, else it joins the last step.
-
-    Args:
-        last_step: the step reached before this attempt (a resume continues from it).
-        epoch_base: 0 or 1, the first epoch's number if a previous attempt learned it.
-        primary: the training metric whose presence makes a stepless line a new step.
-    """
-
-    def __init__(
-        self, last_step: int | None = None, epoch_base: int | None = None, primary: str = "loss"
-    ) -> None:
-        self.last_step = last_step
-        self.epoch_base = epoch_base
-        self.primary = primary
-        self.total: int | None = None
-        self._explicit = False
-        self._epoch: int | None = None
-        self._epoch_total: int | None = None
-        self._counter_offset = 0
-        self._last_counter: tuple[int, int] | None = None
-
-    def resolve(self, parsed: ParsedLine) -> int:
-        """The step of ``parsed``; updates :attr:`last_step` and :attr:`total`."""
-        if parsed.epoch is not None:
-            if self.epoch_base is None:
-                self.epoch_base = 0 if parsed.epoch == 0 else 1
-            self._epoch = parsed.epoch
-            if parsed.epoch_total:
-                self._epoch_total = parsed.epoch_total
-        if parsed.step is not None:
-            step = parsed.step
-            self._explicit = True
-            if parsed.step_total:
-                self.total = parsed.step_total
-        elif parsed.counter is not None and parsed.counter_total:
-            step = self._from_counter(parsed.counter, parsed.counter_total)
-            self._explicit = True
-        else:
-            if parsed.step_total:
-                self.total = parsed.step_total
-            last = self.last_step
-            if last is None:
-                step = 0 if self._explicit else 1
-            elif self._explicit or self.primary not in parsed.values:
-                step = last
-            else:
-                step = last + 1
-        self.last_step = step
-        return step
-
-    def _from_counter(self, n: int, total: int) -> int:
-        if self._epoch is not None:
-            if self._epoch_total:
-                self.total = self._epoch_total * total
-            return max(self._epoch - (self.epoch_base or 0), 0) * total + n
-        last = self._last_counter
-        if last is not None and total != last[1] and last[0] < last[1]:
-            # Another bar inside an unfinished one (HF Trainer's evaluation bar inside its
-            # training bar): its counter is not a training step.
-            return self.last_step if self.last_step is not None else last[0]
-        if last is not None and n < last[0] and total == last[1]:
-            self._counter_offset += last[1]  # a new bar: the counter started again
-        self._last_counter = (n, total)
-        return self._counter_offset + n
