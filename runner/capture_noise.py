@@ -169,7 +169,10 @@ class NoiseFilter:
             return True
         if mode in (_AFTER_EXC, _WARN_ECHO):
             self._mode = _NONE
-            if line[:1] in (" ", "\t") and line.strip():
+            # A multi-line message is indented by a tab or four spaces, an echoed warning
+            # source line by two; a progress bar (" 25%|██▌ | 4/16") never belongs to either.
+            indent = ("\t", "    ") if mode == _AFTER_EXC else ("\t", "  ")
+            if line.startswith(indent) and line.strip() and "%|" not in line:
                 if mode == _AFTER_EXC:
                     self._enter(_AFTER_EXC)
                 return True

@@ -59,6 +59,16 @@ def test_hf_banner_keeps_its_total_steps() -> None:
     assert parsed is not None and parsed.step is None and parsed.step_total == 375
 
 
+def test_progress_bars_after_a_traceback_or_a_warning_are_read() -> None:
+    noise = NoiseFilter()
+    for line in NON_METRIC_BLOCKS[0][1] + ["/tmp/t.py:3: UserWarning: slow"]:
+        assert noise.skip(line) or parse_line(line) is None
+    bar = " 25%|██▌       | 4/16 [00:01<00:03,  3.50it/s, loss=0.5]"
+    assert not noise.skip(bar)
+    parsed = parse_line(bar)
+    assert parsed is not None and parsed.counter == 4 and parsed.values == {"loss": 0.5}
+
+
 def test_an_unclosed_printed_object_does_not_hide_the_run_forever() -> None:
     noise = NoiseFilter()
     assert noise.skip("Config(")
