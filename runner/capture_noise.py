@@ -123,6 +123,7 @@ def strip_rank(line: str) -> tuple[int | None, str]:
 
 
 _NONE, _TRACE, _AFTER_EXC, _REPR, _WARN_ECHO, _BANNER = range(6)
+_OPENING_ENDS = ("(", "*", " ", "\t")  # a printed object's or a banner's first line ends so
 _BANNER_RE = re.compile(r"\*{3,}[ \t].*[ \t]\*{3,}$")
 _REPR_OPEN_RE = re.compile(r"[A-Za-z_][\w.]*\($")
 MAX_BLOCK = 2000  # a block never hides more lines than this (an unclosed repr, say)
@@ -155,6 +156,10 @@ class NoiseFilter:
 
     def skip(self, line: str) -> bool:
         """Whether ``line`` belongs to a block that yields no metric (updates the state)."""
+        if self._mode == _NONE and line[:1] != "[":  # the common case, kept cheap
+            if "Traceback" in line or "Warning:" in line or line[-1:] in _OPENING_ENDS:
+                return self._opens(line)
+            return False
         if line[:1] == "[":
             line = strip_rank(line)[1]
         mode = self._mode
@@ -192,12 +197,20 @@ class NoiseFilter:
 
     def _opens(self, line: str) -> bool:
         """Whether ``line`` starts a block (and is part of it)."""
+        if "Traceback" in line and (
+            "Traceback (most recent call last)" in line or "Exception Group Traceback" in line
+        ):
+            self._enter(_TRACE)
+            return True
+        if "Warning:" in line:
+            self._enter(_WARN_ECHO)
+            return True
+        last = line[-1:]
+        if last not in ("(", "*", " ", "\t"):
+            return False  # the common case, decided without copying the line
         s = line.strip()
         if not s:
             return False
-        if "Traceback (most recent call last)" in s or "Exception Group Traceback" in s:
-            self._enter(_TRACE)
-            return True
         last = s[-1]
         if last == "(" and _REPR_OPEN_RE.search(s):
             self._enter(_REPR)
@@ -205,8 +218,5 @@ class NoiseFilter:
             return True
         if last == "*" and s[0] == "*" and _BANNER_RE.match(s):
             self._enter(_BANNER)
-            return True
-        if "Warning:" in s:
-            self._enter(_WARN_ECHO)
             return True
         return False

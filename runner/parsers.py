@@ -326,6 +326,12 @@ def _make_plan(s: str, parts: list[str]) -> list[_PlanItem]:
         if kind == _PAIR and b < 0 and name not in _SPECIAL:
             kind = _PLAIN
         plan.append((kind, name, a, b))
+    names = {item[1] for item in plan}
+    if "loss" not in names:  # what _finish does, decided once per template
+        for alias in TOTAL_LOSS_KEYS:
+            if alias in names:
+                plan = [(k, "loss" if n == alias else n, i, j) for k, n, i, j in plan]
+                break
     return plan
 
 
@@ -339,7 +345,7 @@ def _apply_plan(plan: list[_PlanItem], numbers: list[str]) -> ParsedLine | None:
             _counter(out, numbers[a], numbers[b], name)
         else:
             _assign(out, name, float(numbers[a]), _positive_int(numbers[b]) if b >= 0 else None)
-    return _finish(out)
+    return None if out.empty() else out
 
 
 def _apply_spans(s: str, pairs: list[_Pair]) -> ParsedLine | None:
