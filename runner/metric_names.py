@@ -29,7 +29,13 @@ STEP_WORDS = frozenset(
 )
 COUNTER_WORDS = frozenset({"batch", "batches"})
 TOTAL_KEYS = frozenset({"total_steps", "max_steps", "num_steps", "max_iters", "total_iters"})
-IGNORED_KEYS = frozenset({"v_num", "eta", "it", "s", "ms", "t", "time_stamp", "timestamp", "pid"})
+# Never metrics: progress-bar furniture, and what device, process and error lines name
+# ("cuda:0", "errno: 98", 'line 13', "got signal: 2", "local_rank: 0").
+IGNORED_KEYS = frozenset(
+    {"v_num", "eta", "it", "s", "ms", "t", "time_stamp", "timestamp", "pid"}
+    | {"cuda", "mps", "xpu", "errno", "line", "signal", "exitcode", "local_rank", "rank"}
+    | {"world_size", "seed", "port"}
+)
 QUALIFIERS = {
     "val": "val",
     "valid": "val",

@@ -97,7 +97,8 @@ _PAIR_RE = re.compile(
     rf"(?<![\w./-])['\"]?(?P<k>(?:{_QUALIFYING} )?{_KEY})['\"]?[ \t]*[:=][ \t]*(?P<q>['\"])?"
     rf"{_WRAP}(?P<v>{_NUM})(?:[ \t]*/[ \t]*(?P<tot>\d+))?{_END.format('u')}(?(q)['\"])"
     # key value between delimiters or in a row: "| lr 5.00 |", "iter 100: ...", "step 10 loss 1"
-    rf"|{_LEAD}(?P<wk>{_WORD_KEY})[ \t]+"
+    # ("Epoch [1/10], Step [100/600]" too)
+    rf"|{_LEAD}(?P<wk>{_WORD_KEY})[ \t]+\[?"
     rf"(?P<wv>{_NUM})(?:[ \t]*/[ \t]*(?P<wtot>\d+))?{_END.format('wu')}{_TAIL}"
     # counters: "45/100 [", "| 200/2983 batches |", "1875/1875 ━━━"
     rf"|{_LEAD}(?P<cn>\d+)[ \t]*/[ \t]*(?P<ct>\d+)(?:[ \t]+(?P<cw>[A-Za-z]+))?(?=\s|$|[|,;\[\]])"

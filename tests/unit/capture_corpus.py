@@ -174,6 +174,12 @@ METRIC_LINES: list[tuple[str, str, int | None, float]] = [
     ("tqdm postfix", " 45%|████▌     | 45/100 [00:05<00:06,  8.12it/s, loss=0.53]", 45, 0.53),
     ("Step n/N table", "Step 110/1000 | Loss: 0.3921 | LR: 3.0e-04", 110, 0.3921),
     ("accelerate-style", "epoch 0 step 120: loss=0.4123", 120, 0.4123),
+    (
+        "PyTorch tutorials",
+        "Epoch [1/10], Step [130/600], Loss: 0.2310",
+        130,
+        0.231,
+    ),
 ]
 
 NON_METRIC_LINES: list[tuple[str, str]] = [
@@ -345,6 +351,7 @@ NON_METRIC_LINES: list[tuple[str, str]] = [
     ("Lightning", "Sanity Checking DataLoader 0: 100%|██████████| 2/2 [00:00<00:00, 50.00it/s]"),
     ("Lightning", "Validation DataLoader 0:  50%|█████     | 5/10 [00:00<00:00, 50.00it/s]"),
     ("Backprop's own", "Saving checkpoint to /tmp/x at step 5"),
+    ("device line", "Using device: cuda:0"),
 ]
 
 NON_METRIC_BLOCKS: list[tuple[str, list[str]]] = [
