@@ -243,3 +243,15 @@ def test_stall_settings_reach_the_run_spec(tmp_path: Path) -> None:
         (tmp_path / "backprop.toml").write_text(f"[run]\n{bad}\n")
         with pytest.raises(ConfigError):
             load_config(tmp_path, cwd=tmp_path)
+
+
+def test_ls_cuts_a_long_reason_at_a_word(capsys: pytest.CaptureFixture[str]) -> None:
+    """``ls`` showed "… [6 more characters]" at the end of a long reason."""
+    from runner.registry import RunView
+    from tui.cli import print_table
+
+    reason = "stopped by user (forced: SIGKILL); the trainer ignored SIGINT and SIGTERM for 20 s"
+    print_table([RunView("000001", Status.STOPPED, reason)])
+    row = capsys.readouterr().out.splitlines()[1]
+    assert row.endswith("stopped by user (forced: SIGKILL); the trainer ignored…")
+    assert "more characters" not in row
