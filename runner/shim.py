@@ -611,8 +611,10 @@ def classify(
         who = terminate_reason or (
             "time limit reached" if stop_kind == "timeout" else "stopped by user"
         )
-        if forced is not None and code == -forced:
-            return status, f"{who} (forced: {forced.name})"  # it took the escalation
+        if forced is not None and code == -forced:  # it took the escalation
+            if not terminate_reason and stop_kind != "timeout":
+                who = "stopped"  # the status says the user asked: "stopped (forced: SIGKILL)"
+            return status, f"{who} (forced: {forced.name})"
         after = f" after {forced.name}" if forced is not None else ""
         return status, f"{who}; {how}{after}"
     if code == 0:

@@ -84,8 +84,8 @@ def test_reconcile(st, alive, locked, age, expected, why) -> None:  # type: igno
         (1, None, 0, "out of memory (CUDA)", Status.FAILED, "out of memory (CUDA); exit 1"),
         (0, "stop", 1, None, Status.STOPPED, "stopped by user; exit 0"),
         (-signal.SIGINT, "stop", 1, None, Status.STOPPED, "killed by SIGINT"),
-        (-signal.SIGKILL, "stop", 3, None, Status.STOPPED, "stopped by user (forced: SIGKILL)"),
-        (-signal.SIGKILL, "kill", 3, None, Status.STOPPED, "stopped by user (forced: SIGKILL)"),
+        (-signal.SIGKILL, "stop", 3, None, Status.STOPPED, "stopped (forced: SIGKILL)"),
+        (-signal.SIGKILL, "kill", 3, None, Status.STOPPED, "stopped (forced: SIGKILL)"),
         (1, "stop", 2, None, Status.STOPPED, "stopped by user; exit 1 after SIGTERM"),
         (0, "timeout", 1, None, Status.TIMEBOXED, "time limit reached; exit 0"),
         (
