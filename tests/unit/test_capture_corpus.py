@@ -97,3 +97,20 @@ def test_metric_lines_between_noise_blocks_are_all_read(
     # A metric line right after a traceback's exception line could be a multi-line message
     # only when indented; corpus metric lines that start with spaces are allowed to be held.
     assert [m for m in metrics if not m.startswith(" ")] == [r for r in read if r[:1] != " "]
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.text(max_size=40),
+            st.sampled_from([ln for _, block in NON_METRIC_BLOCKS for ln in block]),
+            st.sampled_from(["[rank0]: ", "[rank1]:", "(", ")", "*****", "  ", "\t", "Warning:"]),
+        ),
+        max_size=30,
+    )
+)
+def test_the_noise_filter_never_raises(lines: list[str]) -> None:
+    noise = NoiseFilter()
+    for line in lines:
+        assert noise.skip(line) in (True, False)
