@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from runner.capture_noise import NoiseFilter
 from runner.durable import JsonlAppender, dump_json, read_json, write_json
 from runner.health import (
     OOM,
@@ -109,6 +110,7 @@ class Ingestor:
         self.builder = SummaryBuilder(self.primary)
         self._replay_pending = attempt > 1
         self._splitter = LineSplitter()
+        self._noise = NoiseFilter()
         self._report_pending = b""
         self._appender = JsonlAppender(self.run_dir / METRICS)
         self._out_fd: int | None = None
@@ -306,7 +308,12 @@ class Ingestor:
         if exc:
             self._exception = safe_label(exc, MAX_HINT)
         arrived = False
+        skip = self._noise.skip
         for line in lines:
+            # Another reader of output lines (paths named in the output, say) goes here,
+            # beside parse_line, on the lines the noise filter lets through.
+            if skip(line):
+                continue  # a traceback, a printed object, a banner block (capture_noise)
             parsed = parse_line(line)
             if parsed is None:
                 continue

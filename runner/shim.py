@@ -640,14 +640,18 @@ def classify(
         terminate_reason: why the supervisor itself was asked to stop, if it was.
     """
     how = _describe(code)
-    escalated = {2: " after SIGTERM", 3: " after SIGKILL"}.get(stop_phase, "")
-    if stop_kind == "timeout":
-        return Status.TIMEBOXED, f"time limit reached; {how}{escalated}"
-    if stop_kind in ("stop", "kill"):
+    forced = {2: signal.SIGTERM, 3: signal.SIGKILL}.get(stop_phase)
+    if stop_kind in ("timeout", "stop", "kill"):
+        status = Status.TIMEBOXED if stop_kind == "timeout" else Status.STOPPED
         who = terminate_reason or (
-            "force-stopped by user" if stop_kind == "kill" else "stopped by user"
+            "time limit reached" if stop_kind == "timeout" else "stopped by user"
         )
-        return Status.STOPPED, f"{who}; {how}{escalated}"
+        if forced is not None and code == -forced:  # it took the escalation
+            if not terminate_reason and stop_kind != "timeout":
+                who = "stopped"  # the status says the user asked: "stopped (forced: SIGKILL)"
+            return status, f"{who} (forced: {forced.name})"
+        after = f" after {forced.name}" if forced is not None else ""
+        return status, f"{who}; {how}{after}"
     if code == 0:
         return Status.COMPLETED, "exit 0"
     if hint:

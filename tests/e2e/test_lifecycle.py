@@ -244,7 +244,7 @@ def test_stubborn_trainer_is_killed_on_schedule_with_its_whole_tree(cli: Cli) ->
     cli("stop", run_id)
     d = cli.wait_status(run_id, "stopped", timeout=20)
     assert d["signal"] == signal.SIGKILL
-    assert "after SIGKILL" in d["reason"]
+    assert "stopped (forced: SIGKILL)" in d["reason"]
     assert d["ended_at"] - t0 >= 2.0 - 0.2  # 1 s after SIGINT, then 1 s after SIGTERM
     assert d["ended_at"] - t0 < 8.0
     wait_until(
@@ -260,7 +260,7 @@ def test_force_stop_kills_at_once(cli: Cli) -> None:
     pid = trainer_pid(cli, run_id)
     cli("stop", "--force", run_id)
     d = cli.wait_status(run_id, "stopped", timeout=10)
-    assert d["signal"] == signal.SIGKILL and "force-stopped" in d["reason"]
+    assert d["signal"] == signal.SIGKILL and "(forced: SIGKILL)" in d["reason"]
     assert not pid_alive(pid)
     assert not (cli.home / "runs" / run_id / "checkpoints" / "interrupted.txt").exists()
 

@@ -136,7 +136,9 @@ def test_merged_steps_always_strictly_increase(records: list[tuple[int, int]]) -
     got = [p.step for p in s.points]
     assert got == sorted(set(got))
     if records:
-        assert got[-1] == sorted(records, key=lambda r: r[0])[-1][1]
+        ordered = sorted(records, key=lambda r: r[0])
+        latest = ordered[-1][0]  # the run's step: the latest attempt's highest
+        assert got[-1] == max(step for attempt, step in ordered if attempt == latest)
 
 
 def test_read_history_ignores_a_torn_last_line_and_garbage(tmp_path: Path) -> None:

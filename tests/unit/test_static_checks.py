@@ -57,3 +57,12 @@ def test_no_network_listener_in_the_code() -> None:
             text = path.read_text()
             hits += [f"{path.relative_to(ROOT)}: {f}" for f in forbidden if f in text]
     assert hits == []
+
+
+def test_the_torch_extra_installs_numpy() -> None:
+    """Without numpy, importing torch warns "Failed to initialize NumPy" in every demo run."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    torch_extra = project["optional-dependencies"]["torch"]
+    assert any(req.split(">")[0].split("=")[0].strip() == "numpy" for req in torch_extra)

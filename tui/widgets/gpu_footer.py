@@ -16,7 +16,7 @@ from textual.widget import Widget
 from governor.probes import GpuInfo, GpuSnapshot, HostInfo
 from runner.model import Status
 from tui.data import RunRow
-from tui.widgets.format import truncate
+from tui.widgets.format import fit_items, truncate
 
 GIB = 1024**3
 
@@ -89,7 +89,7 @@ def host_line(
     room = width - text.cell_len - 3
     if hints and room > 8:
         text.append(" │ ", style=st.get("muted"))
-        text.append(truncate(hints, room), style=st.get("keys"))
+        text.append(fit_items(hints, room), style=st.get("keys"))
     text.truncate(width, overflow="ellipsis")
     return text
 
