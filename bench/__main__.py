@@ -36,7 +36,7 @@ TITLES = {
     "2": "2. Cost of supervision",
     "3": "3. Listing at scale",
     "4": "4. The monitor's own cost",
-    "5": "5. GPU polling",
+    "5": "5. GPU: polling, training, footer",
 }
 
 
