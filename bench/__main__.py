@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         *[f"- {h}" for sec in sections for h in sec.headline],
         "",
         *[sec.markdown() for sec in sections],
+        gpu_poll.gpu_check_section(),
     ]
     out = Path(args.output)
     out.write_text("\n".join(lines))

@@ -171,11 +171,13 @@ install() {
 
 imports() {
     "$PY" - <<'EOF'
-import importlib
-names = ["textual", "textual_plotext", "watchfiles", "tomli_w", "pynvml", "psutil", "rich", "torch"]
-for name in names:
-    mod = importlib.import_module(name)
-    print(name, getattr(mod, "__version__", ""), sep="\t")
+import importlib, importlib.metadata
+dists = {"textual": "textual", "textual_plotext": "textual-plotext", "watchfiles": "watchfiles",
+         "tomli_w": "tomli-w", "pynvml": "nvidia-ml-py", "psutil": "psutil", "rich": "rich",
+         "torch": "torch", "pytest": "pytest"}
+for name, dist in dists.items():
+    importlib.import_module(name)
+    print(f"{dist} {importlib.metadata.version(dist)}")
 import tui.cli, runner, governor  # the repository's own code, through PYTHONPATH
 print("backprop from", tui.cli.__file__)
 EOF

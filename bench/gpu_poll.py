@@ -155,3 +155,8 @@ def run(quick: bool, repeats: int) -> Section:
         )
     gpu_live.run_live(sec, quick=quick, repeats=repeats, smoke=smoke)
     return sec
+
+
+def gpu_check_section() -> str:
+    """What `python -m bench` writes at the end of BENCHMARKS.md about the GPU check."""
+    return (ROOT / "bench" / "gpu_check.md").read_text()

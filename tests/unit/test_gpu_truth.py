@@ -239,3 +239,10 @@ def test_the_request_takes_the_restriction_from_the_runs_environment() -> None:
     req = build_request(spec, SETTINGS, None)
     assert req.visible == B
     assert Request.from_json(req.to_json()) == req
+
+
+def test_benchmarks_md_carries_the_gpu_check_section_the_bench_writes() -> None:
+    from bench.gpu_poll import gpu_check_section
+
+    root = Path(__file__).resolve().parents[2]
+    assert gpu_check_section().strip() in (root / "BENCHMARKS.md").read_text()
