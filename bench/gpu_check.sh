@@ -16,7 +16,7 @@
 #               steps/s under Backprop against the same script run directly, the TUI's CPU
 #               with the footer live.
 # A failing step is reported and the next one runs. Everything lands in OUTDIR (else $OUT),
-# at most 8 files and no sub-folders, as the device tool brings back:
+# at most 8 files and no sub-folders (what a remote runner's output folder brings back):
 #   summary.txt (the verdict, each step, nvidia-smi), check.log (all output), pytest.txt,
 #   figures.md, run.txt (the training run), screen.svg and screen.txt (the TUI).
 # The last line is the verdict: `GPU CHECK: PASS ...` or `GPU CHECK: FAIL: <what>`; the exit
@@ -188,7 +188,7 @@ train_start() {
     if ((SMOKE)); then
         args=(--steps 40 --batch 32 --width 32 --min-seconds 3)
     else
-        args=(--steps 3000 --hold-gib 2 --min-seconds 25)
+        args=(--steps 3000 --hold-gib 2 --min-seconds 15)
     fi
     printf '[governor]\npoll_interval = "0.2s"\nsample_interval = "1s"\n' >"$home/backprop.toml"
     BACKPROP_HOME=$home "$PY" -m tui.cli run --json --gpus 1 --name gpu-check \
@@ -226,7 +226,7 @@ main() {
     fi
     step imports 60 imports
 
-    step pytest 170 run_pytest "$WORK" "$OUT_DIR/pytest.txt"
+    step pytest 150 run_pytest "$WORK" "$OUT_DIR/pytest.txt"
     tail -n 15 "$OUT_DIR/pytest.txt"
     check pytest pytest "$OUT_DIR/pytest.txt" "$MODE"
     check cleanup cleanup "$WORK" >/dev/null
@@ -240,12 +240,12 @@ main() {
         step tui 60 "$PY" "$ROOT/bench/gpu_screen.py" --home "$home" --seconds $((SMOKE ? 1 : 5)) \
             --svg "$OUT_DIR/screen.svg" --text "$OUT_DIR/screen.txt" &&
             RESULTS+=("tui: $(head -n 1 "$OUT_DIR/screen.txt")")
-        step train-end 150 train_end "$home" "$id"
+        step train-end 90 train_end "$home" "$id"
         check train train "$home" "$id" "$MODE" "$OUT_DIR/run.txt"
     fi
     check cleanup cleanup "$WORK" >/dev/null
 
-    step bench 180 run_bench "$OUT_DIR/figures.md"
+    step bench 150 run_bench "$OUT_DIR/figures.md"
     check figures figures "$OUT_DIR/figures.md" "$MODE"
     check cleanup cleanup "$WORK"
 

@@ -219,7 +219,7 @@ def run_live(sec: Section, *, quick: bool, repeats: int, smoke: bool) -> None:
     if smoke:  # the CPU suite's check of this code: sizes too small to mean anything
         pairs, steps, size, seconds = 1, 30, ["--batch", "32", "--width", "32"], 1.0
     elif quick:
-        pairs, steps, size, seconds = repeats, 600, [], 8.0
+        pairs, steps, size, seconds = repeats, 600, [], 6.0
     else:
         pairs, steps, size, seconds = repeats, 3000, [], 20.0
     with tempfile.TemporaryDirectory(prefix="bp-gpu-bench-") as tmp:
