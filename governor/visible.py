@@ -58,7 +58,8 @@ def check(value: str) -> None:
         if entry.isdigit() or (entry.upper().startswith("GPU-") and len(entry) > 4):
             continue
         raise VisibleDevicesError(
-            f"{ENV} entry {entry!r} is neither a GPU index nor a GPU UUID (GPU-...)"
+            f"{ENV} entry {entry!r} is neither a GPU index nor a GPU UUID (GPU-...); "
+            "submit with --gpus 0 for a run that must see no GPU"
         )
 
 

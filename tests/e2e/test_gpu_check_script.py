@@ -147,3 +147,25 @@ def test_cuda_visible_devices_uuids_end_to_end_on_fake_gpus(
     # The CPU lane hides every GPU anyway: nothing to refuse.
     cpu = cli("run", "--json", "--gpus", "0", "v.py", env={"CUDA_VISIBLE_DEVICES": "MIG-1"})
     assert cli.wait_status(json.loads(cpu.stdout)["id"], "completed")["status"] == "completed"
+
+
+@pytest.mark.parametrize(
+    "args", [[], ["out", "--budget", "soon"], ["out", "--bogus"], ["out", "--fake"]]
+)
+def test_bad_arguments_exit_2_with_the_usage(tmp_path: Path, args: list[str]) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "OUT"}
+    proc = subprocess.run(
+        ["bash", str(SCRIPT), *args], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert proc.returncode == 2 and "bash bench/gpu_check.sh [OUTDIR]" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_scripts_are_shellcheck_clean() -> None:
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed")
+    for script in ("gpu_check.sh", "gpu_wheels.sh"):
+        proc = subprocess.run(
+            ["shellcheck", str(ROOT / "bench" / script)], capture_output=True, text=True
+        )
+        assert proc.returncode == 0, proc.stdout
