@@ -123,7 +123,7 @@ check() {
     local name=$1 line rc
     shift
     line=$("$PY" "$ROOT/bench/gpu_check_steps.py" "$@" 2>&1 | tail -n 1)
-    rc=${PIPESTATUS[0]}
+    rc=$?  # pipefail: the checker's status, not tail's
     echo "$line"
     RESULTS+=("$line")
     ((rc == 0)) || FAILED+=("$name: ${line#*: }")

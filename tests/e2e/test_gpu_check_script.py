@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -34,7 +35,7 @@ FAKE_H100 = {
 def check_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BACKPROP_")}
     env.pop("OUT", None)
-    env["PYTHON"] = os.environ.get("PYTHON", "python3") if shutil.which("python3") else "python"
+    env["PYTHON"] = sys.executable  # the interpreter running this suite runs the check
     env["TMPDIR"] = str(tmp_path)
     # The gpu tests skip here; one file keeps the step's collection short.
     env["GPU_CHECK_TESTS"] = "tests/e2e/test_gpu_real.py"
