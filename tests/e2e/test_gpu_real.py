@@ -4,6 +4,7 @@ Marked ``gpu``; each test skips, with the reason, without an NVIDIA driver (``nv
 NVML) and, where it trains, without a CUDA build of torch. ``bench/gpu_check.sh`` runs them on
 the GPU machine. Tolerances, and why:
 
+* name and UUID: exact (the footer's tooltip names each GPU; its line has no room);
 * memory used: 0.3 GiB (another process may allocate between the two reads; the footer
   prints one decimal of GiB); memory total: exact to 1 MiB in the data, to the GiB printed;
 * utilisation: 15 points (NVML and nvidia-smi each average over their own sample window);
@@ -119,7 +120,7 @@ def test_footer_agrees_with_nvidia_smi(home: Path) -> None:
     from tui.app import build_app
     from tui.widgets.gpu_footer import GpuFooter
 
-    async def footer() -> tuple[list[str], Any]:
+    async def footer() -> tuple[list[str], Any, str]:
         app = build_app(Registry(home))
         async with app.run_test(size=(120, 36)) as pilot:
             widget = app.query_one(GpuFooter)
@@ -127,9 +128,10 @@ def test_footer_agrees_with_nvidia_smi(home: Path) -> None:
             while not widget.gpu.gpus and time.monotonic() < deadline:
                 await pilot.pause(0.1)
             await pilot.pause()
-            return widget.render().plain.splitlines(), widget.gpu  # type: ignore[union-attr]
+            lines = widget.render().plain.splitlines()  # type: ignore[union-attr]
+            return lines, widget.gpu, str(widget.tooltip)
 
-    lines, snap = asyncio.run(footer())
+    lines, snap, names = asyncio.run(footer())
     smi = nvidia_smi()
     assert snap.gpus, f"the footer shows no GPU: {snap.error} ({lines})"
     assert len(snap.gpus) == len(smi) == len(smi_before)
@@ -137,8 +139,8 @@ def test_footer_agrees_with_nvidia_smi(home: Path) -> None:
         m = FOOTER.match(line)
         assert m, f"footer line not understood: {line!r}"
         assert int(m["index"]) == info.index == int(row["index"])
-        assert info.name == row["name"]  # what the footer's data names
-        assert info.uuid == row["uuid"]
+        assert info.name == row["name"] and info.uuid == row["uuid"]
+        assert f"GPU{row['index']}: {row['name']} ({row['uuid']}" in names  # the tooltip
         assert abs(info.memory_total / MIB - float(row["memory.total"])) <= 1, (info, row)
         assert int(m["total"]) == round(float(row["memory.total"]) * MIB / GIB)
         assert abs(float(m["used"]) - float(row["memory.used"]) * MIB / GIB) <= 0.3, (line, row)
