@@ -252,6 +252,10 @@ main() {
     local verdict
     if ((${#FAILED[@]} == 0)); then
         verdict="GPU CHECK: PASS"
+        local r
+        for r in "${RESULTS[@]}"; do  # the headline results, still on one line
+            [[ $r == pytest:* || $r == train:* ]] && verdict+="; $r"
+        done
     else
         verdict="GPU CHECK: FAIL: $(printf '%s; ' "${FAILED[@]}")"
         verdict=${verdict%; }

@@ -64,7 +64,8 @@ def test_the_check_runs_every_step_on_the_fake_and_fills_the_output_folder(tmp_p
     proc, out = run_check(tmp_path, "--smoke", "--fake", str(fake), "--budget", "240", timeout=300)
     last = proc.stdout.strip().splitlines()[-1]
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert last.startswith("GPU CHECK: PASS [fake NVML: no GPU was checked]"), last
+    assert last.startswith("GPU CHECK: PASS; pytest: "), last
+    assert "; train: completed on cpu" in last and "[fake NVML: no GPU was checked]" in last
     # What the device tool brings back: at most 8 plain files, no folders.
     files = sorted(p.name for p in out.iterdir())
     assert files == sorted(
