@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from governor import learn
+from governor import learn, visible
 from governor.bucket import BucketState
 from governor.frameworks import framework_env, frameworks_for
 from governor.probes import GpuSnapshot, HostInfo, NvmlLike, probe_gpus, probe_host, run_of_pid
@@ -60,6 +60,7 @@ def build_request(
         vram=vram,
         vram_source=source,
         ram=res.ram_bytes or 0,
+        visible=visible.restriction(spec.env),
     )
 
 

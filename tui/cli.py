@@ -238,6 +238,25 @@ def _split_sweep_options(args: Sequence[str]) -> tuple[list[str], list[str], str
     return rest, sweeps, template
 
 
+def _check_visible_devices(env: dict[str, str], gpus: int | None, cfg: Any) -> None:
+    """Refuse at once a ``CUDA_VISIBLE_DEVICES`` the governor could never place (MIG, junk)."""
+    from governor import visible
+    from governor.settings import GovernorSettings
+
+    value = visible.restriction(env)
+    if value is None or gpus == 0:
+        return
+    try:
+        if not GovernorSettings.from_config(cfg).enabled:
+            return  # no governor: the variable reaches the trainer untouched
+    except ConfigError:
+        pass  # the supervisor reports the section and uses the defaults (governor on)
+    try:
+        visible.check(value)
+    except visible.VisibleDevicesError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def cmd_run(ctx: Context) -> int:
     """``backprop run``."""
     a = ctx.args
@@ -277,6 +296,7 @@ def cmd_run(ctx: Context) -> int:
         if not sep or not key:
             raise UsageError(f"--env takes KEY=VALUE: {item!r}")
         env[key] = value
+    _check_visible_devices(env, a.gpus, cfg)
     notify = run_rules(a.notify, a.notify_cmd, a.notify_timeout)
     base = a.name or lifecycle.default_name(command, script)
     try:

@@ -94,6 +94,13 @@ def host_line(
     return text
 
 
+def gpu_names(gpu: GpuSnapshot) -> str:
+    """What each GPU is, for the footer's tooltip (the line itself has no room for names)."""
+    if not gpu.gpus:
+        return f"GPU: n/a ({gpu.error or 'no GPU found'})"
+    return "\n".join(f"GPU{g.index}: {g.name} ({g.uuid}, bus {g.pci_bus_id})" for g in gpu.gpus)
+
+
 class GpuFooter(Widget):
     """GPUs, host, queue and key hints, docked at the bottom."""
 
@@ -132,6 +139,7 @@ class GpuFooter(Widget):
         if key != self._key:
             lines_before = self._line_count()
             self._key = key
+            self.tooltip = gpu_names(gpu)
             self.refresh(layout=self._line_count() != lines_before)
 
     def _line_count(self) -> int:
