@@ -109,6 +109,7 @@ class RunDefaults:
     timeout_s: float | None = None
     stall_factor: float = 10.0
     stall_after_s: float = 60.0
+    checkpoint_globs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,7 @@ def _run_defaults(d: Any) -> RunDefaults:
         "timeout",
         "stall_factor",
         "stall_after",
+        "checkpoint_glob",
     }
     unknown = set(d) - known
     if unknown:
@@ -187,6 +189,11 @@ def _run_defaults(d: Any) -> RunDefaults:
         raise ConfigError("[run] stall_factor must be a number")
     if not stall_factor > 1:
         raise ConfigError("[run] stall_factor must be greater than 1")
+    globs = d.get("checkpoint_glob", [])
+    if isinstance(globs, str):
+        globs = [globs]
+    if not isinstance(globs, list) or not all(isinstance(g, str) and g.strip() for g in globs):
+        raise ConfigError("[run] checkpoint_glob must be a glob or a list of globs")
     return RunDefaults(
         python=python,
         grace_int_s=parse_duration(d.get("grace_int", 30)),
@@ -197,6 +204,7 @@ def _run_defaults(d: Any) -> RunDefaults:
         timeout_s=parse_duration(timeout) if timeout is not None else None,
         stall_factor=float(stall_factor),
         stall_after_s=parse_duration(d.get("stall_after", 60)),
+        checkpoint_globs=tuple(globs),
     )
 
 
@@ -211,6 +219,12 @@ _DOCUMENTED: list[tuple[str, str, Any, str]] = [
     ("run", "primary_metric", "loss", "the metric shown as 'loss' in ls, show and the TUI"),
     ("run", "stall_factor", 10.0, "flag 'stalled' after this many usual step intervals of silence"),
     ("run", "stall_after", "60s", "... but never before this much silence"),
+    (
+        "run",
+        "checkpoint_glob",
+        [],
+        'checkpoints Backprop would not recognise, relative to the cwd, e.g. ["out/*.npz"]',
+    ),
 ]
 
 

@@ -258,6 +258,7 @@ class RunSpec:
     primary_metric: str = "loss"
     stall_factor: float = 10.0
     stall_after_s: float = 60.0
+    checkpoint_globs: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """Return the JSON form (with schema)."""
@@ -281,6 +282,7 @@ class RunSpec:
             "primary_metric": self.primary_metric,
             "stall_factor": self.stall_factor,
             "stall_after_s": self.stall_after_s,
+            "checkpoint_globs": list(self.checkpoint_globs),
         }
 
     @classmethod
@@ -329,6 +331,9 @@ class RunSpec:
             primary_metric=_get(d, "primary_metric", str, optional=True) or "loss",
             stall_factor=_num(d, "stall_factor", optional=True) or 10.0,
             stall_after_s=_num(d, "stall_after_s", optional=True) or 60.0,
+            checkpoint_globs=(
+                _str_list(d, "checkpoint_globs") if d.get("checkpoint_globs") is not None else ()
+            ),
         )
 
 

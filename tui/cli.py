@@ -286,6 +286,7 @@ def cmd_run(ctx: Context) -> int:
                     resources=resources,
                     env=env,
                     script=script,
+                    checkpoint_globs=a.checkpoint_glob or (),
                 )
             )
         ctx.emit(
@@ -303,6 +304,7 @@ def cmd_run(ctx: Context) -> int:
         resources=resources,
         env=env,
         script=script,
+        checkpoint_globs=a.checkpoint_glob or (),
     )
     if not a.follow:
         ctx.emit({"id": spec.id, "name": spec.name}, f"submitted run {spec.id} ({spec.name})")
@@ -676,6 +678,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--framework", default="auto", choices=["auto", "pytorch", "tensorflow", "jax", "none"]
     )
     r.add_argument("--env", action="append", metavar="KEY=VALUE", help="extra environment")
+    r.add_argument(
+        "--checkpoint-glob",
+        action="append",
+        metavar="GLOB",
+        help="also count files matching GLOB (relative to the cwd) as checkpoints",
+    )
     r.add_argument("target", metavar="SCRIPT.py|COMMAND")
     r.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
 
