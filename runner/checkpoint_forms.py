@@ -86,13 +86,16 @@ def step_from_name(path: str) -> int | None:
 
 def paths_in_line(line: str) -> list[str]:
     """Paths a line of output says a checkpoint was (or is being) saved to."""
-    if len(line) > 4096 or not any(w in line.lower() for w in ("sav", "checkpoint", "wr", "stor")):
+    if len(line) > 4096:
         return []
     out: list[str] = []
     for rx in _HINT_RES:
         for m in rx.finditer(line):
             path = m.group("p").rstrip(_TRAILING)
-            if path and len(path) <= MAX_HINT_PATH and path not in out and "://" not in path:
+            if not path or len(path) > MAX_HINT_PATH or path in out or "://" in path:
+                continue
+            # A bare word ("to out") counts only at the end of the line, not "at epoch 3 to x".
+            if "/" in path or "." in path or not line[m.end() :].strip(_TRAILING + " \t"):
                 out.append(path)
     return out
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -68,7 +67,6 @@ MTIME_SLACK_NS = 50_000_000  # file times lag the wall clock by a timer tick
 SKIP_NAMES = frozenset(
     {"__pycache__", "node_modules", "site-packages", "dist-packages", "wandb", "lightning_fabric"}
 )
-_HINT_WORDS_RE = re.compile(r"sav|checkpoint|wr[io]t|stor", re.I)
 
 
 @dataclass(frozen=True)
@@ -78,7 +76,7 @@ class Found:
     Attributes:
         path: absolute path of the file or folder.
         size: bytes (a folder: the sum of its files).
-        step: the step its name states, if any.
+        step: the step its name states, else the step when the output named it, if known.
         mtime: when it was last written.
         how: ``"scan"`` (found in the working directory) or ``"output"`` (named there).
     """
@@ -150,7 +148,8 @@ class CheckpointFinder:
         ``step``: the training step when the line was printed (the checkpoint's, unless its
         name says another).
         """
-        if not _HINT_WORDS_RE.search(line):
+        low = line.lower()  # a cheap filter first: every line of output passes here
+        if not ("sav" in low or "checkp" in low or "wrot" in low or "writ" in low or "stor" in low):
             return
         for raw in paths_in_line(line):
             path = os.path.normpath(os.path.join(self.root, os.path.expanduser(raw)))
