@@ -199,6 +199,8 @@ class Ingestor:
             self._dirty = True
         arrived = self._read_report(final, now)
         arrived |= self._read_output(final, now)
+        for found in self._found.poll(now, final=final):
+            self._record_found(found)
         if self._records:
             self._appender.append_raw(b"".join(self._records))
             self._records = []
@@ -209,8 +211,6 @@ class Ingestor:
             self._last_arrival = now
         if self._scan_checkpoints(now, force=final):
             self._dirty = True
-        for found in self._found.poll(now, final=final):
-            self._record_found(found)
         if final:
             count = _safe_count(self._oom_kills)
             start = self._oom_kills_at_start

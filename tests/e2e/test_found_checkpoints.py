@@ -243,3 +243,23 @@ def _processes_of(home: Path, run_id: str) -> list[int]:
         if env.get("BACKPROP_RUN_ID") == run_id and env.get("BACKPROP_HOME") == str(home):
             left.append(p.pid)
     return [pid for pid in left if pid != os.getpid()]
+
+
+def test_checkpoint_glob_counts_what_no_rule_knows(cli: Cli) -> None:
+    """``--checkpoint-glob`` on the command line, and ``checkpoint_glob`` in backprop.toml."""
+    (cli.cwd / "backprop.toml").write_text('[run]\ncheckpoint_glob = "snapshots/*.npy"\n')
+    script = "import os, time\nos.makedirs('snapshots', exist_ok=True)\n"
+    script += "for name in ('a.npy', 'b.keras', 'c.txt'):\n    open(os.path.join('snapshots', name), 'wb').write(b'x' * 10)\n"
+    script += "time.sleep(0.5)\n"
+    (cli.cwd / "snap.py").write_text(script)
+    out = cli("run", "--json", "--checkpoint-glob", "snapshots/*.keras", str(cli.cwd / "snap.py"))
+    run_id = str(json.loads(out.stdout)["id"])
+    d = cli.wait_status(run_id, "completed", timeout=60)
+    assert d["checkpoints"] == 2, d
+    found = sorted(Path(r["path"]).name for r in _checkpoint_records(cli, run_id))
+    assert found == ["a.npy", "b.keras"]
+    bad = cli("run", "--json", str(cli.cwd / "snap.py"), check=False)
+    assert bad.returncode == 0  # the toml is valid; a wrong one is refused in one line:
+    (cli.cwd / "backprop.toml").write_text("[run]\ncheckpoint_glob = 3\n")
+    bad = cli("run", str(cli.cwd / "snap.py"), check=False)
+    assert bad.returncode != 0 and "checkpoint_glob" in bad.stderr and bad.stderr.count("\n") == 1

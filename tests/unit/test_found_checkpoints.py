@@ -280,8 +280,7 @@ def test_ingest_records_a_found_checkpoint_like_an_announced_one(tmp_path: Path)
     with open(run_dir / OUTPUT, "ab") as f:
         f.write(b"step 20: train loss 1.0000, val loss 1.1000\nsaving checkpoint to out\n")
     _zip(tmp_path / "work" / "out" / "ckpt.pt")
-    ing.poll()
-    ing.poll(final=True)
+    ing.poll(final=True)  # found in the last poll of an attempt: recorded all the same
     ing.close()
     ckpt = str(tmp_path / "work" / "out" / "ckpt.pt")
     s = json.loads((run_dir / SUMMARY).read_text())
