@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -248,9 +249,15 @@ def _processes_of(home: Path, run_id: str) -> list[int]:
 def test_checkpoint_glob_counts_what_no_rule_knows(cli: Cli) -> None:
     """``--checkpoint-glob`` on the command line, and ``checkpoint_glob`` in backprop.toml."""
     (cli.cwd / "backprop.toml").write_text('[run]\ncheckpoint_glob = "snapshots/*.npy"\n')
-    script = "import os, time\nos.makedirs('snapshots', exist_ok=True)\n"
-    script += "for name in ('a.npy', 'b.keras', 'c.txt'):\n    open(os.path.join('snapshots', name), 'wb').write(b'x' * 10)\n"
-    script += "time.sleep(0.5)\n"
+    script = textwrap.dedent(
+        """
+        import os, time
+        os.makedirs("snapshots", exist_ok=True)
+        for name in ("a.npy", "b.keras", "c.txt"):
+            open(os.path.join("snapshots", name), "wb").write(b"x" * 10)
+        time.sleep(0.5)
+        """
+    )
     (cli.cwd / "snap.py").write_text(script)
     out = cli("run", "--json", "--checkpoint-glob", "snapshots/*.keras", str(cli.cwd / "snap.py"))
     run_id = str(json.loads(out.stdout)["id"])
