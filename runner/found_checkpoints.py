@@ -15,9 +15,11 @@ The cost is bounded, because a working directory may hold a data set:
   quiet tree costs one ``stat`` per folder per walk; new listings stop at
   :data:`PASS_ENTRY_BUDGET` entries a walk (the rest wait for the next);
 - a folder with more than :data:`BIG_DIR` entries (:data:`DATA_DIR_LIMIT` under a folder named
-  ``data*``/``dataset*``) is not searched or descended; hidden folders (``.git``, ``.venv``,
-  caches), ``__pycache__``, ``node_modules``, ``site-packages``, ``wandb``, virtualenvs (a
-  ``pyvenv.cfg``), symbolic links and the registry are skipped.
+  ``data*``/``dataset*``) is not searched or descended, nor is a folder unchanged since before
+  the attempt whose size says it is large (it is not even listed, until an entry comes or
+  goes); hidden folders (``.git``, ``.venv``, caches), ``__pycache__``, ``node_modules``,
+  ``site-packages``, ``wandb``, virtualenvs (a ``pyvenv.cfg``), symbolic links and the
+  registry are skipped.
 
 A checkpoint is recorded once it is whole: its format says so (a zip's end record, a
 safetensors header's length; HF Trainer's ``trainer_state.json``, written last), or, where
@@ -58,6 +60,7 @@ PASS_ENTRY_BUDGET = 10_000
 BIG_DIR = 2_000
 DATA_DIR_LIMIT = 200
 BIG_RELIST_S = 60.0
+OLD_BIG_DIR_BYTES = 16 * 1024  # ext4: about 450 entries; tmpfs: about 800
 MAX_CANDIDATES = 512
 MAX_RECORDED = 1_024
 RECENT = 16
@@ -232,11 +235,17 @@ class CheckpointFinder:
             path, depth, data = queue.popleft()
             visited += 1
             try:
-                mtime = os.stat(path).st_mtime_ns
+                st = os.stat(path)
             except OSError:
                 self._dirs.pop(path, None)
                 continue
+            mtime = st.st_mtime_ns
             d = self._dirs.get(path)
+            if d is None and mtime < self.since_ns and st.st_size > OLD_BIG_DIR_BYTES:
+                # Unchanged since before the attempt and large (a folder's size grows with
+                # its entries): a data set. Listed only if an entry comes or goes.
+                d = _Dir(mtime_ns=mtime, listed_at=-BIG_RELIST_S, big=True, data=data)
+                self._dirs[path] = d
             stale = d is None or (
                 d.mtime_ns != mtime and (not d.big or now - d.listed_at >= BIG_RELIST_S)
             )
@@ -287,7 +296,9 @@ class CheckpointFinder:
         if d.big:
             return _Dir(mtime_ns=mtime, listed_at=now, big=True, data=data), n
         d.files += [b for b in bins if beside or self._glob_match(b)]
-        del d.files[MAX_CANDIDATES:]
+        if len(d.files) > MAX_CANDIDATES:  # keep the newest
+            d.files.sort(key=_mtime_or_zero, reverse=True)
+            del d.files[MAX_CANDIDATES:]
         return d, n
 
     def _classify_dir(self, d: _Dir, path: str, name: str, data: bool) -> None:
@@ -338,6 +349,13 @@ def found_record(attempt: int, step: int | None, found: Found) -> bytes:
     rec = event_record(attempt, step, found.mtime, found.path)
     rec.update(size=found.size, found=found.how)
     return dump_json(rec)
+
+
+def _mtime_or_zero(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return 0
 
 
 def _file_sig(path: str) -> tuple[tuple[int, int], int, int]:

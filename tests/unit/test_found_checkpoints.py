@@ -320,3 +320,25 @@ def test_resume_takes_the_newest_whole_checkpoint(tmp_path: Path) -> None:
     assert lifecycle.latest_checkpoint(registry, "000001") == str(work / "good.pt")
     (hf / "trainer_state.json").write_text("{}")
     assert lifecycle.latest_checkpoint(registry, "000001") == str(hf)  # a folder resumes too
+
+
+def test_a_large_folder_unchanged_since_before_the_attempt_is_not_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus = tmp_path / "corpus" / "shard_0"
+    corpus.mkdir(parents=True)
+    for j in range(1500):
+        (corpus / f"{j:05d}.pt").write_bytes(b"")
+    if os.stat(corpus).st_size <= fc.OLD_BIG_DIR_BYTES:
+        pytest.skip("this file system does not grow a folder's size with its entries")
+    _age(corpus)
+    clock = Clock()
+    f = _finder(tmp_path, clock)
+    listed: list[str] = []
+    real = os.scandir
+    monkeypatch.setattr(fc.os, "scandir", lambda p: listed.append(str(p)) or real(p))
+    assert f.poll(clock.tick()) == []
+    assert str(corpus) not in listed
+    _zip(corpus / "ckpt_new.pt")  # an entry comes: listed now, the newest candidates kept
+    assert [x.path for x in f.poll(clock.tick())] == [str(corpus / "ckpt_new.pt")]
+    assert str(corpus) in listed
