@@ -142,10 +142,8 @@ def test_lightning_model_checkpoint(cli: Cli) -> None:
     )
     stopped = _stop_after_first_checkpoint(cli, run_id)
     latest = stopped["latest_checkpoint"]
-    assert re.fullmatch(
-        re.escape(str(cli.cwd)) + r"/lightning_logs/version_0/checkpoints/epoch=\d+-step=(\d+)\.ckpt",
-        latest,
-    ), latest
+    folder = re.escape(str(cli.cwd / "lightning_logs" / "version_0" / "checkpoints"))
+    assert re.fullmatch(folder + r"/epoch=\d+-step=(\d+)\.ckpt", latest), latest
     records = _checkpoint_records(cli, run_id)
     steps = [r["s"] for r in records]
     assert min(steps) == 10 and all(s % 10 == 0 for s in steps), records  # from the names
