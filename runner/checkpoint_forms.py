@@ -53,6 +53,7 @@ _HINT_RES = (
 )
 _TRAILING = ".,;:)]}>'\"`"
 MAX_HINT_PATH = 1024
+MAX_SAFETENSORS_HEADER = 16 * 1024 * 1024  # real ones are kilobytes; bounded reads
 
 
 def is_checkpoint_name(name: str, *, beside_config: bool = False) -> bool:
@@ -183,11 +184,11 @@ def _zip_whole(f: BinaryIO, size: int) -> bool:
 
 def _safetensors_whole(f: BinaryIO, head: bytes, size: int) -> bool | None:
     n = int(struct.unpack("<Q", head)[0])
-    if n <= 0 or n > 100 * 1024 * 1024 or 8 + n > size:
-        return False if 8 + n > size and n <= 100 * 1024 * 1024 else None
+    if n <= 0 or n > MAX_SAFETENSORS_HEADER or 8 + n > size:
+        return False if 8 + n > size and n <= MAX_SAFETENSORS_HEADER else None
     try:
         header = json.loads(f.read(n))
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(header, dict):
         return None
