@@ -21,7 +21,9 @@ from typing import Any
 import psutil
 import pytest
 
+from runner.registry import Registry
 from tests.conftest import ROOT, Cli, wait_until
+from tui.data import row_from_view
 
 pytestmark = pytest.mark.slow
 
@@ -113,6 +115,10 @@ def test_plain_torch_save_nanogpt_style(cli: Cli) -> None:
     assert stopped["checkpoints"] == 1 and stopped["latest_checkpoint"] == ckpt
     human = cli("show", run_id).stdout
     assert re.search(r"checkpoints\s+1 \(latest .*out/ckpt\.pt\)", human), human
+    listed = next(e for e in cli.json("ls") if e["id"] == run_id)
+    assert listed["checkpoints"] == 1 and listed["latest_checkpoint"] == ckpt
+    row = row_from_view(Registry(cli.home).load(run_id))  # the TUI's tree row
+    assert row.checkpoints == 1 and row.latest_checkpoint == "ckpt.pt"
     records = _checkpoint_records(cli, run_id)
     assert records and all(r["path"] == ckpt for r in records)
     assert records[0]["size"] > 0 and records[0]["s"] % 20 == 0, records  # the step it was saved at
