@@ -67,9 +67,7 @@ RECENT = 16
 MAX_HINTS = 16
 HINT_TTL_S = 600.0
 MTIME_SLACK_NS = 50_000_000  # file times lag the wall clock by a timer tick
-SKIP_NAMES = frozenset(
-    {"__pycache__", "node_modules", "site-packages", "dist-packages", "wandb", "lightning_fabric"}
-)
+SKIP_NAMES = frozenset({"__pycache__", "node_modules", "site-packages", "dist-packages", "wandb"})
 
 
 @dataclass(frozen=True)
