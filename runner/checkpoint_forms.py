@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import struct
 from collections.abc import Sequence
 from typing import BinaryIO
@@ -157,9 +158,15 @@ def file_is_whole(path: str, size: int | None = None) -> bool | None:
     size and time that stay the same instead).
     """
     try:
-        with open(path, "rb") as f:
+        # Non-blocking, then regular files only: a FIFO or device put in its place must not
+        # hang the supervisor or a resume.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return False
             if size is None:
-                size = os.fstat(f.fileno()).st_size
+                size = st.st_size
             head = f.read(8)
             if len(head) < 8:
                 return False if size == 0 else None

@@ -342,3 +342,12 @@ def test_a_large_folder_unchanged_since_before_the_attempt_is_not_listed(
     _zip(corpus / "ckpt_new.pt")  # an entry comes: listed now, the newest candidates kept
     assert [x.path for x in f.poll(clock.tick())] == [str(corpus / "ckpt_new.pt")]
     assert str(corpus) in listed
+
+
+def test_a_fifo_where_a_checkpoint_was_never_blocks(tmp_path: Path) -> None:
+    clock = Clock()
+    f = _finder(tmp_path, clock)
+    os.mkfifo(tmp_path / "ckpt.pt")
+    f.hint(f"Checkpoint saved: {tmp_path / 'ckpt.pt'}")
+    assert f.poll(clock.tick(), final=True) == []
+    assert file_is_whole(str(tmp_path / "ckpt.pt")) is False  # opened without blocking
