@@ -115,8 +115,22 @@ def compile_globs(patterns: Sequence[str]) -> re.Pattern[str] | None:
         if not pat:
             continue
         body = _glob_to_regex(pat)
-        parts.append(body if "/" in pat else f"(?:.*/)?{body}")
+        body = body if "/" in pat else f"(?:.*/)?{body}"
+        try:
+            re.compile(body)
+        except re.error:
+            continue  # refused where the user wrote it (config, CLI); never fatal here
+        parts.append(body)
     return re.compile("(?:" + "|".join(parts) + r")\Z") if parts else None
+
+
+def glob_error(pattern: str) -> str | None:
+    """Why ``pattern`` is not a usable checkpoint glob (``None``: it is)."""
+    if not pattern.strip():
+        return "an empty glob"
+    if compile_globs([pattern]) is None:
+        return f"not a glob: {pattern!r}"
+    return None
 
 
 def _glob_to_regex(pat: str) -> str:

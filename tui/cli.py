@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import lifecycle
+from runner.checkpoint_forms import glob_error
 from runner.config import (
     CONFIG_NAME,
     Config,
@@ -244,6 +245,10 @@ def cmd_run(ctx: Context) -> int:
     a.sweep = (a.sweep or []) + swept
     a.sweep_template = template or a.sweep_template
     command, script = lifecycle.build_command(target, script_args, python=a.python, config=cfg)
+    for pattern in a.checkpoint_glob or ():
+        problem = glob_error(pattern)
+        if problem:
+            raise UsageError(f"--checkpoint-glob: {problem}")
     gpu_ids = None
     if a.gpu_ids:
         try:

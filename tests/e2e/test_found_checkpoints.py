@@ -283,3 +283,6 @@ def test_checkpoint_glob_counts_what_no_rule_knows(cli: Cli) -> None:
     (cli.cwd / "backprop.toml").write_text("[run]\ncheckpoint_glob = 3\n")
     bad = cli("run", str(cli.cwd / "snap.py"), check=False)
     assert bad.returncode != 0 and "checkpoint_glob" in bad.stderr and bad.stderr.count("\n") == 1
+    (cli.cwd / "backprop.toml").unlink()
+    bad = cli("run", "--checkpoint-glob", "[z-a]", str(cli.cwd / "snap.py"), check=False)
+    assert bad.returncode == 2 and "--checkpoint-glob" in bad.stderr, bad.stderr

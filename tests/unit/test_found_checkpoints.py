@@ -351,3 +351,10 @@ def test_a_fifo_where_a_checkpoint_was_never_blocks(tmp_path: Path) -> None:
     f.hint(f"Checkpoint saved: {tmp_path / 'ckpt.pt'}")
     assert f.poll(clock.tick(), final=True) == []
     assert file_is_whole(str(tmp_path / "ckpt.pt")) is False  # opened without blocking
+
+
+def test_a_bad_glob_is_refused_where_written_and_never_fatal_later() -> None:
+    assert compile_globs(["[z-a]", "*.npz"]) is not None  # the good one still applies
+    assert compile_globs(["[z-a]"]) is None
+    with pytest.raises(ConfigError, match="checkpoint_glob"):
+        _run_defaults({"checkpoint_glob": ["[z-a]"]})
