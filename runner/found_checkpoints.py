@@ -152,6 +152,10 @@ class CheckpointFinder:
         low = line.lower()  # a cheap filter first: every line of output passes here
         if not ("sav" in low or "checkp" in low or "wrot" in low or "writ" in low or "stor" in low):
             return
+        with contextlib.suppress(Exception):  # never at the cost of the line's metrics
+            self._hint(line, step)
+
+    def _hint(self, line: str, step: int | None) -> None:
         for raw in paths_in_line(line):
             path = os.path.normpath(os.path.join(self.root, os.path.expanduser(raw)))
             if self._excluded(path):
@@ -173,13 +177,19 @@ class CheckpointFinder:
     # --- the ingest loop's call ----------------------------------------------------------------
 
     def poll(self, now: float, *, final: bool = False) -> list[Found]:
-        """Look when due (always when ``final``); return the checkpoints newly whole."""
+        """Look when due (always when ``final``); return the checkpoints newly whole.
+
+        Never raises: what was found before a fault is returned, the rest waits.
+        """
         if not final and now < self._next_walk:
             return []
         self._next_walk = now + SCAN_INTERVAL_S
-        self._look_at_hints(now, final)
-        self._walk(now, final)
-        self._live = [p for p in list(self._recorded)[-RECENT * 4 :] if os.path.exists(p)]
+        try:  # a fault here must not cost the poll's metric records
+            self._look_at_hints(now, final)
+            self._walk(now, final)
+            self._live = [p for p in list(self._recorded)[-RECENT * 4 :] if os.path.exists(p)]
+        except Exception:
+            pass
         found, self._new = self._new, []
         return found
 

@@ -358,3 +358,20 @@ def test_a_bad_glob_is_refused_where_written_and_never_fatal_later() -> None:
     assert compile_globs(["[z-a]"]) is None
     with pytest.raises(ConfigError, match="checkpoint_glob"):
         _run_defaults({"checkpoint_glob": ["[z-a]"]})
+
+
+def test_a_fault_in_the_finder_costs_no_metric(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(CheckpointFinder, "_walk", broken)
+    monkeypatch.setattr(CheckpointFinder, "_hint", broken)
+    run_dir, spec = _run(tmp_path)
+    ing = Ingestor(run_dir, spec, 1, oom_kills=lambda: None)
+    with open(run_dir / OUTPUT, "ab") as f:
+        f.write(b"step 1: loss 0.5\nsaving checkpoint to out\nstep 2: loss 0.25\n")
+    ing.poll(final=True)
+    ing.close()
+    assert [p.step for p in read_history(run_dir).points] == [1, 2]
