@@ -111,6 +111,7 @@ class RunDefaults:
     stall_after_s: float = 60.0
     after: tuple[str, ...] = ()
     after_any: tuple[str, ...] = ()
+    checkpoint_globs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,7 @@ def _run_defaults(d: Any) -> RunDefaults:
         "stall_after",
         "after",
         "after_any",
+        "checkpoint_glob",
     }
     unknown = set(d) - known
     if unknown:
@@ -192,6 +194,17 @@ def _run_defaults(d: Any) -> RunDefaults:
     if not stall_factor > 1:
         raise ConfigError("[run] stall_factor must be greater than 1")
     after = {key: _run_refs(d, key) for key in ("after", "after_any")}
+    globs = d.get("checkpoint_glob", [])
+    if isinstance(globs, str):
+        globs = [globs]
+    if not isinstance(globs, list) or not all(isinstance(g, str) and g.strip() for g in globs):
+        raise ConfigError("[run] checkpoint_glob must be a glob or a list of globs")
+    from runner.checkpoint_forms import glob_error
+
+    for g in globs:
+        problem = glob_error(g)
+        if problem:
+            raise ConfigError(f"[run] checkpoint_glob: {problem}")
     return RunDefaults(
         after=after["after"],
         after_any=after["after_any"],
@@ -204,6 +217,7 @@ def _run_defaults(d: Any) -> RunDefaults:
         timeout_s=parse_duration(timeout) if timeout is not None else None,
         stall_factor=float(stall_factor),
         stall_after_s=parse_duration(d.get("stall_after", 60)),
+        checkpoint_globs=tuple(globs),
     )
 
 
@@ -234,6 +248,12 @@ _DOCUMENTED: list[tuple[str, str, Any, str]] = [
         "after_any",
         [],
         "runs every `backprop run` waits to end, however (--after-any overrides)",
+    ),
+    (
+        "run",
+        "checkpoint_glob",
+        [],
+        'checkpoints Backprop would not recognise, relative to the cwd, e.g. ["out/*.npz"]',
     ),
 ]
 

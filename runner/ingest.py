@@ -31,6 +31,7 @@ from typing import Any
 
 from runner.capture_noise import NoiseFilter
 from runner.durable import JsonlAppender, dump_json, read_json, write_json
+from runner.found_checkpoints import CheckpointFinder, Found, found_record
 from runner.health import (
     OOM,
     STALL_FACTOR,
@@ -131,6 +132,7 @@ class Ingestor:
         self._checkpoints = 0
         self._errors: set[str] = set()
         self._paused_at: float | None = None
+        self._found = CheckpointFinder.for_run(self.run_dir, spec, since=clock())
 
     # --- start-up ---------------------------------------------------------------------------
 
@@ -165,6 +167,8 @@ class Ingestor:
             rec = decode_record(obj)
             if rec is not None:
                 self.builder.add(rec)
+                if isinstance(rec, CheckpointEvent):
+                    self._found.remember(rec.path)
         self.tracker.last_step = self.builder.step
 
     def _appender_size(self) -> int:
@@ -197,6 +201,8 @@ class Ingestor:
             self._dirty = True
         arrived = self._read_report(final, now)
         arrived |= self._read_output(final, now)
+        for found in self._found.poll(now, final=final):
+            self._record_found(found)
         if self._records:
             self._appender.append_raw(b"".join(self._records))
             self._records = []
@@ -310,6 +316,7 @@ class Ingestor:
         arrived = False
         skip = self._noise.skip
         for line in lines:
+            self._found.hint(line, self.tracker.last_step)
             # Another reader of output lines (paths named in the output, say) goes here,
             # beside parse_line, on the lines the noise filter lets through.
             if skip(line):
@@ -337,6 +344,7 @@ class Ingestor:
         if path in self._announced:
             return
         self._announced.append(path)
+        self._found.remember(path)
         step = parsed.step if parsed.step is not None else self.tracker.last_step
         event = CheckpointEvent(self.attempt, step, now, path)
         self.builder.add(event)
@@ -344,6 +352,14 @@ class Ingestor:
             dump_json(event_record(event.attempt, event.step, event.t, event.path))
         )
         self._ckpt_scanned_at = -1e18  # rescan now
+
+    def _record_found(self, found: Found) -> None:
+        """A checkpoint the script saved by itself: the same record as an announced one."""
+        step = found.step if found.step is not None else self.tracker.last_step
+        self._announced.append(found.path)
+        self.builder.add(CheckpointEvent(self.attempt, step, found.mtime, found.path))
+        self._records.append(found_record(self.attempt, step, found))
+        self._dirty = True
 
     def _read_report(self, final: bool, now: float) -> bool:
         try:
@@ -438,7 +454,7 @@ class Ingestor:
         and a resume must then find the newest file itself (``lifecycle.latest_checkpoint``).
         """
         announced = self.builder.latest_announced
-        return announced if announced and os.path.isfile(announced) else None
+        return announced if announced and os.path.exists(announced) else None
 
     def _health(self, now: float, final: bool) -> list[str]:
         flags = set(self.builder.flags())
@@ -462,7 +478,7 @@ class Ingestor:
         summary = self.builder.to_json(
             now=now,
             attempt=self.attempt,
-            checkpoints=self._checkpoints,
+            checkpoints=self._checkpoints + self._found.count_outside(self.run_dir / CHECKPOINTS),
             latest_checkpoint=self._latest_checkpoint(),
             health=self._flags,
             running=not final,
@@ -473,6 +489,7 @@ class Ingestor:
             "epoch_base": self.tracker.epoch_base,
             "final": final,
         }
+        summary["recent_checkpoints"] = self._found.live()[-16:]
         with contextlib.suppress(OSError):
             write_json(self.run_dir / SUMMARY, summary, durable=False)
             self._last_write = now

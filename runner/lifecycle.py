@@ -128,6 +128,7 @@ def submit(
     start: bool = True,
     notify: RunRules | None = None,
     after: Sequence[Dependency] = (),
+    checkpoint_globs: Sequence[str] = (),
 ) -> RunSpec:
     """Record a new run durably, then start its supervisor. Returns the spec.
 
@@ -167,6 +168,7 @@ def submit(
         stall_factor=config.run.stall_factor,
         stall_after_s=config.run.stall_after_s,
         after=tuple(after),
+        checkpoint_globs=tuple(dict.fromkeys((*config.run.checkpoint_globs, *checkpoint_globs))),
     )
     folder = registry.create(spec)
     with contextlib.suppress(Exception):  # provenance is a record, never a reason not to run
@@ -295,25 +297,34 @@ def start_now(registry: Registry, run_id: str) -> str:
 
 
 def latest_checkpoint(registry: Registry, run_id: str) -> str | None:
-    """The run's newest checkpoint: the newer of the announced one and the newest on disk.
+    """The run's newest whole checkpoint, by modification time.
 
-    A script may save into ``checkpoints/`` without announcing, or announce a file elsewhere.
+    Candidates: the checkpoints the run announced or saved by itself (the summary's latest
+    and recent ones) and the files in ``checkpoints/`` (a script may save there without
+    announcing). A file or folder whose format shows it was cut short is passed over.
     """
+    from runner.checkpoint_forms import is_whole
+
     folder = registry.run_dir(run_id)
-    best: tuple[float, str] | None = None
-    announced = registry.read_summary(run_id).get("latest_checkpoint")
-    if isinstance(announced, str):
-        path = Path(announced) if os.path.isabs(announced) else folder / announced
-        with contextlib.suppress(OSError):
-            if path.is_file():
-                best = (path.stat().st_mtime, str(path))
+    summary = registry.read_summary(run_id)
+    named: list[str] = []
+    recent = summary.get("recent_checkpoints")
+    if isinstance(recent, list):
+        named += [p for p in recent if isinstance(p, str)]
+    if isinstance(summary.get("latest_checkpoint"), str):
+        named.append(summary["latest_checkpoint"])
+    candidates = [p if os.path.isabs(p) else str(folder / p) for p in named]
     with contextlib.suppress(FileNotFoundError):
         for entry in os.scandir(folder / CHECKPOINTS):
-            if entry.name.startswith(".") or not entry.is_file():
-                continue
-            key = (entry.stat().st_mtime, entry.path)
-            if best is None or key[0] > best[0]:
-                best = key
+            with contextlib.suppress(OSError):
+                if not entry.name.startswith(".") and entry.is_file():
+                    candidates.append(entry.path)
+    best: tuple[float, str] | None = None
+    for path in dict.fromkeys(candidates):
+        with contextlib.suppress(OSError):
+            mtime = os.stat(path).st_mtime
+            if (best is None or mtime > best[0]) and is_whole(path) is not False:
+                best = (mtime, path)
     return best[1] if best else None
 
 
@@ -459,6 +470,7 @@ def fork(
         parent=Lineage(run_id=run_id, checkpoint=ckpt),
         resume_from=ckpt,
         after=parent_spec.after,
+        checkpoint_globs=parent_spec.checkpoint_globs,
     )
 
 
@@ -480,6 +492,7 @@ def rerun(registry: Registry, run_id: str, *, config: Config | None = None) -> R
         env=s.env,
         script=s.script,
         after=s.after,
+        checkpoint_globs=s.checkpoint_globs,
     )
 
 

@@ -310,6 +310,7 @@ class RunSpec:
     stall_factor: float = 10.0
     stall_after_s: float = 60.0
     after: tuple[Dependency, ...] = ()
+    checkpoint_globs: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """Return the JSON form (with schema)."""
@@ -334,6 +335,7 @@ class RunSpec:
             "stall_factor": self.stall_factor,
             "stall_after_s": self.stall_after_s,
             "after": [d.to_json() for d in self.after],
+            "checkpoint_globs": list(self.checkpoint_globs),
         }
 
     @classmethod
@@ -383,6 +385,9 @@ class RunSpec:
             stall_factor=_num(d, "stall_factor", optional=True) or 10.0,
             stall_after_s=_num(d, "stall_after_s", optional=True) or 60.0,
             after=_dependencies(d.get("after"), run_id),
+            checkpoint_globs=(
+                _str_list(d, "checkpoint_globs") if d.get("checkpoint_globs") is not None else ()
+            ),
         )
 
 

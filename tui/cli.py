@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import lifecycle, provenance
+from runner.checkpoint_forms import glob_error
 from runner.config import (
     CONFIG_NAME,
     Config,
@@ -277,6 +278,10 @@ def cmd_run(ctx: Context) -> int:
     a.sweep = (a.sweep or []) + swept
     a.sweep_template = template or a.sweep_template
     command, script = lifecycle.build_command(target, script_args, python=a.python, config=cfg)
+    for pattern in a.checkpoint_glob or ():
+        problem = glob_error(pattern)
+        if problem:
+            raise UsageError(f"--checkpoint-glob: {problem}")
     gpu_ids = None
     if a.gpu_ids:
         try:
@@ -324,6 +329,7 @@ def cmd_run(ctx: Context) -> int:
                     script=script,
                     notify=notify,
                     after=after,
+                    checkpoint_globs=a.checkpoint_glob or (),
                 )
             )
         ctx.emit(
@@ -343,6 +349,7 @@ def cmd_run(ctx: Context) -> int:
         script=script,
         notify=notify,
         after=after,
+        checkpoint_globs=a.checkpoint_glob or (),
     )
     if not a.follow:
         ctx.emit({"id": spec.id, "name": spec.name}, f"submitted run {spec.id} ({spec.name})")
@@ -756,6 +763,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--notify-cmd", metavar="CMD", help="hook: shell command, event JSON on stdin")
     r.add_argument("--notify-timeout", metavar="T", help="kill the hook after T (default 10s)")
     cli_pipeline.add_dependency_options(r)
+    r.add_argument(
+        "--checkpoint-glob",
+        action="append",
+        metavar="GLOB",
+        help="also count files matching GLOB (relative to the cwd) as checkpoints",
+    )
     r.add_argument("target", metavar="SCRIPT.py|COMMAND")
     r.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
 
