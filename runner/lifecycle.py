@@ -236,19 +236,22 @@ def stop(registry: Registry, run_id: str, *, force: bool = False) -> str:
     Returns a one-line description of what was done.
     """
     view = registry.load(run_id)
-    if view.status is Status.LOST and view.state and view.state.trainer:
-        # The supervisor is gone but its trainer lives on: signal it ourselves, by identity.
-        trainer = view.state.trainer
-        if not identity.matches(trainer):
+    if view.status is Status.LOST:
+        # The supervisor is gone: end every process of the run ourselves, by identity.
+        from runner.members import stop_unsupervised
+
+        ending = stop_unsupervised(
+            view.state.trainer if view.state else None,
+            run_id,
+            registry.root,
+            force=force,
+            grace_s=view.spec.grace_int_s if view.spec else 30.0,
+        )
+        if not ending.ended and not ending.survivors:
             raise LifecycleError(f"cannot stop run {run_id}: it is lost and nothing is running")
-        sig = signal.SIGKILL if force else signal.SIGINT
-        identity.signal_group(trainer, sig)
-        if not force and view.spec:
-            deadline = time.monotonic() + view.spec.grace_int_s
-            while identity.matches(trainer) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            identity.signal_group(trainer, signal.SIGKILL)
-        return f"signalled the unsupervised trainer of run {run_id}"
+        if ending.survivors:
+            raise LifecycleError(f"run {run_id} had no supervisor: {ending.describe()}")
+        return f"run {run_id} had no supervisor: {ending.describe()}"
     _require(view, {Status.STARTING, Status.QUEUED, Status.RUNNING, Status.PAUSED}, "stop")
     send_request(registry, run_id, "kill" if force else "stop")
     return f"{'force-' if force else ''}stop requested for run {run_id}"

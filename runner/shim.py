@@ -39,13 +39,11 @@ from runner import identity, proctree
 if TYPE_CHECKING:
     from runner.ingest import Ingestor
 from runner.admission import Admission, AdmissionHook
-from runner.durable import append_jsonl, write_json
 from runner.model import ProcessIdentity, RunSpec, RunState, Status
+from runner.recordkeeper import RecordKeeper, describe_write_error
 from runner.registry import (
-    EVENTS,
     OUTPUT,
     REQUESTS,
-    STATE,
     SUPERVISOR_LOCK,
     Registry,
 )
@@ -172,6 +170,9 @@ class Supervisor:
         self.force_start = False
         self.trimmed_at = 0.0
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        # State and events go through the keeper: a write error never ends supervision.
+        self.keeper = RecordKeeper(self.run_dir)
+        self.write_trouble: str | None = None  # the first write error of this attempt
         # ``admitted``: this process was re-executed after admission (see the module notes);
         # ``handoff``: called once admitted, before the trainer starts (it may exec).
         self.handed_over = admitted is not None
@@ -187,12 +188,27 @@ class Supervisor:
     def record(self, event: str, /, **fields: Any) -> None:
         """Append a lifecycle event."""
         entry = {"t": self.clock(), "attempt": self.attempt, "event": event, **fields}
-        append_jsonl(self.run_dir / EVENTS, [entry])
+        self.keeper.put_event(entry)
+        self._note_write_trouble(self.keeper.error)
 
     def set_state(self, **changes: Any) -> None:
-        """Durably replace ``state.json`` with the current state plus ``changes``."""
+        """Durably replace ``state.json`` with the current state plus ``changes``.
+
+        While writes fail the newest state waits in memory (see :class:`RecordKeeper`).
+        """
         self.state = replace(self.state, updated_at=self.clock(), **changes)
-        write_json(self.run_dir / STATE, self.state.to_json())
+        self.keeper.put_state(self.state.to_json())
+        self._note_write_trouble(self.keeper.error)
+
+    def _note_write_trouble(self, error: str | None) -> None:
+        if error is not None and self.write_trouble is None:
+            self.write_trouble = error
+
+    def sync_records(self) -> None:
+        """Retry records that could not be written yet (on the keeper's schedule)."""
+        failing = self.keeper.error
+        if failing is not None and self.keeper.flush():
+            self.record("write_recovered", error=failing)
 
     # --- signals ---------------------------------------------------------------------------
 
@@ -228,6 +244,7 @@ class Supervisor:
         if self.handed_over:  # signals that came during the exec are delivered now
             signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDOFF_SIGNALS)
         proctree.set_child_subreaper()
+        self.keeper.make_reserve()
         if not self.handed_over:
             self.set_state(status=Status.STARTING, reason="supervisor started")
             self.record(
@@ -253,7 +270,9 @@ class Supervisor:
                 reason=f"supervisor error: {type(exc).__name__}: {exc}"[:300],
             )
             self.record("supervisor_error", error=repr(exc)[:300])
-            raise
+            self.drain_records()
+            if not isinstance(exc, OSError):
+                raise
         finally:
             with contextlib.suppress(Exception):
                 self.hook.release(self.spec, self.run_dir)
@@ -280,9 +299,16 @@ class Supervisor:
                 return False
             if self.handed_over:
                 return True
-            decision = self.hook.request(
-                self.spec, self.run_dir, self.attempt, force=self.force_start
-            )
+            try:
+                decision = self.hook.request(
+                    self.spec, self.run_dir, self.attempt, force=self.force_start
+                )
+            except OSError as exc:  # the governor's files: a full disk must not end the run
+                decision = Admission(
+                    admitted=False,
+                    reason=describe_write_error(exc, "governor state"),
+                    retry_after_s=2.0,
+                )
             if decision.admitted:
                 self.admission = decision
                 self.record(
@@ -343,10 +369,17 @@ class Supervisor:
         """Start the trainer: own process group, default signals, output straight to a file."""
         import subprocess
 
-        out = os.open(
-            self.run_dir / OUTPUT, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
-        )
         cmd = self.trainer_command()
+        try:
+            out = os.open(
+                self.run_dir / OUTPUT, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
+            )
+        except OSError as exc:
+            reason = f"could not start: {describe_write_error(exc, OUTPUT)}"
+            self.set_state(status=Status.FAILED, reason=reason, ended_at=self.clock())
+            self.record("failed_to_start", reason=reason)
+            self.drain_records()
+            raise _StartFailed from None
         try:
             proc = subprocess.Popen(
                 cmd,
@@ -370,6 +403,7 @@ class Supervisor:
                 exit_code=127,
             )
             self.record("failed_to_start", reason=reason)
+            self.drain_records()
             raise _StartFailed from None
         os.close(out)
         # We reap children ourselves (we are a subreaper and adopt orphans too).
@@ -437,6 +471,7 @@ class Supervisor:
             self.escalate(now)
             self.ingestor.poll()
             self.enforce_output_cap()
+            self.sync_records()
             if now - self.trimmed_at >= TRIM_EVERY_S:
                 proctree.trim_heap()
                 self.trimmed_at = now
@@ -481,6 +516,12 @@ class Supervisor:
             self.set_state(status=Status.RUNNING, reason="running")
             self.record("continued", reason=reason or "continued by user")
 
+    def signal_group(self, sig: int) -> None:
+        """Signal the trainer's process group (our unreaped child's: never a reused pid)."""
+        assert self.trainer_pid is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.trainer_pid, sig)
+
     def signal_trainer(self, sig: int) -> None:
         """Signal the trainer's process group and every other descendant."""
         assert self.trainer_pid is not None
@@ -500,8 +541,7 @@ class Supervisor:
             elif self.stop_kind == "timeout":
                 self.set_state(stop_requested="timeout", reason="time limit reached")
             # SIGINT goes to the group only: the trainer decides what its children do.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.trainer_pid, signal.SIGINT)
+            self.signal_group(signal.SIGINT)
             if self.paused_at is not None:
                 self.signal_trainer(signal.SIGCONT)
                 self.paused_at = None
@@ -539,7 +579,11 @@ class Supervisor:
         except OSError:
             return
         self.ingestor.poll()
-        new_size = compact_output(path, self.spec.output_cap_bytes)
+        try:
+            new_size = compact_output(path, self.spec.output_cap_bytes)
+        except OSError as exc:  # read-only or full: the cap waits, the run goes on
+            self._note_write_trouble(describe_write_error(exc, OUTPUT))
+            return
         if new_size is not None:
             self.ingestor.output_rewritten(new_size)
             self.record("output_compacted", size=new_size)
@@ -581,11 +625,36 @@ class Supervisor:
             self.ingestor.failure_hint(),
             self._terminate_reason,
         )
+        self._note_write_trouble(self.ingestor.write_error())
+        reason = with_write_note(reason, self.write_trouble, self.ingestor.settle())
         self.ingestor.close()
         self.set_state(
             status=status, reason=reason, ended_at=ended, exit_code=exit_code, signal=sig
         )
         self.record("exited", status=status.value, exit_code=exit_code, signal=sig, reason=reason)
+        self.drain_records()
+
+    def drain_records(self) -> None:
+        """Stay until the last records are written (the trainer has ended; nothing to watch).
+
+        On a full disk the reserve is given back first; on a read-only registry this waits,
+        retrying with a growing pause, until it is writable again or the run folder is gone.
+        """
+        if self.keeper.flush_final():
+            self.keeper.close()
+            return
+        while not self.keeper.gone and not self.keeper.flush():
+            self.wait(max(self.keeper.wait_s(), 0.05))
+        self.keeper.close()
+
+
+def with_write_note(reason: str, trouble: str | None, dropped: int) -> str:
+    """A final reason plus what went wrong with the records meanwhile (pure)."""
+    if trouble:
+        reason = f"{reason}; {trouble}"
+    if dropped:
+        reason = f"{reason}; {dropped} metric lines dropped (backprop reingest can re-read them)"
+    return reason[:400]
 
 
 def classify(
@@ -654,6 +723,14 @@ class _NoIngestor:
     def failure_hint(self) -> str | None:
         """No hint without capture."""
         return None
+
+    def write_error(self) -> str | None:
+        """Nothing was written, so nothing failed."""
+        return None
+
+    def settle(self) -> int:
+        """No pending metric lines."""
+        return 0
 
     def close(self) -> None:
         """Nothing to close."""

@@ -711,6 +711,9 @@ def build_parser() -> argparse.ArgumentParser:
     fk.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
     cmd("rerun", cmd_rerun, "run a run's command again as a new run").add_argument("id")
     cmd("rm", cmd_rm, "delete finished runs").add_argument("ids", nargs="+", metavar="ID")
+    from tui.cmd_reingest import cmd_reingest
+
+    cmd("reingest", cmd_reingest, "re-read a run's metrics from its output.log").add_argument("id")
     ex = cmd("export", cmd_export, "write a run as a portable .tar.gz bundle")
     ex.add_argument("id")
     ex.add_argument("-o", "--output", required=True)
