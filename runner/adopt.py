@@ -29,7 +29,8 @@ from pathlib import Path
 
 from runner import identity, members
 from runner.admission import AdmitAll
-from runner.model import RunState, Status
+from runner.model import ProcessIdentity, RunState, ShapeError, Status
+from runner.recordkeeper import RecordKeeper, with_write_note
 from runner.registry import Registry
 from runner.shim import (
     CLEANUP_GRACE_S,
@@ -37,35 +38,67 @@ from runner.shim import (
     Supervisor,
     acquire_lock,
     classify,
-    with_write_note,
 )
 
 RESPAWN_AFTER_S = 5.0
 _spawned: dict[tuple[str, str], float] = {}
 
 
-def adoptable(registry: Registry, run_id: str, state: RunState | None) -> bool:
-    """Whether a new supervisor should take over this run now (cheap; no side effects)."""
-    return adoptable_now(registry, run_id, state) and not registry.supervisor_locked(run_id)
+def takeover(registry: Registry, run_id: str, state: RunState | None) -> str | None:
+    """What a new supervisor would do for this run now (cheap; no side effects).
 
-
-def adopt_orphan(registry: Registry, run_id: str, state: RunState | None) -> bool:
-    """Start an adopting supervisor for the run if it is adoptable. Returns if one started.
-
-    Cheap to call on every reconcile: a run is offered to a new adopter at most once every
-    few seconds per process, and the adopter itself gives way to any supervisor holding the
-    run's lock.
+    Returns:
+        ``"adopt"`` (its trainer lives, is ours and carries the run's marker),
+        ``"finalize"`` (nothing of it runs any more: read the rest of its output and record
+        it as lost, its time ending at its last sign of life) or ``None`` (leave it be: it
+        is supervised, finished, or its trainer lives but cannot be recognised as the run's).
     """
-    if not adoptable(registry, run_id, state):
-        return False
+    if state is None or not state.status.active:
+        return None
+    same_boot = state.supervisor.boot_id == identity.boot_id()
+    if same_boot and identity.matches(state.supervisor):
+        return None
+    if live_trainer(registry, run_id, state) is not None:
+        return "adopt"
+    if same_boot and state.trainer is not None and identity.matches(state.trainer):
+        return None  # alive but unmarked: stays lost, and stop ends it by identity
+    return "finalize"
+
+
+def live_trainer(registry: Registry, run_id: str, state: RunState) -> ProcessIdentity | None:
+    """The run's live trainer, identity-checked and carrying the run's marker."""
+    if state.supervisor.boot_id != identity.boot_id():
+        return None
+    if state.trainer is None:  # the supervisor died before recording it: look for it
+        return members.find_trainer(run_id, registry.root)
+    if identity.matches(state.trainer) and members.belongs(
+        state.trainer.pid, run_id, registry.root
+    ):
+        return state.trainer
+    return None
+
+
+def adopt_orphan(registry: Registry, run_id: str, state: RunState | None) -> str | None:
+    """Start a new supervisor for the run if it needs one (see :func:`takeover`).
+
+    Cheap to call on every reconcile: a run is offered to a new supervisor at most once every
+    few seconds per process, and that supervisor gives way to any other holding the run's
+    lock, so two commands never take over one run twice.
+
+    Returns:
+        What the new supervisor will do, or ``None`` if none was started.
+    """
+    action = takeover(registry, run_id, state)
+    if action is None or registry.supervisor_locked(run_id):
+        return None
     key = (str(registry.root), run_id)
     now = time.monotonic()
     if now - _spawned.get(key, -1e9) < RESPAWN_AFTER_S:
-        return True
+        return action
     _spawned[key] = now
     env = dict(os.environ)
     for name in ("BACKPROP_RUN_ID", "BACKPROP_RUN_DIR", "BACKPROP_CHECKPOINT_DIR"):
-        env.pop(name, None)  # the adopter is no member of any run
+        env.pop(name, None)  # the new supervisor is no member of any run
     pkg_root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [pkg_root, env.get("PYTHONPATH")]))
     run_dir = registry.run_dir(run_id)
@@ -86,7 +119,39 @@ def adopt_orphan(registry: Registry, run_id: str, state: RunState | None) -> boo
             cwd=run_dir,
         )
     proc.wait()
-    return True
+    return action
+
+
+def finalize(registry: Registry, run_id: str, state: RunState) -> None:
+    """Record a run whose supervisor and trainer are both gone (the run's lock held).
+
+    Its output is read on from where capture stopped, and it is recorded ``lost`` with its
+    time ending at its last sign of life, so it no longer counts on in listings.
+    """
+    from runner import reingest
+
+    run_dir = registry.run_dir(run_id)
+    dropped, error = 0, None
+    with contextlib.suppress(FileNotFoundError, ShapeError):
+        spec = registry.read_spec(run_id)
+        _, dropped, error = reingest.catch_up(run_dir, spec, state.attempt)
+    if state.supervisor.boot_id != identity.boot_id():
+        reason = "host rebooted"
+    else:
+        reason = "supervisor gone without recording an exit"
+    if state.trainer is not None:
+        reason += "; exit code unknown"
+    reason = with_write_note(reason, error, dropped)
+    ended = registry.last_sign_of_life(run_id, state)
+    keeper = RecordKeeper(run_dir)
+    keeper.put_event(
+        {"t": time.time(), "attempt": state.attempt, "event": "finalized", "reason": reason}
+    )
+    final = replace(
+        state, status=Status.LOST, reason=reason, ended_at=ended, updated_at=time.time()
+    )
+    keeper.put_state(final.to_json())
+    keeper.flush_final()
 
 
 def zombie_exit_status(pid: int, start_ticks: int) -> int | None:
@@ -117,7 +182,14 @@ def classify_unknown(stop_kind: str | None, hint: str | None) -> tuple[Status, s
 class AdoptingSupervisor(Supervisor):
     """Supervises a trainer started by another, vanished supervisor (see the module notes)."""
 
-    def __init__(self, registry: Registry, run_id: str, previous: RunState, pidfd: int) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        run_id: str,
+        previous: RunState,
+        trainer: ProcessIdentity,
+        pidfd: int,
+    ) -> None:
         super().__init__(
             registry,
             run_id,
@@ -126,13 +198,18 @@ class AdoptingSupervisor(Supervisor):
             resume_from=previous.resume_from,
             hook=AdmitAll(),
         )
-        assert previous.trainer is not None
         self.previous = previous
-        self.trainer_ident = previous.trainer
-        self.trainer_pid = previous.trainer.pid
+        self.trainer_ident = trainer
+        self.trainer_pid = trainer.pid
         self.pidfd = pidfd
         self.started_at = previous.started_at or self.clock()
-        self.state = replace(previous, supervisor=self.state.supervisor)
+        self.state = replace(
+            previous,
+            supervisor=self.state.supervisor,
+            trainer=trainer,
+            status=Status.PAUSED if previous.status is Status.PAUSED else Status.RUNNING,
+            started_at=self.started_at,
+        )
         self.exit_status: int | None = None  # a wait status, when it could be read
         if previous.stop_requested in ("stop", "kill", "timeout"):
             self.stop_kind = previous.stop_requested
@@ -224,12 +301,13 @@ class AdoptingSupervisor(Supervisor):
             status, reason = classify_unknown(self.stop_kind, hint)
         self._note_write_trouble(self.ingestor.write_error())
         reason = with_write_note(reason, self.write_trouble, self.ingestor.settle())
-        self.ingestor.close()
         self.set_state(
             status=status, reason=reason, ended_at=ended, exit_code=exit_code, signal=sig
         )
         self.record("exited", status=status.value, exit_code=exit_code, signal=sig, reason=reason)
-        self.drain_records()
+        if self.drain_records() is not None:
+            self.ingestor.poll(final=True)
+        self.ingestor.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -245,31 +323,30 @@ def main(argv: list[str] | None = None) -> int:
     lock = acquire_lock(registry.run_dir(args.run))
     if lock is None:
         return EXIT_ALREADY_SUPERVISED
-    state = registry.read_state(args.run)
-    if not adoptable_now(registry, args.run, state):
-        return 0
-    assert state is not None and state.trainer is not None
     try:
-        pidfd = os.pidfd_open(state.trainer.pid)
+        state = registry.read_state(args.run)
+    except (ShapeError, OSError):
+        return 0  # a damaged record is never acted on
+    action = takeover(registry, args.run, state)
+    if action == "finalize":
+        assert state is not None
+        finalize(registry, args.run, state)
+        return 0
+    if action != "adopt":
+        return 0
+    assert state is not None
+    trainer = live_trainer(registry, args.run, state)
+    if trainer is None:
+        return 0
+    try:
+        pidfd = os.pidfd_open(trainer.pid)
     except OSError:
         return 0
-    # Checked again after the pidfd is open: it refers to this very process from now on.
-    if not identity.matches(state.trainer):
+    # Checked again once the pidfd is open: from now on it refers to this very process.
+    if not identity.matches(trainer):
         return 0
-    AdoptingSupervisor(registry, args.run, state, pidfd).run()
+    AdoptingSupervisor(registry, args.run, state, trainer, pidfd).run()
     return 0
-
-
-def adoptable_now(registry: Registry, run_id: str, state: RunState | None) -> bool:
-    """:func:`adoptable`, for the process that holds the run's lock already."""
-    if state is None or state.trainer is None or not state.status.active:
-        return False
-    return (
-        state.supervisor.boot_id == identity.boot_id()
-        and not identity.matches(state.supervisor)
-        and identity.matches(state.trainer)
-        and members.belongs(state.trainer.pid, run_id, registry.root)
-    )
 
 
 if __name__ == "__main__":

@@ -80,6 +80,20 @@ def find_members(run_id: str, root: Path | str) -> list[ProcessIdentity]:
     return found
 
 
+def find_trainer(run_id: str, root: Path | str) -> ProcessIdentity | None:
+    """The run's trainer found by its marker: the oldest member that leads its own group.
+
+    For a supervisor that died after starting the trainer but before recording it.
+    """
+    for ident in find_members(run_id, root):
+        try:
+            if os.getpgid(ident.pid) == ident.pid:
+                return ident
+        except OSError:
+            continue
+    return None
+
+
 def signal_member(ident: ProcessIdentity, sig: int, run_id: str, root: Path | str) -> bool:
     """Send ``sig`` to ``ident`` only if it is still that process and still the run's."""
     if not identity.is_signallable(ident) or ident.boot_id != identity.boot_id():

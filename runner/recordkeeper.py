@@ -48,9 +48,13 @@ def describe_write_error(exc: OSError, what: str) -> str:
     return f"{cause}: {what} ({detail})"
 
 
-def is_disk_full(exc: OSError) -> bool:
-    """Whether freeing a little space could let the write through."""
-    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+def with_write_note(reason: str, trouble: str | None, dropped: int) -> str:
+    """A final reason plus what went wrong with the records meanwhile (pure)."""
+    if trouble:
+        reason = f"{reason}; {trouble}"
+    if dropped:
+        reason = f"{reason}; {dropped} metric lines dropped (backprop reingest can re-read them)"
+    return reason[:400]
 
 
 class RecordKeeper:
@@ -158,6 +162,22 @@ class RecordKeeper:
         if self.error is not None and self.error.startswith(("disk full", "disk quota")):
             self.release_reserve()
         return self.flush(force=True)
+
+    def drain(self, wait: Callable[[float], None]) -> str | None:
+        """Write what is pending, waiting (with ``wait``) as long as it takes.
+
+        On a full disk the reserve is given back first; on a read-only registry this retries
+        with a growing pause until it is writable again or the run folder is gone.
+
+        Returns:
+            The error that delayed the records, or ``None`` if they were written at once.
+        """
+        if self.flush_final():
+            return None
+        delayed = self.error
+        while not self._gone and not self.flush():
+            wait(max(self.wait_s(), 0.05))
+        return delayed
 
     def wait_s(self) -> float:
         """How long until the next retry is due (0 when nothing is pending)."""

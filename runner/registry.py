@@ -363,10 +363,10 @@ class Registry:
         self, run_id: str, state: RunState, status: Status, reason: str
     ) -> tuple[Status, str, RunState]:
         """Re-adopt a lost run whose trainer lives; else end its time at its last sign of life."""
-        if self.adopt and state.trainer is not None and identity.matches(state.trainer):
+        if self.adopt and state.status.active:
             from runner.adopt import adopt_orphan  # local: rarely needed, spawns a process
 
-            if adopt_orphan(self, run_id, state):
+            if adopt_orphan(self, run_id, state) == "adopt":
                 return state.status, "re-adopting: a new supervisor takes over", state
         if state.ended_at is None:
             state = replace(state, ended_at=self.last_sign_of_life(run_id, state))

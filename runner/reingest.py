@@ -135,14 +135,7 @@ def reingest(registry: Registry, run_id: str) -> dict[str, Any]:
         attempt = state.attempt if state is not None else 1
         metrics = run_dir / METRICS
         before = _size(metrics)
-        resume_at, skip = continue_point(run_dir, attempt)
-        ingestor = make_ingestor(run_dir, spec, attempt, resume_at, skip)
-        try:
-            ingestor.poll(final=True)
-            dropped = ingestor.settle()
-            error = ingestor.write_error()
-        finally:
-            ingestor.close()
+        resume_at, dropped, error = catch_up(run_dir, spec, attempt)
         if error is not None:
             raise ReingestError(f"cannot reingest run {run_id}: {error}")
         added = sum(1 for obj in iter_records(metrics, before) if decode_record(obj))
@@ -156,6 +149,22 @@ def reingest(registry: Registry, run_id: str) -> dict[str, Any]:
         }
     finally:
         os.close(lock)
+
+
+def catch_up(run_dir: Path, spec: RunSpec, attempt: int) -> tuple[tuple[int, int], int, str | None]:
+    """Ingest an ended attempt's output from where its capture stopped (lock held).
+
+    Returns:
+        The offsets it started from, how many lines could not be written, the write error.
+    """
+    resume_at, skip = continue_point(run_dir, attempt)
+    ingestor = make_ingestor(run_dir, spec, attempt, resume_at, skip)
+    try:
+        ingestor.poll(final=True)
+        dropped = ingestor.settle()
+        return resume_at, dropped, ingestor.write_error()
+    finally:
+        ingestor.close()
 
 
 def _size(path: Path) -> int:

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from runner.ingest import Ingestor
 from runner.admission import Admission, AdmissionHook
 from runner.model import ProcessIdentity, RunSpec, RunState, Status
-from runner.recordkeeper import RecordKeeper, describe_write_error
+from runner.recordkeeper import RecordKeeper, describe_write_error, with_write_note
 from runner.registry import (
     OUTPUT,
     REQUESTS,
@@ -627,34 +627,28 @@ class Supervisor:
         )
         self._note_write_trouble(self.ingestor.write_error())
         reason = with_write_note(reason, self.write_trouble, self.ingestor.settle())
-        self.ingestor.close()
         self.set_state(
             status=status, reason=reason, ended_at=ended, exit_code=exit_code, signal=sig
         )
         self.record("exited", status=status.value, exit_code=exit_code, signal=sig, reason=reason)
-        self.drain_records()
+        if self.drain_records() is not None:
+            self.ingestor.poll(final=True)  # the summary could not be written either
+        self.ingestor.close()
 
-    def drain_records(self) -> None:
-        """Stay until the last records are written (the trainer has ended; nothing to watch).
+    def drain_records(self) -> str | None:
+        """Stay until the last records are written; return the error that delayed them.
 
-        On a full disk the reserve is given back first; on a read-only registry this waits,
-        retrying with a growing pause, until it is writable again or the run folder is gone.
+        The trainer has ended, so there is nothing left to watch (see
+        :meth:`RecordKeeper.drain`). A final state written late says why.
         """
-        if self.keeper.flush_final():
-            self.keeper.close()
-            return
-        while not self.keeper.gone and not self.keeper.flush():
-            self.wait(max(self.keeper.wait_s(), 0.05))
+        delayed = self.keeper.drain(self.wait)
+        if delayed is not None and not self.state.status.active:
+            self.record("write_recovered", error=delayed)
+            if delayed not in self.state.reason:
+                self.set_state(reason=with_write_note(self.state.reason, delayed, 0))
+            self.keeper.drain(self.wait)
         self.keeper.close()
-
-
-def with_write_note(reason: str, trouble: str | None, dropped: int) -> str:
-    """A final reason plus what went wrong with the records meanwhile (pure)."""
-    if trouble:
-        reason = f"{reason}; {trouble}"
-    if dropped:
-        reason = f"{reason}; {dropped} metric lines dropped (backprop reingest can re-read them)"
-    return reason[:400]
+        return delayed
 
 
 def classify(
