@@ -35,6 +35,7 @@ _CAUSES = {
     errno.EDQUOT: "disk quota exceeded",
     errno.EROFS: "registry read-only",
     errno.EIO: "I/O error",
+    errno.EFBIG: "file too large",
     errno.EACCES: "registry not writable",
     errno.EPERM: "registry not writable",
     errno.ENOENT: "run folder gone",
