@@ -27,7 +27,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from runner import identity, members
+from runner import identity, members, runcgroup
 from runner.admission import AdmitAll
 from runner.model import ProcessIdentity, RunState, ShapeError, Status
 from runner.recordkeeper import RecordKeeper, with_write_note
@@ -152,6 +152,7 @@ def finalize(registry: Registry, run_id: str, state: RunState) -> None:
     )
     keeper.put_state(final.to_json())
     keeper.flush_final()
+    runcgroup.remove(members.run_cgroup(run_id, registry.root))  # only if empty
 
 
 def zombie_exit_status(pid: int, start_ticks: int) -> int | None:

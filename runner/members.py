@@ -6,9 +6,12 @@ subreaper). Once the supervisor is gone, a grandchild that forked twice and call
 a run keeps is its environment: the supervisor gives the trainer ``BACKPROP_RUN_ID`` and
 ``BACKPROP_HOME``, and children inherit them. Those two values are the run's marker.
 
+Where the run has a cgroup (:mod:`runner.runcgroup`), its processes are members too, even
+one that cleared its environment, and ``cgroup.kill`` ends them all at once.
+
 A process counts as a member only if it runs under our user and its initial environment
-(``/proc/PID/environ``) carries the marker; it is signalled through a pidfd opened before
-the check, so a pid reused meanwhile can never receive the signal.
+(``/proc/PID/environ``) carries the marker or it is in the run's cgroup; it is signalled
+through a pidfd opened before the check, so a pid reused meanwhile never receives the signal.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner import identity
+from runner import identity, runcgroup
 from runner.model import ProcessIdentity
 
 MAX_ENVIRON = 1024 * 1024
@@ -63,15 +66,29 @@ def belongs(pid: int, run_id: str, root: Path | str) -> bool:
     return has_run and has_home
 
 
+def run_cgroup(run_id: str, root: Path | str) -> Path | None:
+    """The run's cgroup, if it has one."""
+    return runcgroup.recorded(Path(root) / "runs" / run_id, run_id)
+
+
+def is_member(pid: int, run_id: str, root: Path | str, cgroup: Path | None) -> bool:
+    """Whether ``pid`` is ours and carries the run's marker or is in the run's cgroup."""
+    ours = pid > 1 and pid != os.getpid() and _same_user(pid)
+    if ours and cgroup is not None and runcgroup.contains(cgroup, pid):
+        return True
+    return belongs(pid, run_id, root)
+
+
 def find_members(run_id: str, root: Path | str) -> list[ProcessIdentity]:
     """Every live process of the run (oldest first), identified by pid + start time."""
+    cgroup = run_cgroup(run_id, root)
     found = []
     me = os.getpid()
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         pid = int(name)
-        if pid == me or identity.is_zombie(pid) or not belongs(pid, run_id, root):
+        if pid == me or identity.is_zombie(pid) or not is_member(pid, run_id, root, cgroup):
             continue
         ident = identity.identity_of(pid)
         if ident is not None:
@@ -105,7 +122,7 @@ def signal_member(ident: ProcessIdentity, sig: int, run_id: str, root: Path | st
     try:
         if identity.start_ticks(ident.pid) != ident.start_ticks:
             return False
-        if not belongs(ident.pid, run_id, root):
+        if not is_member(ident.pid, run_id, root, run_cgroup(run_id, root)):
             return False
         try:
             signal.pidfd_send_signal(fd, sig)
@@ -157,6 +174,7 @@ def end_members(
     members = find_members(run_id, root)
     result = Ending()
     if not members:
+        runcgroup.remove(run_cgroup(run_id, root))
         return result
     if graceful:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -171,6 +189,9 @@ def end_members(
     every = list(seen.values())
     for ident in _alive(every):
         signal_member(ident, signal.SIGKILL, run_id, root)
+    cgroup = run_cgroup(run_id, root)
+    if cgroup is not None:
+        runcgroup.clear(cgroup, kill_wait_s)  # catches one forked since the scan
     _wait_gone(every, kill_wait_s)
     for ident in every:
         (result.survivors if identity.matches(ident) else result.ended).append(ident.pid)

@@ -34,7 +34,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner import identity, proctree
+from runner import identity, proctree, runcgroup
 
 if TYPE_CHECKING:
     from runner.ingest import Ingestor
@@ -162,6 +162,7 @@ class Supervisor:
             resume_from=resume_from,
         )
         self.trainer_pid: int | None = None
+        self.cgroup: Path | None = None
         self.stop_kind: str | None = None  # "stop", "kill" or "timeout"
         self.stop_phase = 0  # 0 none, 1 SIGINT sent, 2 SIGTERM sent, 3 SIGKILL sent
         self.phase_at = 0.0
@@ -370,6 +371,8 @@ class Supervisor:
         import subprocess
 
         cmd = self.trainer_command()
+        # Every process of the run in one cgroup where allowed (see runner.runcgroup).
+        self.cgroup = runcgroup.create(self.run_dir, self.run_id, self.attempt)
         try:
             out = os.open(
                 self.run_dir / OUTPUT, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
@@ -379,6 +382,7 @@ class Supervisor:
             self.set_state(status=Status.FAILED, reason=reason, ended_at=self.clock())
             self.record("failed_to_start", reason=reason)
             self.drain_records()
+            runcgroup.remove(self.cgroup)
             raise _StartFailed from None
         try:
             proc = subprocess.Popen(
@@ -390,7 +394,7 @@ class Supervisor:
                 stderr=out,
                 close_fds=True,
                 process_group=0,
-                preexec_fn=proctree.reset_signals,
+                preexec_fn=runcgroup.preexec(self.cgroup),
             )
         except OSError as exc:
             os.close(out)
@@ -404,6 +408,7 @@ class Supervisor:
             )
             self.record("failed_to_start", reason=reason)
             self.drain_records()
+            runcgroup.remove(self.cgroup)
             raise _StartFailed from None
         os.close(out)
         # We reap children ourselves (we are a subreaper and adopt orphans too).
@@ -613,6 +618,7 @@ class Supervisor:
         """Clean up the tree, take the last metrics and record a truthful exit."""
         ended = self.clock()
         self.kill_everything()
+        runcgroup.clear(self.cgroup)
         self.ingestor.poll(final=True)
         self.enforce_output_cap()
         code = os.waitstatus_to_exitcode(wait_status)

@@ -65,6 +65,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.delenv("BACKPROP_CONFIG", raising=False)
     yield root
     _kill_processes_mentioning(str(root))
+    for record in root.glob("runs/*/cgroup"):  # a run's cgroup outlives a killed supervisor
+        with contextlib.suppress(OSError):
+            Path(record.read_text().strip()).rmdir()
 
 
 class Cli:

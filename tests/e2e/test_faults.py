@@ -338,3 +338,42 @@ def test_setsid_grandchild_after_supervisor_death_is_ended_by_stop(
     d = cli.wait_status(run_id, *FINISHED)
     assert d["status"] in ("stopped", "lost")
     assert members.find_members(run_id, cli.home) == []
+
+
+# A grandchild that escapes the process groups *and* clears its environment: only the run's
+# cgroup still knows it.
+SCRUBBED = textwrap.dedent(
+    """
+    import os, sys, time
+    run_dir = os.environ["BACKPROP_RUN_DIR"]
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            open(os.path.join(run_dir, "gc.pid"), "w").write(str(os.getpid()))
+            os.execve(sys.executable, [sys.executable, "-c", "import time; time.sleep(600)"], {})
+        os._exit(0)
+    time.sleep(600)
+    """
+)
+
+
+def test_grandchild_without_marker_is_ended_through_the_run_cgroup(cli: Cli) -> None:
+    run_id = cli.run_script(SCRUBBED, name="scrubbed")
+    cli.wait_status(run_id, "running")
+    run_dir = cli.home / "runs" / run_id
+    gc = int(
+        wait_until(lambda: (run_dir / "gc.pid").is_file() and (run_dir / "gc.pid").read_text())
+    )
+    if not (run_dir / "cgroup").is_file():
+        pytest.skip("no writable cgroup v2 here: the environment marker is the fallback")
+    state = state_of(cli.home, run_id)
+    assert state.trainer is not None
+    os.kill(state.supervisor.pid, signal.SIGKILL)
+    os.killpg(state.trainer.pid, signal.SIGKILL)
+    wait_until(lambda: not pid_alive(state.trainer.pid), message="trainer gone")
+    assert pid_alive(gc) and not members.belongs(gc, run_id, cli.home)
+    out = cli("stop", "--force", run_id).stdout
+    assert "ended 1 process" in out
+    wait_until(lambda: not pid_alive(gc), timeout=15, message="grandchild ended")
+    cgroup = Path((run_dir / "cgroup").read_text().strip())
+    wait_until(lambda: not cgroup.exists(), message="the run's cgroup removed")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from runner import identity, members
+from runner import identity, members, runcgroup
 from runner.adopt import classify_unknown, takeover
 from runner.durable import JsonlAppender, read_jsonl
 from runner.ingest import Ingestor
@@ -298,3 +298,41 @@ def test_a_member_is_signalled_only_while_it_is_that_process(
     assert ending.ended == [proc.pid] and ending.survivors == []
     assert ending.describe() == "ended 1 process(es)"
     assert proc.wait(timeout=10) == -signal.SIGKILL
+
+
+def test_a_forged_cgroup_record_is_never_used(tmp_path: Path) -> None:
+    run_dir = tmp_path / "runs" / "000001"
+    run_dir.mkdir(parents=True)
+    mount = runcgroup.cgroup2_mount()
+    if mount is None:
+        pytest.skip("no cgroup v2 mounted here")
+    for forged in (
+        str(mount),
+        str(mount / "system.slice"),
+        "/etc",
+        str(mount / "backprop-x-000001-1"),
+    ):
+        (run_dir / runcgroup.CGROUP_FILE).write_text(forged)
+        assert runcgroup.recorded(run_dir, "000001") is None, forged
+    assert members.run_cgroup("000001", tmp_path) is None
+
+
+def test_a_run_cgroup_holds_and_ends_every_process(tmp_path: Path) -> None:
+    run_dir = tmp_path / "runs" / "000001"
+    run_dir.mkdir(parents=True)
+    path = runcgroup.create(run_dir, "000001", 1)
+    if path is None:
+        pytest.skip("no writable cgroup v2 here")
+    try:
+        assert runcgroup.recorded(run_dir, "000001") == path
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(60)"],
+            preexec_fn=runcgroup.preexec(path),
+            start_new_session=True,
+        )
+        assert runcgroup.contains(path, proc.pid) and runcgroup.pids(path) == [proc.pid]
+        assert [i.pid for i in members.find_members("000001", tmp_path)] == [proc.pid]
+        assert runcgroup.clear(path) == []
+        assert proc.wait(timeout=10) == -signal.SIGKILL and not path.exists()
+    finally:
+        runcgroup.clear(path)
