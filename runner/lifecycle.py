@@ -215,14 +215,27 @@ def send_request(
     """Leave a control request for the run's supervisor and nudge it. Returns if nudged.
 
     ``reason`` (optional) is what the run's status will say, e.g. why the governor paused it.
+    A stop or force-stop that cannot be written (full disk, read-only registry) is sent as a
+    signal to the supervisor instead (SIGTERM, SIGUSR2).
     """
     folder = registry.run_dir(run_id) / REQUESTS
-    folder.mkdir(exist_ok=True)
     name = f"{time.time_ns():020d}-{os.urandom(3).hex()}.json"
     doc: dict[str, object] = {"action": action, "at": time.time(), "by": os.getpid()}
     if reason:
         doc["reason"] = reason
-    write_json(folder / name, doc)
+    try:
+        folder.mkdir(exist_ok=True)
+        write_json(folder / name, doc)
+    except OSError as exc:
+        from runner.recordkeeper import describe_write_error
+
+        fallback = {"stop": signal.SIGTERM, "kill": signal.SIGUSR2}.get(action)
+        with contextlib.suppress(ShapeError, OSError):
+            state = registry.read_state(run_id)
+            if fallback and state and identity.send_signal(state.supervisor, fallback):
+                return True
+        why = describe_write_error(exc, REQUESTS)
+        raise LifecycleError(f"cannot {action} run {run_id}: {why}") from None
     with contextlib.suppress(ShapeError, OSError):
         state = registry.read_state(run_id)
         if state is not None:

@@ -57,7 +57,7 @@ EXIT_ALREADY_SUPERVISED = 3
 VALID_ACTIONS = frozenset({"stop", "kill", "pause", "continue", "start"})
 # Blocked across the re-exec after admission; pending ones are delivered once handlers exist.
 HANDOFF_SIGNALS = frozenset(
-    {signal.SIGUSR1, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP}
+    {signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP}
 )
 # Imported by the queue's probes and worth shedding before a long run.
 HEAVY_MODULES = ("psutil", "pynvml")
@@ -220,6 +220,8 @@ class Supervisor:
             signal.signal(sig, lambda s, f: None)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_terminate)
+        # A force-stop that could not be written as a request (full disk, read-only registry).
+        signal.signal(signal.SIGUSR2, self._on_force_stop)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
@@ -227,6 +229,11 @@ class Supervisor:
         if self.stop_kind is None:
             self.stop_kind = "stop"
             self._terminate_reason = f"supervisor received {signal.Signals(signum).name}"
+
+    def _on_force_stop(self, signum: int, frame: object) -> None:
+        if self.stop_kind != "kill":
+            self.stop_kind = "kill"
+            self._terminate_reason = "force-stopped by user"
 
     def wait(self, timeout: float) -> None:
         """Sleep until a signal arrives or ``timeout`` passes."""

@@ -168,31 +168,52 @@ SIXTY = textwrap.dedent(
     import time
     for i in range(60):
         print(f"step {i} loss: {1.0 / (i + 1):.5f}", flush=True)
+        time.sleep(0.15)
+    """
+)
+ENDLESS = textwrap.dedent(
+    """
+    import time
+    for i in range(100_000):
+        print(f"step {i} loss: 0.5", flush=True)
         time.sleep(0.05)
     """
 )
 
 
 def test_registry_read_only_mid_run_keeps_supervising(cli: Cli, mountable: None) -> None:
-    run_id = cli.run_script(SIXTY, name="sixty")
-    cli.wait_status(run_id, "running")
-    run_dir = cli.home / "runs" / run_id
-    wait_until(lambda: len(recorded_steps(run_dir)) >= 5, message="first metrics")
-    state = state_of(cli.home, run_id)
-    assert state.trainer is not None
+    done = cli.run_script(SIXTY, name="sixty")
+    timed = cli.run_script(ENDLESS, name="timed", timeout="8s")
+    stopped = cli.run_script(ENDLESS, name="stopped")
+    for run_id in (done, timed, stopped):
+        cli.wait_status(run_id, "running")
+    states = {run_id: state_of(cli.home, run_id) for run_id in (done, timed, stopped)}
+    trainers = {run_id: s.trainer.pid for run_id, s in states.items() if s.trainer}
     try:
         with read_only(cli.home):
-            wait_until(lambda: not pid_alive(state.trainer.pid), message="trainer to finish")
-            # The trainer ended while nothing could be recorded: its supervisor stays to
-            # record the exit, so the run is never shown as lost or ended wrongly.
-            assert pid_alive(state.supervisor.pid)
-            assert cli.show(run_id)["status"] == "running"
-        d = cli.wait_status(run_id, "completed", timeout=40)
+            read_only_at = time.time()
+            # No request file can be written: the force-stop reaches the supervisor anyway.
+            assert "force-stop requested" in cli("stop", "--force", stopped).stdout
+            for pid in trainers.values():  # the time limit and the end, while read-only
+                wait_until(lambda pid=pid: not pid_alive(pid), timeout=40, message="trainer end")
+            # Nothing could be recorded: every supervisor stays to record its exit, so no
+            # run is shown as lost or ended wrongly meanwhile.
+            assert all(pid_alive(s.supervisor.pid) for s in states.values())
+            assert cli.show(done)["status"] == "running"
+            writable_at = time.time()
+        ends = {
+            run_id: cli.wait_status(run_id, status, timeout=40)
+            for run_id, status in ((done, "completed"), (timed, "timeboxed"), (stopped, "stopped"))
+        }
     finally:
         _kill_processes_mentioning(str(cli.home))
-    assert d["exit_code"] == 0 and "registry read-only" in d["reason"], d["reason"]
-    assert recorded_steps(run_dir) == list(range(60))
-    assert "write_recovered" in [e["event"] for e in cli.show(run_id)["events"]]
+    for d in ends.values():
+        assert "registry read-only" in d["reason"], d["reason"]
+        assert read_only_at <= d["ended_at"] <= writable_at  # its true end, recorded late
+    assert ends[done]["exit_code"] == 0
+    assert ends[stopped]["reason"].startswith("force-stopped by user")
+    assert recorded_steps(cli.home / "runs" / done) == list(range(60))
+    assert "write_recovered" in [e["event"] for e in cli.show(done)["events"]]
 
 
 # --- kill -9 of supervisors at random moments ----------------------------------------------
