@@ -280,7 +280,7 @@ class AdoptingSupervisor(Supervisor):
         members.signal_members(self.run_id, self.registry.root, sig)
 
     def kill_everything(self) -> None:
-        """End whatever is left of the run: SIGTERM, then SIGKILL."""
+        """SIGKILL whatever is left of the run (every process in its cgroup or with its marker)."""
         members.end_members(
             self.run_id, self.registry.root, graceful=False, kill_wait_s=CLEANUP_GRACE_S
         )

@@ -74,6 +74,7 @@ class RecordKeeper:
         self.events_dropped = 0
         self.error: str | None = None  # the cause while writes fail
         self.first_error: str | None = None  # the first cause seen in this supervisor's life
+        self.last_error: str | None = None  # the latest cause (kept after recovery)
         self.failures = 0
         self._retry_at = 0.0
         self._backoff = FIRST_RETRY_S
@@ -173,9 +174,10 @@ class RecordKeeper:
         Returns:
             The error that delayed the records, or ``None`` if they were written at once.
         """
+        delayed = self.last_error if self.pending else None  # pending: a write failed
         if self.flush_final():
-            return None
-        delayed = self.error
+            return delayed
+        delayed = self.last_error
         while not self._gone and not self.flush():
             wait(max(self.wait_s(), 0.05))
         return delayed
@@ -188,7 +190,7 @@ class RecordKeeper:
 
     def _failed(self, exc: OSError) -> None:
         what = f"{STATE} / {EVENTS}"
-        self.error = describe_write_error(exc, what)
+        self.error = self.last_error = describe_write_error(exc, what)
         if self.first_error is None:
             self.first_error = self.error
         self.failures += 1
