@@ -212,6 +212,7 @@ class AdoptingSupervisor(Supervisor):
             started_at=self.started_at,
         )
         self.exit_status: int | None = None  # a wait status, when it could be read
+        self.survivors: list[int] = []  # processes of the run that SIGKILL did not end
         if previous.stop_requested in ("stop", "kill", "timeout"):
             self.stop_kind = previous.stop_requested
         if previous.status is Status.PAUSED:
@@ -281,9 +282,9 @@ class AdoptingSupervisor(Supervisor):
 
     def kill_everything(self) -> None:
         """SIGKILL whatever is left of the run (every process in its cgroup or with its marker)."""
-        members.end_members(
+        self.survivors = members.end_members(
             self.run_id, self.registry.root, graceful=False, kill_wait_s=CLEANUP_GRACE_S
-        )
+        ).survivors
 
     def finish(self, wait_status: int) -> None:
         """Clean up, take the last metrics and record the end as truthfully as it is known."""
@@ -302,6 +303,8 @@ class AdoptingSupervisor(Supervisor):
             status, reason = classify_unknown(self.stop_kind, hint)
         self._note_write_trouble(self.ingestor.write_error())
         reason = with_write_note(reason, self.write_trouble, self.ingestor.settle())
+        if self.survivors:
+            reason += f"; could not end pid {', '.join(map(str, self.survivors[:10]))}"
         self.set_state(
             status=status, reason=reason, ended_at=ended, exit_code=exit_code, signal=sig
         )

@@ -625,7 +625,7 @@ class Supervisor:
         """Clean up the tree, take the last metrics and record a truthful exit."""
         ended = self.clock()
         self.kill_everything()
-        runcgroup.clear(self.cgroup)
+        left = runcgroup.clear(self.cgroup)
         self.ingestor.poll(final=True)
         self.enforce_output_cap()
         code = os.waitstatus_to_exitcode(wait_status)
@@ -640,6 +640,8 @@ class Supervisor:
         )
         self._note_write_trouble(self.ingestor.write_error())
         reason = with_write_note(reason, self.write_trouble, self.ingestor.settle())
+        if left:
+            reason += f"; could not end pid {', '.join(map(str, left[:10]))}"
         self.set_state(
             status=status, reason=reason, ended_at=ended, exit_code=exit_code, signal=sig
         )

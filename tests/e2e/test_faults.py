@@ -226,6 +226,16 @@ SHORT = textwrap.dedent(
         time.sleep(0.1)
     """
 )
+# The same through the reporting helper (report.jsonl rather than the output).
+SHORT_REPORT = textwrap.dedent(
+    """
+    import time
+    from runner import report
+    for i in range(30):
+        report(step=i, loss=1.0 / (i + 1))
+        time.sleep(0.1)
+    """
+)
 KILLS = 24
 PARALLEL = 8
 SEED = 20261207
@@ -239,10 +249,25 @@ def _shim_pid(run_id: str, home: Path) -> int | None:
     return None
 
 
-def _kill_round(cli: Cli, rng: random.Random, script: Path) -> list[tuple[str, bool]]:
+def reported_steps(run_dir: Path) -> list[int]:
+    """Steps the trainer handed to ``runner.report`` (that reached ``report.jsonl``)."""
+    out = []
+    with contextlib.suppress(FileNotFoundError):
+        for line in (run_dir / "report.jsonl").read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(line)["s"])
+    return out
+
+
+def _kill_round(cli: Cli, rng: random.Random, scripts: list[Path]) -> list[tuple[str, bool]]:
     """Submit PARALLEL runs, kill each one's supervisor at a random moment of its life."""
     with ThreadPoolExecutor(PARALLEL) as pool:
-        ids = list(pool.map(lambda _: str(cli.json("run", str(script))["id"]), range(PARALLEL)))
+        ids = list(
+            pool.map(
+                lambda n: str(cli.json("run", str(scripts[n % len(scripts)]))["id"]),
+                range(PARALLEL),
+            )
+        )
     found = {i: wait_until(lambda i=i: _shim_pid(i, cli.home), message="shim") for i in ids}
     start = time.monotonic()
     plan = sorted((rng.uniform(0.0, 2.0), i) for i in ids)
@@ -260,11 +285,12 @@ def _kill_round(cli: Cli, rng: random.Random, script: Path) -> list[tuple[str, b
 
 def test_kill_9_of_supervisors_at_random_moments_loses_nothing(cli: Cli) -> None:
     rng = random.Random(SEED)
-    script = cli.cwd / "short.py"
-    script.write_text(SHORT)
+    scripts = [cli.cwd / "short.py", cli.cwd / "short_report.py"]
+    scripts[0].write_text(SHORT)
+    scripts[1].write_text(SHORT_REPORT)
     kills: list[tuple[str, bool]] = []
     while sum(hit for _, hit in kills) < KILLS:
-        kills += _kill_round(cli, rng, script)
+        kills += _kill_round(cli, rng, scripts)
         assert len(kills) <= 3 * KILLS, "supervisors end before they can be killed"
     ids = [i for i, _ in kills]
     # The next commands re-adopt or finalise every run; wait for all of them to end.
@@ -279,7 +305,8 @@ def test_kill_9_of_supervisors_at_random_moments_loses_nothing(cli: Cli) -> None
     for run_id, hit in kills:
         run_dir = cli.home / "runs" / run_id
         d = by_id[run_id]
-        printed, recorded = printed_steps(run_dir), recorded_steps(run_dir)
+        printed = printed_steps(run_dir) + reported_steps(run_dir)
+        recorded = recorded_steps(run_dir)
         lost_lines += len(set(printed) - set(recorded)) + (len(recorded) - len(set(recorded)))
         truthful = (
             d["status"] == "completed" and d["exit_code"] == 0 and printed == list(range(30))
