@@ -67,7 +67,23 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     _kill_processes_mentioning(str(root))
     for record in root.glob("runs/*/cgroup"):  # a run's cgroup outlives a killed supervisor
         with contextlib.suppress(OSError):
-            Path(record.read_text().strip()).rmdir()
+            _remove_cgroup(Path(record.read_text().strip()))
+
+
+def _remove_cgroup(path: Path) -> None:
+    if not path.name.startswith("backprop-") or not path.is_dir():
+        return
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            path.rmdir()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            with contextlib.suppress(OSError):
+                (path / "cgroup.kill").write_text("1")
+            time.sleep(0.05)
 
 
 class Cli:
