@@ -459,7 +459,7 @@ def remove(registry: Registry, run_id: str) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-_EXPORT_SKIP = {SUPERVISOR_LOCK, REQUESTS}
+_EXPORT_SKIP = {SUPERVISOR_LOCK, REQUESTS, ".reserve", "cgroup"}  # this machine's only
 
 
 def export_run(registry: Registry, run_id: str, out: Path) -> Path:

@@ -12,6 +12,8 @@ Files in a run folder and their single writers:
 ``summary.json``    the supervisor: a rebuildable digest of the history
 ``requests/``       anyone: control requests the supervisor consumes
 ``checkpoints/``    the trainer
+``cgroup``          the supervisor: the path of the attempt's cgroup, if it has one
+``.reserve``        the supervisor: space given back to record an exit on a full disk
 ==================  =========================================================
 
 Reading is strict (a wrong-shaped file marks the run ``corrupt``; nothing is ever deleted

@@ -751,7 +751,10 @@ class _StartFailed(Exception):
 
 def acquire_lock(run_dir: Path) -> int | None:
     """Take the run's supervisor lock for the life of this process (``None``: already held)."""
-    fd = os.open(run_dir / SUPERVISOR_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fd = os.open(run_dir / SUPERVISOR_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError:  # a read-only registry: flock needs no write access
+        fd = os.open(run_dir / SUPERVISOR_LOCK, os.O_RDONLY | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

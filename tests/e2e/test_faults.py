@@ -182,9 +182,9 @@ ENDLESS = textwrap.dedent(
 
 
 def test_registry_read_only_mid_run_keeps_supervising(cli: Cli, mountable: None) -> None:
-    done = cli.run_script(SIXTY, name="sixty")
-    timed = cli.run_script(ENDLESS, name="timed", timeout="8s")
     stopped = cli.run_script(ENDLESS, name="stopped")
+    done = cli.run_script(SIXTY, name="sixty")
+    timed = cli.run_script(ENDLESS, name="timed", timeout="12s")
     for run_id in (done, timed, stopped):
         cli.wait_status(run_id, "running")
     states = {run_id: state_of(cli.home, run_id) for run_id in (done, timed, stopped)}
@@ -192,6 +192,7 @@ def test_registry_read_only_mid_run_keeps_supervising(cli: Cli, mountable: None)
     try:
         with read_only(cli.home):
             read_only_at = time.time()
+            assert all(pid_alive(pid) for pid in trainers.values())
             # No request file can be written: the force-stop reaches the supervisor anyway.
             assert "force-stop requested" in cli("stop", "--force", stopped).stdout
             for pid in trainers.values():  # the time limit and the end, while read-only
