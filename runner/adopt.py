@@ -131,6 +131,7 @@ def finalize(registry: Registry, run_id: str, state: RunState) -> None:
     from runner import reingest
 
     run_dir = registry.run_dir(run_id)
+    ended = registry.last_sign_of_life(run_id, state)  # before we write anything
     dropped, error = 0, None
     with contextlib.suppress(FileNotFoundError, ShapeError):
         spec = registry.read_spec(run_id)
@@ -142,7 +143,6 @@ def finalize(registry: Registry, run_id: str, state: RunState) -> None:
     if state.trainer is not None:
         reason += "; exit code unknown"
     reason = with_write_note(reason, error, dropped)
-    ended = registry.last_sign_of_life(run_id, state)
     keeper = RecordKeeper(run_dir)
     keeper.put_event(
         {"t": time.time(), "attempt": state.attempt, "event": "finalized", "reason": reason}

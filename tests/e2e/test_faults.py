@@ -111,12 +111,13 @@ def printed_steps(run_dir: Path) -> list[int]:
 
 
 def recorded_steps(run_dir: Path) -> list[int]:
-    """Metric points in the history, in file order (duplicates kept, to be caught)."""
+    """Steps of the loss points in the history, in file order (a duplicate is kept, to be
+    caught; other metrics, e.g. ``line`` parsed from a traceback, are not the trainer's)."""
     out = []
     with contextlib.suppress(FileNotFoundError):
         for line in (run_dir / "metrics.jsonl").read_text().splitlines():
             obj = json.loads(line)
-            if "v" in obj:
+            if "loss" in obj.get("v", {}):
                 out.append(obj["s"])
     return out
 
@@ -426,3 +427,20 @@ def test_grandchild_without_marker_is_ended_through_the_run_cgroup(cli: Cli) -> 
     wait_until(lambda: not pid_alive(gc), timeout=15, message="grandchild ended")
     cgroup = Path((run_dir / "cgroup").read_text().strip())
     wait_until(lambda: not cgroup.exists(), message="the run's cgroup removed")
+
+
+def test_a_re_adopted_run_keeps_its_time_limit_and_loses_no_line(cli: Cli) -> None:
+    run_id = cli.run_script(ENDLESS, name="limited", timeout="5s")
+    cli.wait_status(run_id, "running")
+    run_dir = cli.home / "runs" / run_id
+    wait_until(lambda: len(printed_steps(run_dir)) >= 3, message="first lines")
+    state = state_of(cli.home, run_id)
+    os.kill(state.supervisor.pid, signal.SIGKILL)
+    wait_until(lambda: not pid_alive(state.supervisor.pid), message="supervisor gone")
+    d = cli.wait_status(run_id, "timeboxed", timeout=40)  # every `show` reconciles
+    assert d["reason"].startswith("time limit reached")
+    assert d["ended_at"] - d["started_at"] < 15
+    events = [e["event"] for e in cli.show(run_id)["events"]]
+    assert events.count("adopted") == 1  # many commands looked; one supervisor took over
+    printed, recorded = printed_steps(run_dir), recorded_steps(run_dir)
+    assert recorded == sorted(set(recorded)) and set(printed) <= set(recorded)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from runner import identity, members, runcgroup
-from runner.adopt import classify_unknown, takeover
+from runner.adopt import classify_unknown, finalize, takeover
 from runner.durable import JsonlAppender, read_jsonl
 from runner.ingest import Ingestor
 from runner.model import ProcessIdentity, RunSpec, RunState, Status
@@ -336,3 +336,28 @@ def test_a_run_cgroup_holds_and_ends_every_process(tmp_path: Path) -> None:
         assert proc.wait(timeout=10) == -signal.SIGKILL and not path.exists()
     finally:
         runcgroup.clear(path)
+
+
+def test_after_a_reboot_a_run_is_read_to_its_end_and_recorded_lost(tmp_path: Path) -> None:
+    registry, run_dir, _ = make_registry(tmp_path)
+    before = ProcessIdentity(4242, 1234, "another-boot")
+    state = RunState(
+        run_id="000001",
+        attempt=1,
+        status=Status.RUNNING,
+        updated_at=time.time() - 900,
+        supervisor=before,
+        trainer=ProcessIdentity(4243, 1235, "another-boot"),
+        started_at=time.time() - 1000,
+    )
+    (run_dir / STATE).write_text(__import__("json").dumps(state.to_json()))
+    (run_dir / OUTPUT).write_text("step 1 loss: 0.5\nstep 2 loss: 0.4\n")
+    os.utime(run_dir / OUTPUT, (time.time() - 800, time.time() - 800))
+    assert registry.load("000001").reason == "host rebooted"
+    assert takeover(registry, "000001", state) == "finalize"
+    finalize(registry, "000001", state)
+    view = registry.load("000001")
+    assert view.status is Status.LOST and view.reason == "host rebooted; exit code unknown"
+    assert abs(view.to_json()["ended_at"] - (time.time() - 800)) < 5
+    assert [r["s"] for r in read_jsonl(run_dir / METRICS)[0] if "v" in r] == [1, 2]
+    assert takeover(registry, "000001", registry.read_state("000001")) is None
