@@ -302,6 +302,7 @@ class AdoptingSupervisor(Supervisor):
         else:
             status, reason = classify_unknown(self.stop_kind, hint)
         self._note_write_trouble(self.ingestor.write_error())
+        self.keeper.make_room(self.ingestor.write_error())  # the last metrics go first
         reason = with_write_note(reason, self.write_trouble, self.ingestor.settle())
         if self.survivors:
             reason += f"; could not end pid {', '.join(map(str, self.survivors[:10]))}"

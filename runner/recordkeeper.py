@@ -42,6 +42,9 @@ _CAUSES = {
 }
 
 
+_FULL = (_CAUSES[errno.ENOSPC], _CAUSES[errno.EDQUOT])
+
+
 def describe_write_error(exc: OSError, what: str) -> str:
     """A one-line cause for a failed write, e.g. ``disk full: state.json (No space left...)``."""
     cause = _CAUSES.get(exc.errno or 0, "write error")
@@ -96,6 +99,10 @@ class RecordKeeper:
             return False
         finally:
             os.close(fd)
+
+    def make_room(self, error: str | None) -> bool:
+        """Give back the reserve if ``error`` says the disk is full (the run is ending)."""
+        return error is not None and error.startswith(_FULL) and self.release_reserve()
 
     def release_reserve(self) -> bool:
         """Give the reserve back to the file system (to record an exit on a full disk)."""
@@ -161,8 +168,7 @@ class RecordKeeper:
         """Write what is pending now, giving back the reserve if the disk is full."""
         if self.flush(force=True) or self._gone:
             return not self.pending
-        if self.error is not None and self.error.startswith(("disk full", "disk quota")):
-            self.release_reserve()
+        self.make_room(self.error)
         return self.flush(force=True)
 
     def drain(self, wait: Callable[[float], None]) -> str | None:

@@ -639,6 +639,7 @@ class Supervisor:
             self._terminate_reason,
         )
         self._note_write_trouble(self.ingestor.write_error())
+        self.keeper.make_room(self.ingestor.write_error())  # the last metrics go first
         reason = with_write_note(reason, self.write_trouble, self.ingestor.settle())
         if left:
             reason += f"; could not end pid {', '.join(map(str, left[:10]))}"

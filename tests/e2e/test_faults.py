@@ -88,6 +88,14 @@ def read_only(folder: Path) -> Iterator[None]:
         _umount(folder)
 
 
+def report_figures(line: str) -> None:
+    """Print a line of figures (shown with ``-s``/``-rP``) and append it to the figures file."""
+    print(line)
+    if os.environ.get("BACKPROP_FAULT_FIGURES"):
+        with open(os.environ["BACKPROP_FAULT_FIGURES"], "a") as f:
+            f.write(line + "\n")
+
+
 def state_of(home: Path, run_id: str) -> RunState:
     state = Registry(home, adopt=False).read_state(run_id)
     assert state is not None
@@ -154,12 +162,18 @@ def test_disk_full_is_survived_recorded_and_named(cli: Cli, mountable: None) -> 
         match = re.search(r"(\d+) metric lines dropped", d["reason"])
         dropped = int(match.group(1)) if match else 0
         assert len(set(printed) - set(recorded)) <= dropped
+        at_once = len(set(recorded))
         # With room again, the dropped lines are re-read from output.log: none is lost.
         subprocess.run(["mount", "-o", "remount,size=64m", str(cli.home)], check=True)
         cli("reingest", run_id)
         cli("reingest", run_id)  # idempotent
         recorded = recorded_steps(run_dir)
         assert sorted(recorded) == sorted(set(printed)) and len(recorded) == len(set(recorded))
+    report_figures(
+        f"disk full: {len(set(printed))} metric lines printed, {at_once} recorded at once, "
+        f"{dropped} counted as dropped, {len(set(printed) - set(recorded))} lost after "
+        f"reingest; exit recorded: {d['status']} ({d['reason'][:80]})"
+    )
 
 
 # --- a read-only registry ------------------------------------------------------------------
@@ -216,6 +230,11 @@ def test_registry_read_only_mid_run_keeps_supervising(cli: Cli, mountable: None)
     assert ends[stopped]["reason"].startswith("force-stopped by user")
     assert recorded_steps(cli.home / "runs" / done) == list(range(60))
     assert "write_recovered" in [e["event"] for e in cli.show(done)["events"]]
+    report_figures(
+        "registry read-only mid-run: 3 runs (completed, time limit, force-stop), "
+        f"{len(ends)} ends recorded late and truthful, "
+        f"{60 - len(recorded_steps(cli.home / 'runs' / done))} of 60 metric lines lost"
+    )
 
 
 # --- kill -9 of supervisors at random moments ----------------------------------------------
@@ -333,12 +352,7 @@ def test_kill_9_of_supervisors_at_random_moments_loses_nothing(cli: Cli) -> None
         f"records lost {bad_records}, metric lines lost {lost_lines}; "
         f"ends {dict(sorted(ends.items()))} (seed {SEED})"
     )
-    print(figures)
-    for i in ids:
-        print(i, by_id[i]["status"], by_id[i]["reason"])
-    if os.environ.get("BACKPROP_FAULT_FIGURES"):
-        with open(os.environ["BACKPROP_FAULT_FIGURES"], "a") as f:
-            f.write(figures + "\n")
+    report_figures(figures)
     assert injected >= 20 and lost_lines == 0 and bad_records == 0
 
 
