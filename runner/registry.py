@@ -368,7 +368,11 @@ class Registry:
         if self.adopt and state.status.active:
             from runner.adopt import adopt_orphan  # local: rarely needed, spawns a process
 
-            if adopt_orphan(self, run_id, state) == "adopt":
+            try:
+                action = adopt_orphan(self, run_id, state)
+            except Exception:  # no process to spare, say: listing must go on; next time
+                action = None
+            if action == "adopt":
                 return state.status, "re-adopting: a new supervisor takes over", state
         if state.ended_at is None:
             state = replace(state, ended_at=self.last_sign_of_life(run_id, state))
