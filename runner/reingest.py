@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from runner import identity
 from runner.durable import read_json
 from runner.history import decode_record, iter_records
 from runner.ingest import Ingestor
@@ -132,6 +133,8 @@ def reingest(registry: Registry, run_id: str) -> dict[str, Any]:
     if lock is None:
         raise ReingestError(f"run {run_id} has a live supervisor; it reads its metrics itself")
     try:
+        if state is not None and state.trainer is not None and identity.matches(state.trainer):
+            raise ReingestError(f"run {run_id} still runs (pid {state.trainer.pid}); stop it first")
         attempt = state.attempt if state is not None else 1
         metrics = run_dir / METRICS
         before = _size(metrics)

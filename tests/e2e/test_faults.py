@@ -451,7 +451,12 @@ def test_a_re_adopted_run_keeps_its_time_limit_and_loses_no_line(cli: Cli) -> No
     state = state_of(cli.home, run_id)
     os.kill(state.supervisor.pid, signal.SIGKILL)
     wait_until(lambda: not pid_alive(state.supervisor.pid), message="supervisor gone")
-    d = cli.wait_status(run_id, "timeboxed", timeout=40)  # every `show` reconciles
+    cli.wait_status(run_id, "running")  # every `show` reconciles: a new supervisor comes
+    wait_until(lambda: state_of(cli.home, run_id).supervisor != state.supervisor, message="adopted")
+    busy = cli("reingest", run_id, check=False)  # it reads the output itself meanwhile
+    assert busy.returncode == 1 and "live supervisor" in busy.stderr
+    d = cli.wait_status(run_id, "timeboxed", timeout=40)
+    assert json.loads(cli("reingest", "--json", run_id).stdout)["points"] == 0  # nothing missed
     assert d["reason"].startswith("time limit reached")
     assert d["ended_at"] - d["started_at"] < 15
     events = [e["event"] for e in cli.show(run_id)["events"]]
