@@ -206,7 +206,7 @@ class Ingestor:
         try:
             self._poll(final)
         except Exception as exc:
-            self.dropped += len(self._records)
+            self.dropped += sum(1 for r in self._records if r)
             self._records = []
             kind = type(exc).__name__
             if kind not in self._errors:
