@@ -244,7 +244,7 @@ SHORT = textwrap.dedent(
     import time
     for i in range(30):
         print(f"step {i} loss: {1.0 / (i + 1):.5f}", flush=True)
-        time.sleep(0.1)
+        time.sleep(0.15)
     """
 )
 # The same through the reporting helper (report.jsonl rather than the output).
@@ -254,7 +254,7 @@ SHORT_REPORT = textwrap.dedent(
     from runner import report
     for i in range(30):
         report(step=i, loss=1.0 / (i + 1))
-        time.sleep(0.1)
+        time.sleep(0.15)
     """
 )
 KILLS = 24
@@ -300,7 +300,8 @@ def _kill_round(cli: Cli, rng: random.Random, scripts: list[Path]) -> list[tuple
             done.append((run_id, True))
         except ProcessLookupError:
             done.append((run_id, False))  # it had already ended: no fault injected
-    cli.json("ls")  # the next command re-adopts what still runs
+    with ThreadPoolExecutor(3) as pool:  # the next commands, at once, re-adopt what runs
+        list(pool.map(lambda _: cli.json("ls"), range(3)))
     return done
 
 
@@ -322,6 +323,7 @@ def test_kill_9_of_supervisors_at_random_moments_loses_nothing(cli: Cli) -> None
         message="every run to end",
     )
     lost_lines = bad_records = survived = 0
+    how: Counter[str] = Counter()
     by_id = {r["id"]: r for r in cli.json("ls")}
     for run_id, hit in kills:
         run_dir = cli.home / "runs" / run_id
@@ -342,6 +344,17 @@ def test_kill_9_of_supervisors_at_random_moments_loses_nothing(cli: Cli) -> None
         assert truthful, (run_id, d["status"], d["reason"], d["exit_code"])
         assert not alive, (run_id, alive)
         assert not Registry(cli.home, adopt=False).supervisor_locked(run_id)
+        events = (run_dir / "events.jsonl").read_text()
+        assert events.count('"event":"adopted"') <= 1  # never two new supervisors for one run
+        how[
+            "re-adopted"
+            if '"event":"adopted"' in events
+            else "finalised before its trainer started"
+            if '"event":"finalized"' in events and '"event":"started"' not in events
+            else "finalised after its trainer ended"
+            if '"event":"finalized"' in events
+            else "ended first"
+        ] += 1
     injected = sum(hit for _, hit in kills)
     ends = Counter(
         by_id[i]["status"] + ("" if by_id[i]["exit_code"] is None else f" {by_id[i]['exit_code']}")
@@ -350,7 +363,7 @@ def test_kill_9_of_supervisors_at_random_moments_loses_nothing(cli: Cli) -> None
     figures = (
         f"kill -9 of supervisors: {len(kills)} tried, {injected} injected, {survived} survived; "
         f"records lost {bad_records}, metric lines lost {lost_lines}; "
-        f"ends {dict(sorted(ends.items()))} (seed {SEED})"
+        f"ends {dict(sorted(ends.items()))}, {dict(sorted(how.items()))} (seed {SEED})"
     )
     report_figures(figures)
     assert injected >= 20 and lost_lines == 0 and bad_records == 0
