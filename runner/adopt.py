@@ -152,7 +152,8 @@ def finalize(registry: Registry, run_id: str, state: RunState) -> None:
     )
     keeper.put_state(final.to_json())
     keeper.flush_final()
-    runcgroup.remove(members.run_cgroup(run_id, registry.root))  # only if empty
+    for path in runcgroup.leftovers(run_dir, run_id):
+        runcgroup.remove(path)  # only if empty
 
 
 def zombie_exit_status(pid: int, start_ticks: int) -> int | None:

@@ -63,9 +63,20 @@ def own_cgroup() -> Path | None:
     return None
 
 
+def _key(run_dir: Path) -> str:
+    return hashlib.blake2b(os.path.realpath(run_dir).encode(), digest_size=5).hexdigest()
+
+
 def _name_re(run_dir: Path, run_id: str) -> re.Pattern[str]:
-    key = hashlib.blake2b(os.path.realpath(run_dir).encode(), digest_size=5).hexdigest()
-    return re.compile(rf"{PREFIX}{key}-{re.escape(run_id)}-[0-9]+")
+    return re.compile(rf"{PREFIX}{_key(run_dir)}-{re.escape(run_id)}-[0-9]+")
+
+
+def leftovers(run_dir: Path, run_id: str) -> list[Path]:
+    """Every cgroup this run's attempts made under this process's cgroup that still exists."""
+    parent = own_cgroup()
+    if parent is None:
+        return []
+    return sorted(parent.glob(f"{PREFIX}{_key(run_dir)}-{run_id}-*"))
 
 
 def create(run_dir: Path, run_id: str, attempt: int) -> Path | None:
@@ -73,8 +84,7 @@ def create(run_dir: Path, run_id: str, attempt: int) -> Path | None:
     parent = own_cgroup()
     if parent is None:
         return None
-    key = hashlib.blake2b(os.path.realpath(run_dir).encode(), digest_size=5).hexdigest()
-    path = parent / f"{PREFIX}{key}-{run_id}-{attempt}"
+    path = parent / f"{PREFIX}{_key(run_dir)}-{run_id}-{attempt}"
     try:
         path.mkdir(exist_ok=True)
         if not os.access(path / "cgroup.procs", os.W_OK):

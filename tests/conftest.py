@@ -65,9 +65,12 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.delenv("BACKPROP_CONFIG", raising=False)
     yield root
     _kill_processes_mentioning(str(root))
-    for record in root.glob("runs/*/cgroup"):  # a run's cgroup outlives a killed supervisor
-        with contextlib.suppress(OSError):
-            _remove_cgroup(Path(record.read_text().strip()))
+    from runner.runcgroup import leftovers
+
+    for run_dir in root.glob("runs/*"):  # a run's cgroup outlives a killed supervisor
+        for path in leftovers(run_dir, run_dir.name):
+            with contextlib.suppress(OSError):
+                _remove_cgroup(path)
 
 
 def _remove_cgroup(path: Path) -> None:
