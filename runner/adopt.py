@@ -29,15 +29,15 @@ from pathlib import Path
 
 from runner import identity, members, runcgroup
 from runner.admission import AdmitAll
+from runner.exits import classify, classify_unknown, with_write_note
 from runner.model import ProcessIdentity, RunState, ShapeError, Status
-from runner.recordkeeper import RecordKeeper, with_write_note
+from runner.recordkeeper import RecordKeeper
 from runner.registry import Registry
 from runner.shim import (
     CLEANUP_GRACE_S,
     EXIT_ALREADY_SUPERVISED,
     Supervisor,
     acquire_lock,
-    classify,
 )
 
 RESPAWN_AFTER_S = 5.0
@@ -167,18 +167,6 @@ def zombie_exit_status(pid: int, start_ticks: int) -> int | None:
     if len(fields) < 50 or fields[0] not in (b"Z", b"X") or int(fields[19]) != start_ticks:
         return None
     return int(fields[49])
-
-
-def classify_unknown(stop_kind: str | None, hint: str | None) -> tuple[Status, str]:
-    """Name the end of a trainer whose exit code cannot be known (pure)."""
-    if stop_kind == "timeout":
-        return Status.TIMEBOXED, "time limit reached; exit code unknown"
-    if stop_kind in ("stop", "kill"):
-        who = "force-stopped by user" if stop_kind == "kill" else "stopped by user"
-        return Status.STOPPED, f"{who}; exit code unknown"
-    if hint:
-        return Status.FAILED, f"{hint}; exit code unknown"
-    return Status.LOST, "trainer ended under a re-adopted supervisor; exit code unknown"
 
 
 class AdoptingSupervisor(Supervisor):

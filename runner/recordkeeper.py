@@ -52,15 +52,6 @@ def describe_write_error(exc: OSError, what: str) -> str:
     return f"{cause}: {what} ({detail})"
 
 
-def with_write_note(reason: str, trouble: str | None, dropped: int) -> str:
-    """A final reason plus what went wrong with the records meanwhile (pure)."""
-    if trouble:
-        reason = f"{reason}; {trouble}"
-    if dropped:
-        reason = f"{reason}; {dropped} metric lines dropped (backprop reingest can re-read them)"
-    return reason[:400]
-
-
 class RecordKeeper:
     """Writes a run's ``state.json`` and ``events.jsonl``, surviving write errors.
 

@@ -39,8 +39,9 @@ from runner import identity, proctree, runcgroup
 if TYPE_CHECKING:
     from runner.ingest import Ingestor
 from runner.admission import Admission, AdmissionHook
+from runner.exits import classify, with_write_note
 from runner.model import ProcessIdentity, RunSpec, RunState, Status
-from runner.recordkeeper import RecordKeeper, describe_write_error, with_write_note
+from runner.recordkeeper import RecordKeeper, describe_write_error
 from runner.registry import (
     OUTPUT,
     REQUESTS,
@@ -665,50 +666,6 @@ class Supervisor:
             self.keeper.drain(self.wait)
         self.keeper.close()
         return delayed
-
-
-def classify(
-    code: int,
-    stop_kind: str | None,
-    stop_phase: int,
-    hint: str | None,
-    terminate_reason: str = "",
-) -> tuple[Status, str]:
-    """Name an exit truthfully (pure).
-
-    Args:
-        code: the exit code, or minus the signal number (as ``waitstatus_to_exitcode``).
-        stop_kind: ``"stop"``/``"kill"`` (the user asked), ``"timeout"``, or ``None``.
-        stop_phase: how far the stop sequence went (1 SIGINT, 2 SIGTERM, 3 SIGKILL).
-        hint: a failure reason seen in the output (out of memory, ...).
-        terminate_reason: why the supervisor itself was asked to stop, if it was.
-    """
-    how = _describe(code)
-    escalated = {2: " after SIGTERM", 3: " after SIGKILL"}.get(stop_phase, "")
-    if stop_kind == "timeout":
-        return Status.TIMEBOXED, f"time limit reached; {how}{escalated}"
-    if stop_kind in ("stop", "kill"):
-        who = terminate_reason or (
-            "force-stopped by user" if stop_kind == "kill" else "stopped by user"
-        )
-        return Status.STOPPED, f"{who}; {how}{escalated}"
-    if code == 0:
-        return Status.COMPLETED, "exit 0"
-    if hint:
-        return Status.FAILED, f"{hint}; {how}"
-    if code == -signal.SIGKILL:
-        return Status.FAILED, f"{how} (not by Backprop: possibly the out-of-memory killer)"
-    return Status.FAILED, how
-
-
-def _describe(code: int) -> str:
-    if code >= 0:
-        return f"exit {code}"
-    try:
-        name = signal.Signals(-code).name
-    except ValueError:
-        name = f"signal {-code}"
-    return f"killed by {name}"
 
 
 def _substitute(template: str, values: dict[str, str]) -> str:
