@@ -212,11 +212,24 @@ class JsonlAppender:
             self.append_raw(data)
 
     def append_raw(self, data: bytes) -> None:
-        """Append pre-encoded whole lines (each ending in a newline)."""
+        """Append pre-encoded whole lines (each ending in a newline): all of them or none.
+
+        A write that fails part-way (a full disk) is cut back, so a retry never extends a
+        partial line.
+        """
+        start = os.lseek(self._fd, 0, os.SEEK_CUR)
         view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
+        try:
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+        except OSError:
+            if len(view) < len(data):
+                try:
+                    os.ftruncate(self._fd, start)
+                finally:
+                    os.lseek(self._fd, start, os.SEEK_SET)
+            raise
 
     def sync(self) -> None:
         """Fsync what was appended so far."""

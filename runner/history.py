@@ -6,7 +6,9 @@ One JSON object per line, appended only by the run's supervisor::
     {"a": 1, "s": 100, "t": 1700000000.2, "e": "checkpoint", "path": "/.../ckpt-100.pt"}
 
 ``a`` is the attempt, ``s`` the step, ``t`` the wall time; non-finite values are the strings
-``"nan"``, ``"inf"`` and ``"-inf"``. A torn last line is ignored by readers.
+``"nan"``, ``"inf"`` and ``"-inf"``. A torn last line is ignored by readers. Each batch ends
+with an offsets record, ``{"a": 1, "ingest": {"o": 1234, "r": 0}}`` (how far the output and
+the reports were read; see :mod:`runner.reingest`), which is neither a point nor an event.
 
 Every reader (the summary and ``show``, the TUI's curves, :func:`read_history` and any
 export) applies one rule, :class:`StepRule`, to what it reads:

@@ -236,14 +236,27 @@ def send_request(
     """Leave a control request for the run's supervisor and nudge it. Returns if nudged.
 
     ``reason`` (optional) is what the run's status will say, e.g. why the governor paused it.
+    A stop or force-stop that cannot be written (full disk, read-only registry) is sent as a
+    signal to the supervisor instead (SIGTERM, SIGUSR2).
     """
     folder = registry.run_dir(run_id) / REQUESTS
-    folder.mkdir(exist_ok=True)
     name = f"{time.time_ns():020d}-{os.urandom(3).hex()}.json"
     doc: dict[str, object] = {"action": action, "at": time.time(), "by": os.getpid()}
     if reason:
         doc["reason"] = reason
-    write_json(folder / name, doc)
+    try:
+        folder.mkdir(exist_ok=True)
+        write_json(folder / name, doc)
+    except OSError as exc:
+        from runner.recordkeeper import describe_write_error
+
+        fallback = {"stop": signal.SIGTERM, "kill": signal.SIGUSR2}.get(action)
+        with contextlib.suppress(ShapeError, OSError):
+            state = registry.read_state(run_id)
+            if fallback and state and identity.send_signal(state.supervisor, fallback):
+                return True
+        why = describe_write_error(exc, REQUESTS)
+        raise LifecycleError(f"cannot {action} run {run_id}: {why}") from None
     with contextlib.suppress(ShapeError, OSError):
         state = registry.read_state(run_id)
         if state is not None:
@@ -257,19 +270,22 @@ def stop(registry: Registry, run_id: str, *, force: bool = False) -> str:
     Returns a one-line description of what was done.
     """
     view = registry.load(run_id)
-    if view.status is Status.LOST and view.state and view.state.trainer:
-        # The supervisor is gone but its trainer lives on: signal it ourselves, by identity.
-        trainer = view.state.trainer
-        if not identity.matches(trainer):
+    if view.status is Status.LOST:
+        # The supervisor is gone: end every process of the run ourselves, by identity.
+        from runner.members import stop_unsupervised
+
+        ending = stop_unsupervised(
+            view.state.trainer if view.state else None,
+            run_id,
+            registry.root,
+            force=force,
+            grace_s=view.spec.grace_int_s if view.spec else 30.0,
+        )
+        if not ending.ended and not ending.survivors:
             raise LifecycleError(f"cannot stop run {run_id}: it is lost and nothing is running")
-        sig = signal.SIGKILL if force else signal.SIGINT
-        identity.signal_group(trainer, sig)
-        if not force and view.spec:
-            deadline = time.monotonic() + view.spec.grace_int_s
-            while identity.matches(trainer) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            identity.signal_group(trainer, signal.SIGKILL)
-        return f"signalled the unsupervised trainer of run {run_id}"
+        if ending.survivors:
+            raise LifecycleError(f"run {run_id} had no supervisor: {ending.describe()}")
+        return f"run {run_id} had no supervisor: {ending.describe()}"
     _require(view, {Status.STARTING, Status.QUEUED, Status.RUNNING, Status.PAUSED}, "stop")
     send_request(registry, run_id, "kill" if force else "stop")
     return f"{'force-' if force else ''}stop requested for run {run_id}"
@@ -556,7 +572,7 @@ def remove(registry: Registry, run_id: str, *, force: bool = False, wait_s: floa
     return f"removed run {run_id}{stopped}"
 
 
-_EXPORT_SKIP = {SUPERVISOR_LOCK, REQUESTS}
+_EXPORT_SKIP = {SUPERVISOR_LOCK, REQUESTS, ".reserve", "cgroup"}  # this machine's only
 
 
 def export_run(registry: Registry, run_id: str, out: Path, *, with_env: bool = False) -> Path:

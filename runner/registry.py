@@ -12,6 +12,8 @@ Files in a run folder and their single writers:
 ``summary.json``    the supervisor: a rebuildable digest of the history
 ``requests/``       anyone: control requests the supervisor consumes
 ``checkpoints/``    the trainer
+``cgroup``          the supervisor: the path of the attempt's cgroup, if it has one
+``.reserve``        the supervisor: space given back to record an exit on a full disk
 ==================  =========================================================
 
 Reading is strict (a wrong-shaped file marks the run ``corrupt``; nothing is ever deleted
@@ -26,7 +28,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -199,9 +201,11 @@ def reconcile(
 class Registry:
     """Access to the run folders under one root. Cheap to construct; holds no open files."""
 
-    def __init__(self, root: Path | str | None = None) -> None:
+    def __init__(self, root: Path | str | None = None, *, adopt: bool = True) -> None:
         self.root = Path(root) if root is not None else default_home()
         self.runs_dir = self.root / "runs"
+        # Reconciling a lost run whose trainer lives starts a supervisor for it (runner.adopt).
+        self.adopt = adopt
 
     # --- paths ----------------------------------------------------------------------------
 
@@ -350,6 +354,8 @@ class Registry:
             alive=identity.matches,
             supervisor_locked=lambda: self.supervisor_locked(run_id),
         )
+        if status is Status.LOST and state is not None:
+            status, reason, state = self._after_lost(run_id, state, status, reason)
         return RunView(
             id=run_id,
             status=status,
@@ -358,6 +364,32 @@ class Registry:
             state=state,
             summary=self.read_summary(run_id),
         )
+
+    def _after_lost(
+        self, run_id: str, state: RunState, status: Status, reason: str
+    ) -> tuple[Status, str, RunState]:
+        """Re-adopt a lost run whose trainer lives; else end its time at its last sign of life."""
+        if self.adopt and state.status.active:
+            from runner.adopt import adopt_orphan  # local: rarely needed, spawns a process
+
+            try:
+                action = adopt_orphan(self, run_id, state)
+            except Exception:  # no process to spare, say: listing must go on; next time
+                action = None
+            if action == "adopt":
+                return state.status, "re-adopting: a new supervisor takes over", state
+        if state.ended_at is None:
+            state = replace(state, ended_at=self.last_sign_of_life(run_id, state))
+        return status, reason, state
+
+    def last_sign_of_life(self, run_id: str, state: RunState) -> float:
+        """When a run last showed it was alive: its newest record or output."""
+        folder = self.run_dir(run_id)
+        latest = state.updated_at
+        for name in (OUTPUT, REPORT, METRICS, EVENTS):
+            with contextlib.suppress(OSError):
+                latest = max(latest, os.stat(folder / name).st_mtime)
+        return latest
 
     def list_runs(self, *, use_cache: bool = True) -> list[RunView]:
         """Every run, newest first, reconciled.

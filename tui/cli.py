@@ -820,6 +820,9 @@ def build_parser() -> argparse.ArgumentParser:
     rm = cmd("rm", cmd_rm, "delete finished runs (refuses a run with a live process)")
     rm.add_argument("ids", nargs="+", metavar="ID")
     rm.add_argument("--force", action="store_true", help="force-stop what still runs, then delete")
+    from tui.cmd_reingest import cmd_reingest
+
+    cmd("reingest", cmd_reingest, "re-read a run's metrics from its output.log").add_argument("id")
     ex = cmd("export", cmd_export, "write a run as a portable .tar.gz bundle")
     ex.add_argument("id")
     ex.add_argument("-o", "--output", required=True)

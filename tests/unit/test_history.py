@@ -405,9 +405,10 @@ def test_after_a_lost_supervisor_the_next_attempt_skips_old_records(tmp_path: Pa
     ]
 
 
-def test_an_ingestion_failure_never_reaches_the_supervisor(
+def test_a_write_failure_never_reaches_the_supervisor_and_loses_no_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """A full disk holds the lines in memory (said once on stderr) and writes them later."""
     run_dir, spec = make_run(tmp_path)
     ing = Ingestor(run_dir, spec, 1, clock=Clock(), oom_kills=lambda: None)
 
@@ -422,8 +423,10 @@ def test_an_ingestion_failure_never_reaches_the_supervisor(
     monkeypatch.undo()
     write(run_dir / OUTPUT, "step 2 loss: 0.4\n")
     ing.poll(final=True)
+    assert ing.settle() == 0 and ing.write_error() is not None
+    assert ing.write_error().startswith("disk full: metrics.jsonl")
     ing.close()
-    assert steps(run_dir) == [2]
+    assert steps(run_dir) == [1, 2]
 
 
 def test_a_long_run_keeps_bounded_memory_and_the_right_best() -> None:
