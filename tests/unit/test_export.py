@@ -84,9 +84,15 @@ def test_csv_reopens_to_the_values_metrics_jsonl_holds(
 def test_without_repeated_steps_every_line_of_the_file_is_a_row(
     tmp_path_factory: object, recs: list[tuple[int, int, float, dict[str, float]]]
 ) -> None:
-    """With steps that only increase, the export is the file line by line (nothing merged)."""
+    """With steps that only increase, the export is the file line by line (nothing merged).
+
+    Attempts only increase too, as in a real file: a later attempt that starts below an
+    earlier one's steps takes those steps over (the history rule), which is merging.
+    """
     seen: set[int] = set()
     recs = [r for r in sorted(recs, key=lambda r: r[1]) if not (r[1] in seen or seen.add(r[1]))]
+    attempts = sorted(r[0] for r in recs)
+    recs = [(a, s, t, v) for a, (_, s, t, v) in zip(attempts, recs, strict=True)]
     run_dir = tmp_path_factory.mktemp("run")  # type: ignore[attr-defined]
     _write_metrics(run_dir, recs)
     raw = [json.loads(x) for x in (run_dir / METRICS).read_bytes().split(b"\n")[:-1]]
