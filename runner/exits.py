@@ -66,7 +66,7 @@ def classify_unknown(stop_kind: str | None, hint: str | None) -> tuple[Status, s
     if stop_kind == "timeout":
         return Status.TIMEBOXED, "time limit reached; exit code unknown"
     if stop_kind in ("stop", "kill"):
-        who = "force-stopped by user" if stop_kind == "kill" else "stopped by user"
+        who = "stopped (forced)" if stop_kind == "kill" else "stopped by user"
         return Status.STOPPED, f"{who}; exit code unknown"
     if hint:
         return Status.FAILED, f"{hint}; exit code unknown"

@@ -239,7 +239,7 @@ class Supervisor:
     def _on_force_stop(self, signum: int, frame: object) -> None:
         if self.stop_kind != "kill":
             self.stop_kind = "kill"
-            self._terminate_reason = "force-stopped by user"
+            self._terminate_reason = ""  # classify words it: "stopped (forced: SIGKILL)"
 
     def wait(self, timeout: float) -> None:
         """Sleep until a signal arrives or ``timeout`` passes."""

@@ -227,7 +227,7 @@ def test_registry_read_only_mid_run_keeps_supervising(cli: Cli, mountable: None)
         assert "registry read-only" in d["reason"], d["reason"]
         assert read_only_at <= d["ended_at"] <= writable_at  # its true end, recorded late
     assert ends[done]["exit_code"] == 0
-    assert ends[stopped]["reason"].startswith("force-stopped by user")
+    assert ends[stopped]["reason"].startswith("stopped (forced")
     assert recorded_steps(cli.home / "runs" / done) == list(range(60))
     assert "write_recovered" in [e["event"] for e in cli.show(done)["events"]]
     report_figures(

@@ -318,7 +318,7 @@ def test_kill_9_of_supervisor_is_re_adopted_never_left_unsupervised(cli: Cli) ->
     assert "adopted" in [e["event"] for e in cli.show(run_id)["events"]]
     cli("stop", "--force", run_id)
     d = cli.wait_status(run_id, "stopped")
-    assert not pid_alive(pid) and d["reason"].startswith("force-stopped by user")
+    assert not pid_alive(pid) and d["reason"].startswith("stopped (forced")
 
 
 # A trainer that replaces itself by one without Backprop's environment: nothing marks it as

@@ -123,8 +123,11 @@ def test_a_lost_run_is_notified_once_by_whoever_notices(cli: Cli, tmp_path: Path
     from runner import notify
 
     out = tmp_path / "lost.out"
+    # The trainer drops Backprop's environment (as in test_lifecycle's UNMARKED), so no new
+    # supervisor may re-adopt it: its run stays lost, for the hook to report.
     run_id = cli.run_script(
-        "import time\nprint('loss: 1.0', flush=True)\ntime.sleep(600)\n",
+        "import os, sys\nprint('loss: 1.0', flush=True)\n"
+        "os.execve(sys.executable, [sys.executable, '-c', 'import time; time.sleep(600)'], {})\n",
         name="victim",
         notify="lost",
         notify_cmd=f"cat >> {out}",
