@@ -248,7 +248,7 @@ def test_unknown_exit_codes_are_never_called_completed() -> None:
     )
     assert classify_unknown(None, "out of memory")[0] is Status.FAILED
     assert classify_unknown("stop", None)[0] is Status.STOPPED
-    assert classify_unknown("kill", None)[1].startswith("force-stopped")
+    assert classify_unknown("kill", None)[1].startswith("stopped (forced)")
     assert classify_unknown("timeout", None)[0] is Status.TIMEBOXED
 
 
