@@ -118,7 +118,7 @@ def driver_class(base: type) -> type:
     """``base`` (a Textual driver class) that tells its app it exists: ``app.driver_ready``."""
     if base not in _driver_classes:
 
-        class AlertingDriver(base):  # type: ignore[valid-type,misc]
+        class AlertingDriver(base):  # type: ignore[misc]  # a base chosen at run time
             def __init__(self, app: Any, *args: Any, **kwargs: Any) -> None:
                 super().__init__(app, *args, **kwargs)
                 ready = getattr(app, "driver_ready", None)

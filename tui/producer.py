@@ -45,7 +45,7 @@ from tui.data import (
 )
 
 if TYPE_CHECKING:
-    from watchfiles._rust_notify import RustNotify
+    from tui.seams import FileWatcher
 
 GpuSource = Callable[[], GpuSnapshot]
 HostSource = Callable[[], "HostInfo | None"]
@@ -272,25 +272,23 @@ class Producer:
 
     def _run(self) -> None:
         self._emit(self.scan())
-        try:
-            # The engine under ``watchfiles.watch``: unlike the generator, each wait can have
-            # its own timeout and step, which lets the thread sleep until something is due.
-            from watchfiles._rust_notify import RustNotify
-        except ImportError:  # pragma: no cover - a dependency, but never fatal
-            self._poll_forever()
-            return
+        from tui.seams import FileWatcher
+
         while not self._stop.is_set():
             paths = self._watch_paths()
             try:
-                with RustNotify(paths, False, False, 300, False, False) as watcher:
+                with FileWatcher(paths) as watcher:
                     self._watch(watcher, paths)
+            except ImportError:  # pragma: no cover - a dependency, but never fatal
+                self._poll_forever()
+                return
             except (OSError, RuntimeError):
                 # A folder vanished under the watcher, or the watch limit is reached: poll
                 # for a moment, then try watching again.
                 self._stop.wait(0.5)
             self._emit(self.tick())
 
-    def _watch(self, watcher: RustNotify, paths: list[str]) -> None:
+    def _watch(self, watcher: FileWatcher, paths: list[str]) -> None:
         """Wait for events or for the next due time, then tick; return when paths change.
 
         While files keep changing ("hot"), the thread sleeps ``min_emit_s`` (or until
@@ -306,14 +304,14 @@ class Producer:
                 pause = min(self._drained_at + self.min_emit_s, self.next_due(now)) - now
                 if pause > 0:
                     self._wake.wait(pause)
-                changes = watcher.watch(DEBOUNCE_MS, DRAIN_STEP_MS, DRAIN_STEP_MS, None)
+                changes = watcher.wait(DEBOUNCE_MS, DRAIN_STEP_MS, DRAIN_STEP_MS, None)
             else:
                 wait_ms = max(1, int((self.next_due(now) - now) * 1000))  # 0 means forever
                 step_ms = ACTIVE_STEP_MS if self._active else IDLE_STEP_MS
-                changes = watcher.watch(DEBOUNCE_MS, step_ms, wait_ms, self._wake)
+                changes = watcher.wait(DEBOUNCE_MS, step_ms, wait_ms, self._wake)
             self._drained_at = self.monotonic()
             hot = isinstance(changes, set)
-            if hot:
+            if isinstance(changes, set):
                 self.handle_changes(path for _, path in changes)
             self._emit(self.tick())
             if self._watch_paths() != paths:
@@ -531,8 +529,8 @@ class Producer:
             out = self._output_tails.get(run_id)
             if out is not None and (new := out.poll()):
                 self._changed = True
-                view = self._views.get(run_id)
-                if view is not None and view.status is Status.RUNNING:
+                live = self._views.get(run_id)
+                if live is not None and live.status is Status.RUNNING:
                     self._add_follow(run_id, new)
         for run_id in rebuild:
             if run_id in self._views:

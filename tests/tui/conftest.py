@@ -103,7 +103,7 @@ def make_app(
 async def goto(pilot: Any, run_id: str) -> None:
     """Move the tree's cursor onto ``run_id`` with the arrow keys."""
     app = pilot.app
-    tree = app.tree
+    tree = app.run_tree
     for _ in range(len(tree.lines) + 1):
         if tree.current_run == run_id:
             return

@@ -232,14 +232,14 @@ async def test_readonly_hides_and_refuses_every_change(make_app, fake_actions):
         # Even a request that reaches the app some other way is refused.
         app.post_message(StopRequested(RUNNING))
         await settle(pilot)
-        assert "read-only" in app.tree.border_title
+        assert "read-only" in app.run_tree.border_title
     assert fake_actions.calls == []
 
 
 async def test_filter_by_name_and_status(make_app):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        tree = app.tree
+        tree = app.run_tree
         await pilot.press("slash", *"resnet")
         await pilot.pause()
         shown = {ln.key for ln in tree.lines if ln.kind == "run"}
@@ -259,10 +259,10 @@ async def test_space_marks_runs_and_compare_overlays_them(make_app):
     async with app.run_test(size=SIZE) as pilot:
         await goto(pilot, RUNNING)
         await pilot.press("space")
-        assert app.tree.current_run != RUNNING  # Space moves on, like a file manager
+        assert app.run_tree.current_run != RUNNING  # Space moves on, like a file manager
         await goto(pilot, COMPLETED)
         await pilot.press("space")
-        assert app.tree.selected == {RUNNING, COMPLETED}
+        assert app.run_tree.selected == {RUNNING, COMPLETED}
         await pilot.press("c")
         await pilot.pause()
         assert app.mode == "compare"
@@ -271,7 +271,7 @@ async def test_space_marks_runs_and_compare_overlays_them(make_app):
         await goto(pilot, RUNNING)
         await pilot.press("space")  # unmark
         await pilot.pause()
-        assert app.tree.selected == {COMPLETED}
+        assert app.run_tree.selected == {COMPLETED}
         await pilot.press("escape")
         assert app.mode == "single"
 
@@ -281,7 +281,7 @@ async def test_enter_expands_details_and_tab_cycles_panes(make_app):
     async with app.run_test(size=SIZE) as pilot:
         await goto(pilot, FAILED)
         await pilot.press("enter")
-        tree = app.tree
+        tree = app.run_tree
         details = [ln for ln in tree.lines if ln.kind == "detail" and ln.key == FAILED]
         assert len(details) == 13
         row = tree.rows[FAILED]
@@ -332,9 +332,9 @@ async def test_tab_moves_the_focus_before_the_keys_that_came_with_it(make_app):
             app.post_message(events.Key(key, char))  # at once, as one read of input delivers them
         await settle(pilot)
         assert app.focused is not None and app.focused.id == "output"
-        assert app.tree.current_run == FAILED
+        assert app.run_tree.current_run == FAILED
         for key, char in (("shift+tab", None), ("down", None)):
             app.post_message(events.Key(key, char))
         await settle(pilot)
-        assert app.focused is app.tree
-        assert app.tree.current_run != FAILED  # this Down was the run list's
+        assert app.focused is app.run_tree
+        assert app.run_tree.current_run != FAILED  # this Down was the run list's

@@ -122,7 +122,7 @@ class RunTree(ScrollView, can_focus=True):
         Binding("pagedown", "page(1)", "Page down", show=False),
         Binding("home", "jump(0)", "First", show=False),
         Binding("end", "jump(-1)", "Last", show=False),
-        Binding("enter", "toggle", "Expand", show=False),
+        Binding("enter", "toggle_node", "Expand", show=False),
         Binding("right,l", "expand(True)", "Expand", show=False),
         Binding("left,h", "expand(False)", "Collapse", show=False),
         Binding("space", "select", "Select", show=False),
@@ -342,7 +342,7 @@ class RunTree(ScrollView, can_focus=True):
     def action_jump(self, where: int) -> None:
         self.move_to(0 if where == 0 else len(self.lines) - 1)
 
-    def action_toggle(self) -> None:
+    def action_toggle_node(self) -> None:
         if not self.lines:
             return
         line = self.lines[self.cursor]
@@ -361,7 +361,7 @@ class RunTree(ScrollView, can_focus=True):
         )
         is_open = (key not in target) if line.kind == "group" else (key in target)
         if is_open != expand:
-            self.action_toggle()
+            self.action_toggle_node()
 
     def action_select(self) -> None:
         run_id = self.current_run
@@ -568,7 +568,7 @@ class RunTree(ScrollView, can_focus=True):
 
     def detail_keys(self, row: RunRow) -> tuple[str, ...]:
         """The detail lines of ``row``: the dependency lines only for runs in a pipeline."""
-        keys = DETAIL_FIELDS
+        keys: tuple[str, ...] = DETAIL_FIELDS
         if row.after:
             keys += ("after",)
         if row.id in self.dependents():
