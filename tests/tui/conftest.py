@@ -117,6 +117,14 @@ async def goto(pilot: Any, run_id: str) -> None:
     raise AssertionError(f"run {run_id} is not in the tree")
 
 
+async def until(pilot: Any, condition: Callable[[], bool], within_s: float = 10.0) -> None:
+    """Run the app until ``condition()`` holds (a search, a worker); fail after ``within_s``."""
+    deadline = time.monotonic() + within_s
+    while not condition():
+        assert time.monotonic() < deadline, "the app never reached the awaited state"
+        await pilot.pause(0.02)
+
+
 async def settle(pilot: Any) -> None:
     """Let workers finish and their messages arrive."""
     await pilot.app.workers.wait_for_complete()

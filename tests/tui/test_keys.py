@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from textual import events
+from textual.command import CommandList, CommandPalette
 from textual.message import Message
 
-from tests.tui.conftest import goto, settle
+from tests.tui.conftest import goto, settle, until
 from tui.messages import (
     NewRunRequest,
     PauseRequested,
@@ -177,6 +178,17 @@ async def test_new_run_dialog_names_the_bad_field(make_app, fake_actions):
     assert fake_actions.calls == []
 
 
+def _palette_highlights(app: Any, text: str) -> bool:
+    """Whether the command palette is open with its highlighted command starting ``text``."""
+    if not isinstance(app.screen, CommandPalette):
+        return False
+    commands = app.screen.query_one(CommandList)
+    index = commands.highlighted
+    if index is None or index >= commands.option_count:
+        return False
+    return str(commands.get_option_at_index(index).prompt).startswith(text)
+
+
 async def test_palette_runs_the_same_actions(make_app, fake_actions):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
@@ -184,7 +196,7 @@ async def test_palette_runs_the_same_actions(make_app, fake_actions):
         await pilot.press("ctrl+p")
         await pilot.pause()
         await pilot.press(*"Force-stop")
-        await pilot.pause(0.3)
+        await until(pilot, lambda: _palette_highlights(app, "Force-stop"))
         await pilot.press("enter")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmDialog)
