@@ -205,20 +205,37 @@ class BackpropApp(App[int]):
             self._apply(message.snapshot)
 
     def _apply(self, snap: Snapshot) -> None:
+        # Only what changed since the last snapshot is looked at (the registry may hold ten
+        # thousand finished runs; a live one changes ten times a second).
+        changed = snap.changes_since(self.snapshot)
         self.snapshot = snap
         tree = self.run_tree
         tree.empty_text = self._empty_text(snap)
-        tree.update_rows(snap.runs, snap.gpu)
-        self.alerts.check(snap.runs)
-        running = sum(1 for r in snap.runs if r.status is Status.RUNNING)
-        self._active = any(r.status.active for r in snap.runs)
+        tree.update_rows(snap.runs, snap.gpu, changed)
+        self.alerts.check(snap.runs, changed=changed)
+        live = snap.live_rows
+        running = sum(1 for r in live if r.status is Status.RUNNING)
+        self._active = bool(live)
         title = f"Runs {len(snap.runs)}" + (f" · {running} running" if running else "")
         set_title(tree, title + (" · read-only" if self.readonly else ""))
         set_title(tree, f"filter: {escape(tree.filter_text)}" if tree.filter_text else "", sub=True)
-        self.query_one(GpuFooter).update_data(snap.gpu, snap.host, snap.runs, self.hints())
+        self.query_one(GpuFooter).update_data(
+            snap.gpu, snap.host, self._gpu_rows(snap), self.hints()
+        )
         self._plot_dirty = True
         self._feed_panes()
         self._ticker.resume()
+
+    def _gpu_rows(self, snap: Snapshot) -> tuple[RunRow, ...]:
+        """The rows the footer may name: the live runs, and any run NVML sees on a GPU."""
+        seen = {p.run_id for g in snap.gpu.gpus for p in g.processes if p.run_id}
+        rows = self.run_tree.rows
+        ended = [r for i in seen if (r := rows.get(i)) is not None and not r.status.active]
+        if not ended:
+            return snap.live_rows
+        return tuple(
+            sorted((*snap.live_rows, *ended), key=lambda r: (len(r.id), r.id), reverse=True)
+        )
 
     def _empty_text(self, snap: Snapshot) -> str:
         if snap.error:
@@ -288,7 +305,7 @@ class BackpropApp(App[int]):
 
     def _grid_runs(self) -> list[tuple[str, str]]:
         limit = 6 if self.size.height >= 40 else 4
-        live = [r for r in self.snapshot.runs if r.status in (Status.RUNNING, Status.PAUSED)]
+        live = [r for r in self.snapshot.live_rows if r.status in (Status.RUNNING, Status.PAUSED)]
         marked = [r for r in live if r.id in self.run_tree.selected]
         return [(r.id, r.name) for r in (marked or live)[:limit]]
 

@@ -96,8 +96,8 @@ class Producer:
         host_source: returns the host now (default: psutil through ``governor.probes``).
         poll_s: how often active runs are re-read even without events (supervisor deaths
             write nothing).
-        slow_poll_s: how often finished runs are checked for a change made elsewhere (and,
-            with no active run, how often the run list is re-read).
+        slow_poll_s: how often finished runs are checked for a change made elsewhere, and
+            the run list re-read (between, runs come and go as events on the runs folder).
         gpu_every_s: GPU and host refresh period while a run is active.
         idle_probe_s: GPU and host refresh period while no run is active.
         min_emit_s: at most one snapshot per this many seconds.
@@ -134,6 +134,12 @@ class Producer:
         # seldom, the metrics often: only the metric fields of the row are redone then).
         self._bases: dict[str, tuple[RunView, RunRow, str]] = {}
         self._order: list[str] = []
+        # The last snapshot's runs, and what changed since: a snapshot patches the rows that
+        # changed instead of walking every registered run (``_delta`` None: rebuild them all).
+        self._runs: list[RunRow] = []
+        self._index: dict[str, int] = {}
+        self._live: set[str] = set()
+        self._delta: dict[str, RunRow] | None = None
         self._metric_tails: dict[str, MetricTail] = {}
         self._output_tails: dict[str, OutputTail] = {}
         self._digests: dict[str, tuple[int, MetricDigest]] = {}  # finished runs: (size, digest)
@@ -211,6 +217,7 @@ class Producer:
         self._active = {v.id for v in views if v.status.active}
         self._order = [v.id for v in views]
         self._rows.clear()
+        self._delta = None
         self._probe(now)
         self._last_poll = self._last_slow = now
         self._apply_interest()
@@ -230,13 +237,15 @@ class Producer:
         now = self.monotonic()
         if now - self._last_poll >= (self.poll_s if self._active else self.slow_poll_s):
             self._last_poll = now
-            self._relist = True
             for run_id in self._tailed_ids():
                 self._dirty_metrics.add(run_id)
                 self._dirty_outputs.add(run_id)
             self._dirty_views.update(self._active)
         if now - self._last_slow >= self.slow_poll_s:
             self._last_slow = now
+            # New and removed runs arrive as events on the watched runs folder; listing it
+            # (10,000 names: ~20 ms) only catches a missed event, so not every ``poll_s``.
+            self._relist = True
             self._check_finished()
         if now - self._last_gpu >= (self.gpu_every_s if self._active else self.idle_probe_s):
             self._probe(now)
@@ -461,6 +470,7 @@ class Producer:
         with contextlib.suppress(ValueError):
             self._order.remove(run_id)
         self._changed = True
+        self._delta = None
 
     def _check_finished(self) -> None:
         """Catch changes made to finished runs from elsewhere (they are not watched)."""
@@ -542,6 +552,7 @@ class Producer:
         while pos < len(self._order) and (len(self._order[pos]), self._order[pos]) > key:
             pos += 1
         self._order.insert(pos, run_id)
+        self._delta = None
 
     def _read_digest(self, run_id: str) -> bool:
         """A finished run on screen: read its history once for the sparkline, keep the digest."""
@@ -567,6 +578,7 @@ class Producer:
         if base is None or base[0] is not view:  # the view was re-read: build its row again
             metric = primary_metric(view)
             base = self._bases[run_id] = (view, row_from_view(view), metric)
+            view.forget_decoded()  # the row has what the TUI shows
         _, row, metric = base
         tail = self._metric_tails.get(run_id)
         if tail is not None:
@@ -576,6 +588,11 @@ class Producer:
         if row != self._rows.get(run_id):
             self._rows[run_id] = row
             self._changed = True
+            if self._delta is not None:
+                if run_id in self._index:
+                    self._delta[run_id] = row
+                else:  # a run listed without a row until now: its place is new
+                    self._delta = None
 
     def _add_follow(self, run_id: str, lines: list[str]) -> None:
         view = self._views.get(run_id)
@@ -593,9 +610,24 @@ class Producer:
             focused = self._interest.focused
         outputs = {i: t.view() for i, t in self._output_tails.items()}
         series = {i: t.view() for i, t in self._metric_tails.items() if i in focused}
+        delta, self._delta = self._delta, {}
+        if delta is None:
+            self._runs = [self._rows[i] for i in self._order if i in self._rows]
+            self._index = {r.id: k for k, r in enumerate(self._runs)}
+            self._live = {r.id for r in self._runs if r.status.active}
+        else:
+            for run_id, row in delta.items():
+                self._runs[self._index[run_id]] = row
+                if row.status.active:
+                    self._live.add(run_id)
+                else:
+                    self._live.discard(run_id)
+        live = sorted(self._live, key=self._index.__getitem__)
         return Snapshot(
             seq=self._seq,
-            runs=tuple(self._rows[i] for i in self._order if i in self._rows),
+            runs=tuple(self._runs),
+            changed=None if delta is None else tuple(delta.values()),
+            live=tuple(self._runs[self._index[i]] for i in live),
             gpu=self._gpu,
             host=self._host,
             outputs=MappingProxyType(outputs),

@@ -11,7 +11,7 @@ second, and the spinners turn twice a second (only their cells, in rows not just
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -162,20 +162,37 @@ class RunTree(ScrollView, can_focus=True):
 
     # --- data in ----------------------------------------------------------------------------
 
-    def update_rows(self, runs: Iterable[RunRow], gpu: GpuSnapshot | None = None) -> None:
-        """Take a snapshot's rows: re-render what changed, rebuild only when the shape changed."""
-        old = self.rows
-        new = {r.id: r for r in runs}
-        order = tuple(new)
+    def update_rows(
+        self,
+        runs: Sequence[RunRow],
+        gpu: GpuSnapshot | None = None,
+        changed: Sequence[RunRow] | None = None,
+    ) -> None:
+        """Take a snapshot's rows: re-render what changed, rebuild only when the shape changed.
+
+        ``changed``: the rows that differ from the rows taken last (the producer knows them),
+        so that a snapshot costs what changed in it, not how many runs there are. ``None``:
+        compare them all.
+        """
         if gpu is not None and gpu != self.gpu:
             self.gpu = gpu
             self.refresh_details()
-        self.rows = new
-        if order != self.order:
-            self.order = order
-            self.rebuild()
-            return
-        changed = [r for i, r in new.items() if r is not old.get(i)]
+        old = self.rows
+        if changed is not None and len(runs) == len(self.order):
+            if all(r.id in old for r in changed):
+                old = {r.id: old[r.id] for r in changed}
+                self.rows.update((r.id, r) for r in changed)
+            else:
+                changed = None  # not the rows taken last: compare them all
+        if changed is None:
+            new = {r.id: r for r in runs}
+            order = tuple(new)
+            self.rows = new
+            if order != self.order:
+                self.order = order
+                self.rebuild()
+                return
+            changed = [r for i, r in new.items() if r is not old.get(i)]
         for row in changed:
             prev = old.get(row.id)
             if (
