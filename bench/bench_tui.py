@@ -12,6 +12,8 @@ Measures, for the real console script in a private tmux server:
 * scale (``--scale``, alone): the same live load with and without 10,000 finished runs
   beside it, in alternating rounds: CPU medians, their ratio, peak RSS (goals: ratio <= 1.1,
   RSS <= 80 MB). The TUI's work should follow what changes, not how much is registered.
+  ``--few 50`` puts 50 finished runs in the small registry: the screen is then as full
+  (and the list as scrollable) as with 10,000, so the ratio shows the registry's size alone.
 
 The live runs are written by one helper process that stands in for their supervisors (it is
 recorded as their supervisor, so the registry sees them as running) and writes their files
@@ -330,6 +332,8 @@ def scale_phase(args: argparse.Namespace, work: Path) -> None:
     gone = ProcessIdentity(pid=999_999, start_ticks=1, boot_id="bench")
     for i in range(args.many):
         make_run(big, f"{i + 1:06d}", Status.COMPLETED, gone)
+    for i in range(args.few):  # enough to fill the screen: then both draw the same rows
+        make_run(alone, f"{i + 1:06d}", Status.COMPLETED, gone)
     time.sleep(2.2)  # the listing cache's settle window, then prime it once
     subprocess.run([*BACKPROP.split(), "--home", str(big), "ls", "--json"],
                    capture_output=True, check=True)  # fmt: skip
@@ -341,12 +345,13 @@ def scale_phase(args: argparse.Namespace, work: Path) -> None:
             cpu[home] += c
             rss[home] = max(rss[home], r)
     a, b = statistics.median(cpu[alone]), statistics.median(cpu[big])
-    print(f"scale: {args.runs} live runs, alone and beside {args.many:,} finished")
-    figures("  TUI CPU, live alone", cpu[alone], "%")
+    print(f"scale: {args.runs} live runs, beside {args.few} and beside {args.many:,} finished")
+    figures(f"  TUI CPU, beside {args.few}", cpu[alone], "%")
     figures(f"  TUI CPU, beside {args.many:,}", cpu[big], "%")
     ratio = b / a if a > 0 else float("inf")
     print(f"  CPU ratio (medians) {ratio:.2f}" + ("  ok" if ratio <= 1.1 else "  OVER goal 1.1"))
-    print(f"  peak RSS alone {rss[alone]:.1f} MB, beside {args.many:,}: {rss[big]:.1f} MB"
+    print(f"  peak RSS beside {args.few}: {rss[alone]:.1f} MB, "
+          f"beside {args.many:,}: {rss[big]:.1f} MB"
           + ("  ok" if rss[big] <= GOALS["scale_rss"] else "  OVER goal 80"))  # fmt: skip
 
 
@@ -357,6 +362,13 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=20.0, help="lines per second per run")
     parser.add_argument("--scale", action="store_true", help="only the scale phase")
     parser.add_argument("--rounds", type=int, default=3, help="scale phase: rounds of each")
+    parser.add_argument(
+        "--few",
+        type=int,
+        default=0,
+        help="scale phase: finished runs beside the live ones in "
+        "the small registry (0: the live runs alone; 50: a full screen, as in the big one)",
+    )
     args = parser.parse_args()
     if shutil.which("tmux") is None:
         print("bench_tui: tmux is not installed")
