@@ -79,16 +79,16 @@ def main() -> int:
             time.sleep(1.0)  # past start-up
             cpu: dict[str, list[float]] = {k: [] for k in procs}
             for _ in range(repeats):
-                before = {k: sum(p.cpu_times()[:2]) for k, p in procs.items()}
+                before = {k: sum(proc.cpu_times()[:2]) for k, proc in procs.items()}
                 time.sleep(window)
-                for k, p in procs.items():
-                    cpu[k].append((sum(p.cpu_times()[:2]) - before[k]) / window * 100)
+                for k, proc in procs.items():
+                    cpu[k].append((sum(proc.cpu_times()[:2]) - before[k]) / window * 100)
             print(f"waiting supervisors, CPU over {window:.0f} s windows ({repeats} repeats):")
-            for k, p in procs.items():
-                mem = p.memory_full_info()
+            for k, proc in procs.items():
+                mem = proc.memory_full_info()
                 print(
                     f"  {k:<20} CPU {fmt(cpu[k], '% of a core')}; RSS {mem.rss / 2**20:.1f} MiB,"
-                    f" PSS {mem.pss / 2**20:.1f} MiB, {p.num_threads()} threads"
+                    f" PSS {mem.pss / 2**20:.1f} MiB, {proc.num_threads()} threads"
                 )
             q, d = (statistics.median(v) for v in cpu.values())
             print(f"  dependent / queued CPU: {d / q:.2f}" if q > 0 else "  queued used no CPU")

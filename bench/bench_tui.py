@@ -8,7 +8,12 @@ Measures, for the real console script in a private tmux server:
 * latency: from a metric line appended to a run's ``metrics.jsonl`` to its step on screen
   (``capture-pane`` polled every 10 ms), p50/p95;
 * first frame with 10,000 runs: from the start of the console script (the exec after the
-  shell's short sleep) to the first frame, and to the tree listing them all.
+  shell's short sleep) to the first frame, and to the tree listing them all;
+* scale (``--scale``, alone): the same live load with and without 10,000 finished runs
+  beside it, in alternating rounds: CPU medians, their ratio, peak RSS (goals: ratio <= 1.1,
+  RSS <= 80 MB). The TUI's work should follow what changes, not how much is registered.
+  ``--few 50`` puts 50 finished runs in the small registry: the screen is then as full
+  (and the list as scrollable) as with 10,000, so the ratio shows the registry's size alone.
 
 The live runs are written by one helper process that stands in for their supervisors (it is
 recorded as their supervisor, so the registry sees them as running) and writes their files
@@ -40,13 +45,16 @@ from runner.durable import write_json  # noqa: E402
 from runner.model import ProcessIdentity, RunSpec, RunState, Status  # noqa: E402
 
 BACKPROP = shutil.which("backprop") or f"{sys.executable} -m tui.cli"
-GOALS = {"cpu": 10.0, "rss": 120.0, "bytes": 50.0, "idle_cpu": 0.5, "p95": 250.0, "first": 1.0}
+GOALS = {"cpu": 10.0, "rss": 120.0, "bytes": 50.0, "idle_cpu": 0.5, "p95": 250.0, "first": 1.0,
+         "scale_rss": 80.0}  # fmt: skip
 PROBE_RUN = "000001"
+LIVE_BASE = 900_000  # the scale phase's live runs: newer than its 10,000 finished ones
 
 WRITER = r"""
 import json, math, os, sys, time
 home, n, rate = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-runs = [f"{i:06d}" for i in range(2, n + 2)]  # run 000001 is the latency probe's
+first = int(sys.argv[4]) if len(sys.argv) > 4 else 2  # run 000001 is the latency probe's
+runs = [f"{i:06d}" for i in range(first, first + n)]
 # The runs are written after this process starts (they name it as their supervisor): wait
 # for their files, or opening them fails and every run shows as lost.
 deadline = time.monotonic() + 30
@@ -291,11 +299,76 @@ def first_frame_phase(args: argparse.Namespace, work: Path) -> None:
     figures(f"  process start -> {args.many} listed", listed, "s")
 
 
+def _scale_round(home: Path, work: Path, args: argparse.Namespace) -> tuple[list[float], float]:
+    """One TUI on ``home`` with ``args.runs`` live runs written: CPU per second, peak RSS."""
+    # The live runs are the newest (at the top of the list, on screen), as when one trains.
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(home), str(args.runs), str(args.rate), str(LIVE_BASE)],
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        me = identity.identity_of(writer.pid)
+        assert me is not None
+        for i in range(args.runs):
+            make_run(home, f"{LIVE_BASE + i:06d}", Status.RUNNING, me)
+        tmux, pipe = Tmux((120, 40)), work / "scale.bytes"
+        pipe.touch()
+        proc = tmux.start(home, pipe)
+        try:
+            tmux.wait(f"{args.runs} running", timeout=60)
+            time.sleep(3.0)  # past start-up (the first listing of a big registry)
+            cpu, _, rss = sample(proc, pipe, args.seconds)
+        finally:
+            tmux.kill()
+    finally:
+        writer.kill()
+        writer.wait()
+    return cpu, rss
+
+
+def scale_phase(args: argparse.Namespace, work: Path) -> None:
+    """Live runs alone, then beside 10,000 finished ones, in alternating rounds."""
+    alone, big = work / "alone", work / "big"
+    gone = ProcessIdentity(pid=999_999, start_ticks=1, boot_id="bench")
+    for i in range(args.many):
+        make_run(big, f"{i + 1:06d}", Status.COMPLETED, gone)
+    for i in range(args.few):  # enough to fill the screen: then both draw the same rows
+        make_run(alone, f"{i + 1:06d}", Status.COMPLETED, gone)
+    time.sleep(2.2)  # the listing cache's settle window, then prime it once
+    subprocess.run([*BACKPROP.split(), "--home", str(big), "ls", "--json"],
+                   capture_output=True, check=True)  # fmt: skip
+    cpu: dict[Path, list[float]] = {alone: [], big: []}
+    rss = {alone: 0.0, big: 0.0}
+    for _ in range(args.rounds):
+        for home in (alone, big):
+            c, r = _scale_round(home, work, args)
+            cpu[home] += c
+            rss[home] = max(rss[home], r)
+    a, b = statistics.median(cpu[alone]), statistics.median(cpu[big])
+    print(f"scale: {args.runs} live runs, beside {args.few} and beside {args.many:,} finished")
+    figures(f"  TUI CPU, beside {args.few}", cpu[alone], "%")
+    figures(f"  TUI CPU, beside {args.many:,}", cpu[big], "%")
+    ratio = b / a if a > 0 else float("inf")
+    print(f"  CPU ratio (medians) {ratio:.2f}" + ("  ok" if ratio <= 1.1 else "  OVER goal 1.1"))
+    print(f"  peak RSS beside {args.few}: {rss[alone]:.1f} MB, "
+          f"beside {args.many:,}: {rss[big]:.1f} MB"
+          + ("  ok" if rss[big] <= GOALS["scale_rss"] else "  OVER goal 80"))  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="short phases (about a minute)")
     parser.add_argument("--runs", type=int, default=16)
     parser.add_argument("--rate", type=float, default=20.0, help="lines per second per run")
+    parser.add_argument("--scale", action="store_true", help="only the scale phase")
+    parser.add_argument("--rounds", type=int, default=3, help="scale phase: rounds of each")
+    parser.add_argument(
+        "--few",
+        type=int,
+        default=0,
+        help="scale phase: finished runs beside the live ones in "
+        "the small registry (0: the live runs alone; 50: a full screen, as in the big one)",
+    )
     args = parser.parse_args()
     if shutil.which("tmux") is None:
         print("bench_tui: tmux is not installed")
@@ -307,6 +380,9 @@ def main() -> int:
     args.many = 10_000
     with tempfile.TemporaryDirectory(prefix="backprop-bench-") as tmp:
         work = Path(tmp)
+        if args.scale:
+            scale_phase(args, work)
+            return 0
         live_phase(args, work)
         idle_phase(args, work)
         first_frame_phase(args, work)

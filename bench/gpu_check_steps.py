@@ -19,6 +19,7 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -159,7 +160,7 @@ def cleanup(folder: str) -> int:
 
 
 def main(argv: list[str]) -> int:
-    commands = {
+    commands: dict[str, Callable[..., int]] = {
         "wait-running": wait_running,
         "train": train,
         "pytest": pytest_verdict,
@@ -169,7 +170,7 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in commands:
         print(__doc__, file=sys.stderr)
         return 2
-    return commands[argv[0]](*argv[1:])  # type: ignore[operator]
+    return commands[argv[0]](*argv[1:])
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import tempfile
 import termios
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -73,7 +74,7 @@ def _direct(args: list[str], timeout: float) -> tuple[float, float, dict[str, ob
     done = _done_line(out.stdout)
     if done is None or not done.get("steps_per_s"):
         raise RuntimeError(f"direct run printed no rate: {out.stdout[-300:]} {out.stderr[-300:]}")
-    return float(done["steps_per_s"]), wall, _device_line(out.stdout)  # type: ignore[arg-type]
+    return float(done["steps_per_s"]), wall, _device_line(out.stdout)  # type: ignore[arg-type]  # JSON: float() refuses a non-number
 
 
 def _supervised(
@@ -105,7 +106,7 @@ def _supervised(
     done = _done_line(text)
     if view.status.value != "completed" or done is None or not done.get("steps_per_s"):
         raise RuntimeError(f"run {run_id} {view.status.value} ({view.reason}): {text[-300:]}")
-    return float(done["steps_per_s"]), wall, _device_line(text)  # type: ignore[arg-type]
+    return float(done["steps_per_s"]), wall, _device_line(text)  # type: ignore[arg-type]  # JSON: float() refuses a non-number
 
 
 def throughput(sec: Section, home: Path, *, pairs: int, steps: int, size: list[str]) -> None:
@@ -225,13 +226,14 @@ def run_live(sec: Section, *, quick: bool, repeats: int, smoke: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="bp-gpu-bench-") as tmp:
         home = Path(tmp)
         (home / "backprop.toml").write_text('[governor]\npoll_interval = "0.2s"\n')
-        for label, part in (
+        parts: tuple[tuple[str, Callable[[], object]], ...] = (
             (
                 "training throughput",
                 lambda: throughput(sec, home, pairs=pairs, steps=steps, size=size),
             ),
             ("TUI CPU", lambda: tui_cpu(sec, home, seconds=seconds)),
-        ):
+        )
+        for label, part in parts:
             try:
                 part()
             except Exception as exc:  # one part failing must not hide the others' figures

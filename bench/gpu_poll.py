@@ -124,10 +124,10 @@ def run(quick: bool, repeats: int) -> Section:
                     each_call.append(time.perf_counter() - t1)
                 theirs.append((time.perf_counter() - t) / calls)
     sec.text(f"{gpus} GPU(s): {names}. {polls} NVML polls and {calls} nvidia-smi calls a repeat.")
-    t = sec.table(
+    tbl = sec.table(
         Table(["one poll of all GPUs", "ms, per repeat", "median, ms", "p99, ms", "÷ NVML"])
     )
-    t.add(
+    tbl.add(
         "NVML (`probe_gpus`)",
         fig(ours, 1e3),
         number(med(each_poll) * 1e3),
@@ -135,7 +135,7 @@ def run(quick: bool, repeats: int) -> Section:
         "",
     )
     if smi is not None:
-        t.add(
+        tbl.add(
             "`nvidia-smi --query-gpu ... --format=csv`",
             fig(theirs, 1e3),
             number(med(each_call) * 1e3),
@@ -148,7 +148,7 @@ def run(quick: bool, repeats: int) -> Section:
             f"than one nvidia-smi call ({med(each_call) * 1e3:.0f} ms)"
         )
     else:
-        t.add("`nvidia-smi`", "not run: " + ("fake NVML" if fake else "missing"), "", "", "")
+        tbl.add("`nvidia-smi`", "not run: " + ("fake NVML" if fake else "missing"), "", "", "")
         sec.headline.append(
             f"GPU polling{' (fake NVML)' if fake else ''}: one NVML poll of {gpus} GPU(s) "
             f"takes {med(each_poll) * 1e3:.3f} ms (p99 {p99(each_poll) * 1e3:.3f} ms)"

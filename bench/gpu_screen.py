@@ -50,7 +50,7 @@ async def capture(
         await pilot.pause()
         svg = app.export_screenshot(title="backprop (gpu_check)")
         gpu = footer.gpu
-        lines = footer.render().plain.splitlines()  # type: ignore[union-attr]
+        lines = footer.render().plain.splitlines()  # type: ignore[union-attr]  # the footer renders Text
         shown = {r.id for r in app.snapshot.runs}
     if not gpu.gpus:
         problem = problem or f"the footer shows no GPU: {gpu.error}"

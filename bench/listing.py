@@ -306,22 +306,24 @@ def run(quick: bool, repeats: int) -> Section:
     note += f" `backprop ls --json` listed all {runs:,} runs"
     note += "; MLflow's search returned all of them." if theirs else "."
     sec.text(note)
-    t = sec.table(Table(["listing", "Backprop, s", "MLflow `search_runs`, s", "MLflow ÷ Backprop"]))
+    tbl = sec.table(
+        Table(["listing", "Backprop, s", "MLflow `search_runs`, s", "MLflow ÷ Backprop"])
+    )
     why = missing or ""
-    t.add(
+    tbl.add(
         "new process, cache warm",
         fig(warm),
         fig(theirs) if theirs else why,
         ratio(pairwise(theirs, warm)) if theirs else "",
     )
-    t.add(
+    tbl.add(
         "new process, cache cold",
         fig(cold),
         fig(theirs) if theirs else why,
         ratio(pairwise(theirs, cold)) if theirs else "",
     )
     if inproc is not None:
-        t.add(
+        tbl.add(
             "in one warm process",
             fig(inproc["ours"]),
             fig(inproc["mlflow"]) if inproc["mlflow"] else why,
@@ -356,8 +358,9 @@ def main() -> int:
         store, runs, per_run = Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
         print(build_mlflow(store, runs, per_run))
     elif cmd == "inproc":
-        home, store, repeats, out = sys.argv[2:6]
-        result = in_process(Path(home), None if store == "-" else Path(store), int(repeats))
+        home_arg, store_arg, repeats, out = sys.argv[2:6]
+        store_path = None if store_arg == "-" else Path(store_arg)
+        result = in_process(Path(home_arg), store_path, int(repeats))
         Path(out).write_text(json.dumps(result))
     else:
         raise SystemExit(f"unknown command {cmd!r}")

@@ -40,7 +40,7 @@ def main() -> int:
             inputs = inputs * math.inf  # a corrupted batch: inf * 0 weights -> nan
         loss = nn.functional.mse_loss(model(inputs), y[idx])
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
         opt.step()
         value = loss.item()
         if step % args.log_every == 0 or not math.isfinite(value):

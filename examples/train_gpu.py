@@ -100,7 +100,7 @@ def main() -> int:
         y = torch.tanh(x @ teacher)
         loss = nn.functional.mse_loss(model(x), y)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
         opt.step()
         if step % args.log_every == 0:
             say(step=step, loss=round(loss.item(), 6))  # .item() syncs only every log_every

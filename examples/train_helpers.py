@@ -78,7 +78,7 @@ def main() -> int:
             idx = torch.randint(0, x.shape[0], (args.batch,))
             loss = nn.functional.mse_loss(model(x[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
             opt.step()
             report(step=step, loss=loss.item(), total_steps=args.steps)
             if step % 100 == 0 or step == args.steps:

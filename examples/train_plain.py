@@ -45,7 +45,8 @@ class CharModel(nn.Module):
         self.mix = nn.Sequential(nn.Linear(CONTEXT * dim, 192), nn.Tanh(), nn.Linear(192, vocab))
 
     def forward(self, ctx: torch.Tensor) -> torch.Tensor:
-        return self.mix(self.embed(ctx).flatten(1))
+        out: torch.Tensor = self.mix(self.embed(ctx).flatten(1))
+        return out
 
 
 def windows(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,7 +79,7 @@ def main() -> int:
         idx = torch.randint(0, len(x), (args.batch,))
         loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
         opt.step()
         if step % args.log_every == 0 or step == args.steps:
             with torch.no_grad():

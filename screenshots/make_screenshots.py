@@ -82,7 +82,7 @@ SHOTS = (
 
 async def drive(pilot, shot: Shot) -> None:  # type: ignore[no-untyped-def]
     """Put the app in the shot's state."""
-    tree = pilot.app.tree
+    tree = pilot.app.run_tree
     for run_id in shot.mark:
         tree.move_to(tree.lines.index(next(ln for ln in tree.lines if ln.key == run_id)))
         await pilot.press("space")

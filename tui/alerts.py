@@ -98,9 +98,17 @@ class FailureAlerts:
         self._before: dict[str, Status] | None = None
         self.sent: list[Alert] = []
 
-    def check(self, runs: Iterable[Any]) -> list[Alert]:
-        """Compare with the last snapshot; signal each new failure. Returns them."""
-        self._before, alerts = new_failures(self._before, runs)
+    def check(self, runs: Iterable[Any], *, changed: Iterable[Any] | None = None) -> list[Alert]:
+        """Compare with the last snapshot; signal each new failure. Returns them.
+
+        ``changed``: only these rows differ from the last snapshot's (the others are not looked
+        at); ``None``: compare ``runs``, all of them.
+        """
+        if changed is not None and self._before is not None:
+            now, alerts = new_failures(self._before, changed)
+            self._before.update(now)
+        else:
+            self._before, alerts = new_failures(self._before, runs)
         for alert in alerts:
             self.sent.append(alert)
             if "bell" in self.signals:
@@ -118,7 +126,7 @@ def driver_class(base: type) -> type:
     """``base`` (a Textual driver class) that tells its app it exists: ``app.driver_ready``."""
     if base not in _driver_classes:
 
-        class AlertingDriver(base):  # type: ignore[valid-type,misc]
+        class AlertingDriver(base):  # type: ignore[misc]  # a base chosen at run time
             def __init__(self, app: Any, *args: Any, **kwargs: Any) -> None:
                 super().__init__(app, *args, **kwargs)
                 ready = getattr(app, "driver_ready", None)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 from textual.app import App, ComposeResult, SystemCommand
@@ -140,7 +140,7 @@ class BackpropApp(App[int]):
         self.actions = actions
         self.clock = clock
         self.readonly = readonly
-        self.watch = watch
+        self.watching = watch
         self.prefs_path = prefs_path
         self.snapshot = Snapshot(loading=True)
         self.mode = "single"
@@ -169,18 +169,18 @@ class BackpropApp(App[int]):
         yield GpuFooter(id="footer")
 
     @property
-    def tree(self) -> RunTree:
+    def run_tree(self) -> RunTree:
         return self.query_one(RunTree)
 
     def on_mount(self) -> None:
-        self.tree.border_title = "Runs"
-        self.tree.empty_text = "loading runs…"
+        self.run_tree.border_title = "Runs"
+        self.run_tree.empty_text = "loading runs…"
         self.query_one("#follow", OutputLog).border_title = "All running output"
         self.query_one("#grid", OutputGrid).border_title = "Running output"
         self.query_one("#compare-plot", MetricPlot).border_title = "Compare"
-        self.tree.focus()
+        self.run_tree.focus()
         self._ticker = self.set_interval(TICK_S, self._tick, pause=True)
-        if self.watch:
+        if self.watching:
             # After the first frame: listing thousands of runs holds the GIL much of the time
             # and would hold the first frame back.
             self.call_after_refresh(self.producer.start)
@@ -205,25 +205,42 @@ class BackpropApp(App[int]):
             self._apply(message.snapshot)
 
     def _apply(self, snap: Snapshot) -> None:
+        # Only what changed since the last snapshot is looked at (the registry may hold ten
+        # thousand finished runs; a live one changes ten times a second).
+        changed = snap.changes_since(self.snapshot)
         self.snapshot = snap
-        tree = self.tree
+        tree = self.run_tree
         tree.empty_text = self._empty_text(snap)
-        tree.update_rows(snap.runs, snap.gpu)
-        self.alerts.check(snap.runs)
-        running = sum(1 for r in snap.runs if r.status is Status.RUNNING)
-        self._active = any(r.status.active for r in snap.runs)
+        tree.update_rows(snap.runs, snap.gpu, changed)
+        self.alerts.check(snap.runs, changed=changed)
+        live = snap.live_rows
+        running = sum(1 for r in live if r.status is Status.RUNNING)
+        self._active = bool(live)
         title = f"Runs {len(snap.runs)}" + (f" · {running} running" if running else "")
         set_title(tree, title + (" · read-only" if self.readonly else ""))
         set_title(tree, f"filter: {escape(tree.filter_text)}" if tree.filter_text else "", sub=True)
-        self.query_one(GpuFooter).update_data(snap.gpu, snap.host, snap.runs, self.hints())
+        self.query_one(GpuFooter).update_data(
+            snap.gpu, snap.host, self._gpu_rows(snap), self.hints()
+        )
         self._plot_dirty = True
         self._feed_panes()
         self._ticker.resume()
 
+    def _gpu_rows(self, snap: Snapshot) -> tuple[RunRow, ...]:
+        """The rows the footer may name: the live runs, and any run NVML sees on a GPU."""
+        seen = {p.run_id for g in snap.gpu.gpus for p in g.processes if p.run_id}
+        rows = self.run_tree.rows
+        ended = [r for i in seen if (r := rows.get(i)) is not None and not r.status.active]
+        if not ended:
+            return snap.live_rows
+        return tuple(
+            sorted((*snap.live_rows, *ended), key=lambda r: (len(r.id), r.id), reverse=True)
+        )
+
     def _empty_text(self, snap: Snapshot) -> str:
         if snap.error:
             return snap.error
-        if self.tree.filter_text:
+        if self.run_tree.filter_text:
             return "no run matches the filter (/ to change it)"
         if self.readonly:
             return f"no runs in {self.registry.root}"
@@ -231,7 +248,7 @@ class BackpropApp(App[int]):
 
     def row(self, run_id: str | None) -> RunRow | None:
         """The latest row of ``run_id``."""
-        return self.tree.rows.get(run_id) if run_id else None
+        return self.run_tree.rows.get(run_id) if run_id else None
 
     def _feed_panes(self, *, force: bool = False) -> None:
         """Feed the visible panes: the output's new lines, the plot at most once a second.
@@ -241,13 +258,13 @@ class BackpropApp(App[int]):
         self._feed_output()
         if (
             force
-            or not self.watch
+            or not self.watching
             or time.monotonic() - self._plot_drawn_at >= PLOT_EVERY_S - TICK_S / 2
         ):
             self._draw_plot()
 
     def _feed_output(self) -> None:
-        snap, run_id = self.snapshot, self.tree.current_run
+        snap, run_id = self.snapshot, self.run_tree.current_run
         if self.mode == "single":
             output = self.query_one("#output", OutputLog)
             row = self.row(run_id)
@@ -264,7 +281,7 @@ class BackpropApp(App[int]):
         self._plot_drawn_at = time.monotonic()
         snap = self.snapshot
         if self.mode == "single":
-            run_id = self.tree.current_run
+            run_id = self.run_tree.current_run
             row, series = self.row(run_id), snap.series.get(run_id or "")
             plot = self.query_one("#plot", MetricPlot)
             if row is None or series is None:
@@ -279,7 +296,7 @@ class BackpropApp(App[int]):
             set_title(plot, f"{escape(', '.join(names) or 'metrics')} · {escape(row.name)}")
             plot.show_curves(curves, empty="no metrics yet")
         elif self.mode == "compare":
-            rows = [r for i in sorted(self.tree.selected, reverse=True) if (r := self.row(i))]
+            rows = [r for i in sorted(self.run_tree.selected, reverse=True) if (r := self.row(i))]
             curves = seed_view.compare_curves(
                 rows, snap.series, {r.id: r.primary_metric for r in rows}
             )
@@ -288,26 +305,26 @@ class BackpropApp(App[int]):
 
     def _grid_runs(self) -> list[tuple[str, str]]:
         limit = 6 if self.size.height >= 40 else 4
-        live = [r for r in self.snapshot.runs if r.status in (Status.RUNNING, Status.PAUSED)]
-        marked = [r for r in live if r.id in self.tree.selected]
+        live = [r for r in self.snapshot.live_rows if r.status in (Status.RUNNING, Status.PAUSED)]
+        marked = [r for r in live if r.id in self.run_tree.selected]
         return [(r.id, r.name) for r in (marked or live)[:limit]]
 
     def _tick(self) -> None:
         """Turn spinners, draw a plot that waited, move durations on; pause when nothing moves."""
         if not self.is_running:  # shutting down: the widgets are being removed
             return
-        self.tree.tick()
+        self.run_tree.tick()
         if self._plot_dirty:
             self._feed_panes()
         now = time.monotonic()
         if now - self._details_at >= DETAILS_EVERY_S:
             self._details_at = now
-            self.tree.refresh_details(active_only=True)
+            self.run_tree.refresh_details(active_only=True)
         if not (self._active or self._plot_dirty):
             self._ticker.pause()
 
     def _update_interest(self) -> None:
-        tree = self.tree
+        tree = self.run_tree
         focused = set(tree.selected)
         if tree.current_run:
             focused.add(tree.current_run)
@@ -317,7 +334,7 @@ class BackpropApp(App[int]):
         if interest != self._interest:
             self._interest = interest
             self.producer.set_interest(interest)
-            if not self.watch:
+            if not self.watching:
                 self._refresh_now()
 
     def _refresh_now(self) -> None:
@@ -361,7 +378,7 @@ class BackpropApp(App[int]):
         text = "  ".join(f"{c.key} {labels.get(c.action, c.action)}" for c in shown)
         return ("read-only  " if self.readonly else "") + text
 
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         for c in COMMANDS:
             if self.check_action(c.action, ()):
                 key = "Esc" if c.key == "escape" else c.key
@@ -373,7 +390,7 @@ class BackpropApp(App[int]):
         )
 
     def _current(self, verb: str) -> RunRow | None:
-        row = self.row(self.tree.current_run)
+        row = self.row(self.run_tree.current_run)
         if row is None:
             self.notify(f"Nothing to {verb}: put the cursor on a run.", severity="warning")
         return row
@@ -384,7 +401,7 @@ class BackpropApp(App[int]):
         return self.readonly
 
     def action_focus_tree(self) -> None:
-        self.tree.focus()
+        self.run_tree.focus()
 
     def action_new_run(self) -> None:
         if self._refuse():
@@ -481,7 +498,7 @@ class BackpropApp(App[int]):
         self._feed_panes(force=True)
 
     def action_compare(self) -> None:
-        if not self.tree.selected:
+        if not self.run_tree.selected:
             self.notify("Mark runs with Space first, then press c.", severity="warning")
         self._set_mode("compare")
         compare_view.refresh_table(self)
@@ -496,7 +513,7 @@ class BackpropApp(App[int]):
         self._set_mode("single")
 
     def action_pick_metrics(self) -> None:
-        run_id = self.tree.current_run
+        run_id = self.run_tree.current_run
         series = self.snapshot.series.get(run_id or "")
         if series is None or not series.names:
             self.notify("This run has no metrics yet.", severity="warning")
@@ -516,7 +533,7 @@ class BackpropApp(App[int]):
         self.push_screen(MetricPicker(series.names, chosen), done)
 
     def action_filter(self) -> None:
-        tree = self.tree
+        tree = self.run_tree
         before = tree.filter_text
 
         def live(text: str) -> None:
@@ -600,7 +617,7 @@ class BackpropApp(App[int]):
     def on_action_finished(self, message: ActionFinished) -> None:
         self.notify(message.description, severity="information" if message.ok else "error")
         self.producer.poke()
-        if not self.watch:
+        if not self.watching:
             self._refresh_now()
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from runner import lifecycle, provenance
+from runner import lifecycle, model, provenance
 from runner.checkpoint_forms import glob_error
 from runner.config import (
     CONFIG_NAME,
@@ -197,10 +197,10 @@ def print_details(
         print(f"{'events':>12}")
         for e in events[-10:]:
             stamp = time.strftime("%H:%M:%S", time.localtime(float(str(e.get("t", 0)))))
-            extra = {k: v for k, v in e.items() if k not in ("t", "event", "attempt")}
+            detail = {k: v for k, v in e.items() if k not in ("t", "event", "attempt")}
             print(
                 f"{'':>12}  {stamp} #{e.get('attempt')} {e.get('event')} "
-                f"{safe_label(json.dumps(extra, default=str), 100)}"
+                f"{safe_label(json.dumps(detail, default=str), 100)}"
             )
 
 
@@ -263,7 +263,7 @@ def cmd_run(ctx: Context) -> int:
     a = ctx.args
     cfg = ctx.config
     timeout = _duration(a.timeout) if a.timeout else cfg.run.timeout_s
-    for label, check in ((a.name, lifecycle.validate_new_name), (a.group, lifecycle.validate_name)):
+    for label, check in ((a.name, model.validate_new_name), (a.group, model.validate_name)):
         if label is not None:
             try:
                 check(label)
@@ -305,7 +305,7 @@ def cmd_run(ctx: Context) -> int:
     notify = run_rules(a.notify, a.notify_cmd, a.notify_timeout)
     base = a.name or lifecycle.default_name(command, script)
     try:
-        lifecycle.validate_new_name(base)
+        model.validate_new_name(base)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     after = cli_pipeline.dependencies(ctx)
@@ -597,7 +597,7 @@ def cmd_fork(ctx: Context) -> int:
     run_id = ctx.resolve(ctx.args.id)
     if ctx.args.name:
         try:
-            lifecycle.validate_new_name(ctx.args.name)
+            model.validate_new_name(ctx.args.name)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     spec = lifecycle.fork(

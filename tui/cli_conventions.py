@@ -138,7 +138,7 @@ def attach_completers(parser: argparse.ArgumentParser) -> None:
     for action in parser._actions:  # argparse has no public walk over its actions
         completer = _COMPLETERS.get(action.dest)
         if completer is not None:
-            action.completer = completer  # type: ignore[attr-defined]
+            action.completer = completer  # type: ignore[attr-defined]  # argcomplete reads this attribute
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
                 attach_completers(sub)

@@ -52,8 +52,8 @@ def refresh_table(app: BackpropApp, *, every_s: float = 0.0) -> None:
     if every_s and now - table.refreshed_at < every_s:
         return
     table.refreshed_at = now
-    run_ids = sorted(app.tree.selected, reverse=True)
-    if not app.watch:  # tests and screenshots: deterministic, in this thread
+    run_ids = sorted(app.run_tree.selected, reverse=True)
+    if not app.watching:  # tests and screenshots: deterministic, in this thread
         table.show(*compute(app.registry, run_ids))
         return
 

@@ -350,7 +350,7 @@ class OutputTail:
 # --- rows -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RunRow:
     """One run as the TUI draws it: every text field already made safe for a terminal."""
 
@@ -497,6 +497,11 @@ class Snapshot:
 
     ``outputs`` and ``series`` hold only the runs the UI asked for (see :class:`Interest`)
     plus the active ones; ``follow`` interleaves every running run's new output.
+
+    So that the UI's work follows what changed, not how many runs are registered, the
+    producer also says what differs from the snapshot numbered ``seq - 1``: ``changed``, the
+    rows that are new objects (``None``: runs appeared, vanished or moved; look at them all),
+    and ``live``, the rows of active runs (``None``: find them in ``runs``).
     """
 
     seq: int = 0
@@ -508,11 +513,24 @@ class Snapshot:
     follow: OutputView = field(default_factory=OutputView)
     loading: bool = False
     error: str | None = None
+    changed: tuple[RunRow, ...] | None = None
+    live: tuple[RunRow, ...] | None = None
+
+    @property
+    def live_rows(self) -> tuple[RunRow, ...]:
+        """The rows of the active runs, in the order of ``runs``."""
+        if self.live is not None:
+            return self.live
+        return tuple(r for r in self.runs if r.status.active)
+
+    def changes_since(self, before: Snapshot) -> tuple[RunRow, ...] | None:
+        """The rows that differ from ``before``'s, if this snapshot follows it directly."""
+        return self.changed if self.seq == before.seq + 1 else None
 
     @property
     def queue_length(self) -> int:
         """How many runs wait for the governor."""
-        return sum(1 for r in self.runs if r.status is Status.QUEUED)
+        return sum(1 for r in self.live_rows if r.status is Status.QUEUED)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 def chosen_runs(app: BackpropApp) -> list[str]:
     """The marked runs, else the run under the cursor."""
-    tree = app.tree
+    tree = app.run_tree
     ids = sorted(tree.selected) or ([tree.current_run] if tree.current_run else [])
     return [i for i in ids if i]
 

@@ -45,7 +45,7 @@ from tui.data import (
 )
 
 if TYPE_CHECKING:
-    from watchfiles._rust_notify import RustNotify
+    from tui.seams import FileWatcher
 
 GpuSource = Callable[[], GpuSnapshot]
 HostSource = Callable[[], "HostInfo | None"]
@@ -96,8 +96,8 @@ class Producer:
         host_source: returns the host now (default: psutil through ``governor.probes``).
         poll_s: how often active runs are re-read even without events (supervisor deaths
             write nothing).
-        slow_poll_s: how often finished runs are checked for a change made elsewhere (and,
-            with no active run, how often the run list is re-read).
+        slow_poll_s: how often finished runs are checked for a change made elsewhere, and
+            the run list re-read (between, runs come and go as events on the runs folder).
         gpu_every_s: GPU and host refresh period while a run is active.
         idle_probe_s: GPU and host refresh period while no run is active.
         min_emit_s: at most one snapshot per this many seconds.
@@ -134,6 +134,12 @@ class Producer:
         # seldom, the metrics often: only the metric fields of the row are redone then).
         self._bases: dict[str, tuple[RunView, RunRow, str]] = {}
         self._order: list[str] = []
+        # The last snapshot's runs, and what changed since: a snapshot patches the rows that
+        # changed instead of walking every registered run (``_delta`` None: rebuild them all).
+        self._runs: list[RunRow] = []
+        self._index: dict[str, int] = {}
+        self._live: set[str] = set()
+        self._delta: dict[str, RunRow] | None = None
         self._metric_tails: dict[str, MetricTail] = {}
         self._output_tails: dict[str, OutputTail] = {}
         self._digests: dict[str, tuple[int, MetricDigest]] = {}  # finished runs: (size, digest)
@@ -211,6 +217,7 @@ class Producer:
         self._active = {v.id for v in views if v.status.active}
         self._order = [v.id for v in views]
         self._rows.clear()
+        self._delta = None
         self._probe(now)
         self._last_poll = self._last_slow = now
         self._apply_interest()
@@ -230,13 +237,15 @@ class Producer:
         now = self.monotonic()
         if now - self._last_poll >= (self.poll_s if self._active else self.slow_poll_s):
             self._last_poll = now
-            self._relist = True
             for run_id in self._tailed_ids():
                 self._dirty_metrics.add(run_id)
                 self._dirty_outputs.add(run_id)
             self._dirty_views.update(self._active)
         if now - self._last_slow >= self.slow_poll_s:
             self._last_slow = now
+            # New and removed runs arrive as events on the watched runs folder; listing it
+            # (10,000 names: ~20 ms) only catches a missed event, so not every ``poll_s``.
+            self._relist = True
             self._check_finished()
         if now - self._last_gpu >= (self.gpu_every_s if self._active else self.idle_probe_s):
             self._probe(now)
@@ -272,25 +281,23 @@ class Producer:
 
     def _run(self) -> None:
         self._emit(self.scan())
-        try:
-            # The engine under ``watchfiles.watch``: unlike the generator, each wait can have
-            # its own timeout and step, which lets the thread sleep until something is due.
-            from watchfiles._rust_notify import RustNotify
-        except ImportError:  # pragma: no cover - a dependency, but never fatal
-            self._poll_forever()
-            return
+        from tui.seams import FileWatcher
+
         while not self._stop.is_set():
             paths = self._watch_paths()
             try:
-                with RustNotify(paths, False, False, 300, False, False) as watcher:
+                with FileWatcher(paths) as watcher:
                     self._watch(watcher, paths)
+            except ImportError:  # pragma: no cover - a dependency, but never fatal
+                self._poll_forever()
+                return
             except (OSError, RuntimeError):
                 # A folder vanished under the watcher, or the watch limit is reached: poll
                 # for a moment, then try watching again.
                 self._stop.wait(0.5)
             self._emit(self.tick())
 
-    def _watch(self, watcher: RustNotify, paths: list[str]) -> None:
+    def _watch(self, watcher: FileWatcher, paths: list[str]) -> None:
         """Wait for events or for the next due time, then tick; return when paths change.
 
         While files keep changing ("hot"), the thread sleeps ``min_emit_s`` (or until
@@ -306,14 +313,14 @@ class Producer:
                 pause = min(self._drained_at + self.min_emit_s, self.next_due(now)) - now
                 if pause > 0:
                     self._wake.wait(pause)
-                changes = watcher.watch(DEBOUNCE_MS, DRAIN_STEP_MS, DRAIN_STEP_MS, None)
+                changes = watcher.wait(DEBOUNCE_MS, DRAIN_STEP_MS, DRAIN_STEP_MS, None)
             else:
                 wait_ms = max(1, int((self.next_due(now) - now) * 1000))  # 0 means forever
                 step_ms = ACTIVE_STEP_MS if self._active else IDLE_STEP_MS
-                changes = watcher.watch(DEBOUNCE_MS, step_ms, wait_ms, self._wake)
+                changes = watcher.wait(DEBOUNCE_MS, step_ms, wait_ms, self._wake)
             self._drained_at = self.monotonic()
             hot = isinstance(changes, set)
-            if hot:
+            if isinstance(changes, set):
                 self.handle_changes(path for _, path in changes)
             self._emit(self.tick())
             if self._watch_paths() != paths:
@@ -463,6 +470,7 @@ class Producer:
         with contextlib.suppress(ValueError):
             self._order.remove(run_id)
         self._changed = True
+        self._delta = None
 
     def _check_finished(self) -> None:
         """Catch changes made to finished runs from elsewhere (they are not watched)."""
@@ -531,8 +539,8 @@ class Producer:
             out = self._output_tails.get(run_id)
             if out is not None and (new := out.poll()):
                 self._changed = True
-                view = self._views.get(run_id)
-                if view is not None and view.status is Status.RUNNING:
+                live = self._views.get(run_id)
+                if live is not None and live.status is Status.RUNNING:
                     self._add_follow(run_id, new)
         for run_id in rebuild:
             if run_id in self._views:
@@ -544,6 +552,7 @@ class Producer:
         while pos < len(self._order) and (len(self._order[pos]), self._order[pos]) > key:
             pos += 1
         self._order.insert(pos, run_id)
+        self._delta = None
 
     def _read_digest(self, run_id: str) -> bool:
         """A finished run on screen: read its history once for the sparkline, keep the digest."""
@@ -569,6 +578,7 @@ class Producer:
         if base is None or base[0] is not view:  # the view was re-read: build its row again
             metric = primary_metric(view)
             base = self._bases[run_id] = (view, row_from_view(view), metric)
+            view.forget_decoded()  # the row has what the TUI shows
         _, row, metric = base
         tail = self._metric_tails.get(run_id)
         if tail is not None:
@@ -578,6 +588,11 @@ class Producer:
         if row != self._rows.get(run_id):
             self._rows[run_id] = row
             self._changed = True
+            if self._delta is not None:
+                if run_id in self._index:
+                    self._delta[run_id] = row
+                else:  # a run listed without a row until now: its place is new
+                    self._delta = None
 
     def _add_follow(self, run_id: str, lines: list[str]) -> None:
         view = self._views.get(run_id)
@@ -595,9 +610,24 @@ class Producer:
             focused = self._interest.focused
         outputs = {i: t.view() for i, t in self._output_tails.items()}
         series = {i: t.view() for i, t in self._metric_tails.items() if i in focused}
+        delta, self._delta = self._delta, {}
+        if delta is None:
+            self._runs = [self._rows[i] for i in self._order if i in self._rows]
+            self._index = {r.id: k for k, r in enumerate(self._runs)}
+            self._live = {r.id for r in self._runs if r.status.active}
+        else:
+            for run_id, row in delta.items():
+                self._runs[self._index[run_id]] = row
+                if row.status.active:
+                    self._live.add(run_id)
+                else:
+                    self._live.discard(run_id)
+        live = sorted(self._live, key=self._index.__getitem__)
         return Snapshot(
             seq=self._seq,
-            runs=tuple(self._rows[i] for i in self._order if i in self._rows),
+            runs=tuple(self._runs),
+            changed=None if delta is None else tuple(delta.values()),
+            live=tuple(self._runs[self._index[i]] for i in live),
             gpu=self._gpu,
             host=self._host,
             outputs=MappingProxyType(outputs),

@@ -51,7 +51,7 @@ def main() -> None:
         x = torch.randn(16, 8)
         loss = nn.functional.mse_loss(model(x), x.sum(dim=1, keepdim=True))
         optimizer.zero_grad()
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
         optimizer.step()
         step += 1
         if rank == 0:

@@ -24,7 +24,7 @@ from transformers import (
 )
 
 
-class RandomText(torch.utils.data.Dataset):
+class RandomText(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
     """Token sequences from a fixed seed: a stand-in for a tokenised corpus."""
 
     def __init__(self, n: int, length: int, vocab: int) -> None:

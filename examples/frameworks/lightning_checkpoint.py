@@ -26,6 +26,7 @@ class LitRegressor(L.LightningModule):
     def __init__(self, lr: float = 1e-2, step_time: float = 0.0) -> None:
         super().__init__()
         self.save_hyperparameters()
+        self.lr, self.step_time = lr, step_time
         self.net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
 
     def on_train_start(self) -> None:
@@ -35,11 +36,11 @@ class LitRegressor(L.LightningModule):
         x, y = batch
         loss = nn.functional.mse_loss(self.net(x), y)
         self.log("train_loss", loss)
-        time.sleep(self.hparams.step_time)
+        time.sleep(self.step_time)
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        return torch.optim.Adam(self.parameters(), lr=self.lr)
 
 
 def main() -> None:

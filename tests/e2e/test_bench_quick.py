@@ -61,7 +61,30 @@ def test_header_machine_and_every_item(report: str) -> None:
     for n in range(1, 6):
         assert f"\n## {n}. " in report
     assert "**Failed**" not in report
-    assert "## Headlines" in report
+
+
+def test_headlines_give_a_figure_for_every_item(report: str) -> None:
+    """The summary a reader stops at: one line per item, each with its measured figure."""
+    block = report.split("## Headlines\n", 1)[1].split("\n## ", 1)[0]
+    lines = [ln[2:] for ln in block.splitlines() if ln.startswith("- ")]
+    expected = [
+        rf"logging a metric: `runner\.report` {NUM} µs per call[,;] .+",
+        rf"supervision: a trainer printing 10,000 lines/s runs {NUM}× as long .+ \(goal ≤ .+\)",
+        rf"listing {NUM} runs: `backprop ls --json` .*{NUM}.+",
+    ]
+    if shutil.which("tmux"):
+        expected += [
+            rf"TUI first frame on {NUM} runs: {NUM} s; all listed {NUM} s",
+            rf"monitor: with {NUM} live runs the TUI takes {NUM} % of a core, {NUM} MiB.+",
+        ]
+    expected.append(
+        rf"GPU polling( \(fake NVML\))?: "
+        rf"(skipped \(.+\)|one NVML poll of {NUM} GPU\(s\) takes {NUM} ms .+)"
+    )
+    assert len(lines) >= len(expected), block
+    for line, pattern in zip(lines, expected, strict=False):
+        assert re.fullmatch(pattern, line), (pattern, line)
+    assert all(ln.startswith("GPU ") for ln in lines[len(expected) :])  # with a GPU: its runs
 
 
 def test_logging_cost_has_figures_and_lists_every_peer(report: str) -> None:

@@ -103,7 +103,7 @@ def make_app(
 async def goto(pilot: Any, run_id: str) -> None:
     """Move the tree's cursor onto ``run_id`` with the arrow keys."""
     app = pilot.app
-    tree = app.tree
+    tree = app.run_tree
     for _ in range(len(tree.lines) + 1):
         if tree.current_run == run_id:
             return
@@ -115,6 +115,14 @@ async def goto(pilot: Any, run_id: str) -> None:
             return
         await pilot.press("down")
     raise AssertionError(f"run {run_id} is not in the tree")
+
+
+async def until(pilot: Any, condition: Callable[[], bool], within_s: float = 10.0) -> None:
+    """Run the app until ``condition()`` holds (a search, a worker); fail after ``within_s``."""
+    deadline = time.monotonic() + within_s
+    while not condition():
+        assert time.monotonic() < deadline, "the app never reached the awaited state"
+        await pilot.pause(0.02)
 
 
 async def settle(pilot: Any) -> None:

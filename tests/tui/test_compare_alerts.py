@@ -37,8 +37,10 @@ async def test_compare_shows_the_seed_band_and_what_differs(make_app, tmp_path: 
         assert result["provenance"]["dirty"][0] is True  # 000004, drawn first
         assert result["provenance"]["commit"][0].startswith("c41d0b9e")
         # The tree's group line carries the seeds' spread.
-        line = next(i for i, ln in enumerate(app.tree.lines) if ln.kind == "group")
-        text = "".join(seg.text for seg in app.tree.render_line(line - app.tree.scroll_offset.y))
+        line = next(i for i, ln in enumerate(app.run_tree.lines) if ln.kind == "group")
+        text = "".join(
+            seg.text for seg in app.run_tree.render_line(line - app.run_tree.scroll_offset.y)
+        )
         assert "resnet-seeds (3) loss" in text and "±" in text
 
 

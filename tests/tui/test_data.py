@@ -191,3 +191,41 @@ def test_producer_sleeps_long_when_nothing_runs(tmp_path: Path) -> None:
     assert (
         producer.next_due(now[0]) - now[0] >= min(producer.slow_poll_s, producer.idle_probe_s) - 1
     )
+
+
+def test_a_snapshot_names_the_rows_that_changed_and_the_live_ones(sample) -> None:
+    """Work in proportion to what changed: the next snapshot lists only the changed rows."""
+    producer = Producer(
+        sample,
+        lambda snap: None,
+        gpu_source=lambda: GpuSnapshot(error="none"),
+        host_source=lambda: None,
+        min_emit_s=0,
+    )
+    first = producer.scan()
+    assert first.changed is None  # a first look: everything is new
+    assert first.live_rows == tuple(r for r in first.runs if r.status.active)
+    assert first.live is not None and first.live_rows
+    folder = sample.runs_dir / "000008"  # running
+    append(folder / "metrics.jsonl", rec(9, 4321, loss=0.25))  # the latest attempt
+    producer.handle_changes([str(folder / "metrics.jsonl")])
+    snap = producer.tick()
+    assert snap is not None and snap.changed is not None
+    assert [r.id for r in snap.changed] == ["000008"]
+    assert snap.changes_since(first) == snap.changed
+    assert snap.changes_since(Snapshot(seq=first.seq - 1)) is None  # a snapshot was missed
+    row = snap.changed[0]
+    assert row.step == 4321
+    # The patched list is the list built again from scratch, row for row.
+    assert snap.runs == tuple(r if r.id != "000008" else row for r in first.runs)
+    assert [r for r in snap.runs if r is not row] == [r for r in first.runs if r.id != "000008"]
+    assert row in snap.live_rows
+    # A run that appears changes the order: the next snapshot says "look at them all".
+    new = sample.runs_dir / "000042"
+    new.mkdir()
+    for name in ("spec.json", "state.json"):
+        (new / name).write_bytes((sample.runs_dir / "000009" / name).read_bytes())
+    producer.poke()
+    snap = producer.tick(force=True)
+    assert snap is not None and snap.changed is None
+    assert "000042" in {r.id for r in snap.runs}

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from textual import events
+from textual.command import CommandList, CommandPalette
 from textual.message import Message
 
-from tests.tui.conftest import goto, settle
+from tests.tui.conftest import goto, settle, until
 from tui.messages import (
     NewRunRequest,
     PauseRequested,
@@ -177,6 +178,17 @@ async def test_new_run_dialog_names_the_bad_field(make_app, fake_actions):
     assert fake_actions.calls == []
 
 
+def _palette_highlights(app: Any, text: str) -> bool:
+    """Whether the command palette is open with its highlighted command starting ``text``."""
+    if not isinstance(app.screen, CommandPalette):
+        return False
+    commands = app.screen.query_one(CommandList)
+    index = commands.highlighted
+    if index is None or index >= commands.option_count:
+        return False
+    return str(commands.get_option_at_index(index).prompt).startswith(text)
+
+
 async def test_palette_runs_the_same_actions(make_app, fake_actions):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
@@ -184,7 +196,7 @@ async def test_palette_runs_the_same_actions(make_app, fake_actions):
         await pilot.press("ctrl+p")
         await pilot.pause()
         await pilot.press(*"Force-stop")
-        await pilot.pause(0.3)
+        await until(pilot, lambda: _palette_highlights(app, "Force-stop"))
         await pilot.press("enter")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmDialog)
@@ -232,14 +244,14 @@ async def test_readonly_hides_and_refuses_every_change(make_app, fake_actions):
         # Even a request that reaches the app some other way is refused.
         app.post_message(StopRequested(RUNNING))
         await settle(pilot)
-        assert "read-only" in app.tree.border_title
+        assert "read-only" in app.run_tree.border_title
     assert fake_actions.calls == []
 
 
 async def test_filter_by_name_and_status(make_app):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        tree = app.tree
+        tree = app.run_tree
         await pilot.press("slash", *"resnet")
         await pilot.pause()
         shown = {ln.key for ln in tree.lines if ln.kind == "run"}
@@ -259,10 +271,10 @@ async def test_space_marks_runs_and_compare_overlays_them(make_app):
     async with app.run_test(size=SIZE) as pilot:
         await goto(pilot, RUNNING)
         await pilot.press("space")
-        assert app.tree.current_run != RUNNING  # Space moves on, like a file manager
+        assert app.run_tree.current_run != RUNNING  # Space moves on, like a file manager
         await goto(pilot, COMPLETED)
         await pilot.press("space")
-        assert app.tree.selected == {RUNNING, COMPLETED}
+        assert app.run_tree.selected == {RUNNING, COMPLETED}
         await pilot.press("c")
         await pilot.pause()
         assert app.mode == "compare"
@@ -271,7 +283,7 @@ async def test_space_marks_runs_and_compare_overlays_them(make_app):
         await goto(pilot, RUNNING)
         await pilot.press("space")  # unmark
         await pilot.pause()
-        assert app.tree.selected == {COMPLETED}
+        assert app.run_tree.selected == {COMPLETED}
         await pilot.press("escape")
         assert app.mode == "single"
 
@@ -281,7 +293,7 @@ async def test_enter_expands_details_and_tab_cycles_panes(make_app):
     async with app.run_test(size=SIZE) as pilot:
         await goto(pilot, FAILED)
         await pilot.press("enter")
-        tree = app.tree
+        tree = app.run_tree
         details = [ln for ln in tree.lines if ln.kind == "detail" and ln.key == FAILED]
         assert len(details) == 13
         row = tree.rows[FAILED]
@@ -332,9 +344,9 @@ async def test_tab_moves_the_focus_before_the_keys_that_came_with_it(make_app):
             app.post_message(events.Key(key, char))  # at once, as one read of input delivers them
         await settle(pilot)
         assert app.focused is not None and app.focused.id == "output"
-        assert app.tree.current_run == FAILED
+        assert app.run_tree.current_run == FAILED
         for key, char in (("shift+tab", None), ("down", None)):
             app.post_message(events.Key(key, char))
         await settle(pilot)
-        assert app.focused is app.tree
-        assert app.tree.current_run != FAILED  # this Down was the run list's
+        assert app.focused is app.run_tree
+        assert app.run_tree.current_run != FAILED  # this Down was the run list's

@@ -78,15 +78,60 @@ def test_an_exception_leaves_the_file_alone(tmp_path: Path) -> None:
     assert not store.state_path.exists()
 
 
-@given(st.binary(max_size=300))
-def test_damaged_state_reads_as_empty_or_partial(junk: bytes) -> None:
+def _read_back(data: bytes) -> GovernorState:
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
         store = GovernorStore(d)
         store.dir.mkdir()
-        store.state_path.write_bytes(junk)
-        assert isinstance(store.read(), GovernorState)
+        store.state_path.write_bytes(data)
+        return store.read()
+
+
+def _assert_well_formed(state: GovernorState) -> None:
+    """Only entries a governor can act on survive, and they survive a write and a read."""
+    import json
+
+    for run_id, lease in state.leases.items():
+        assert run_id.isdigit() and lease.run_id == run_id
+        assert all(isinstance(g, int) for g in lease.gpus)
+    for run_id, waiter in state.waiters.items():
+        assert run_id.isdigit() and waiter.request.run_id == run_id
+    again = _read_back(json.dumps(state.to_json()).encode())
+    assert again.to_json() == state.to_json()
+
+
+@given(st.binary(max_size=300))
+def test_damaged_state_reads_as_empty_or_partial(junk: bytes) -> None:
+    state = _read_back(junk)
+    if not junk.lstrip().startswith(b"{"):  # not even a JSON object: nothing to keep
+        assert state.to_json() == GovernorState().to_json()
+    _assert_well_formed(state)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=8,
+)
+_IDS = st.sampled_from(["000001", "000002", "../x", "", "7"]) | st.text(max_size=6)
+_FIELDS = st.sampled_from(["run_id", "gpus", "vram", "ram", "group", "admitted_at", "name"])
+
+
+@given(
+    st.dictionaries(_IDS, st.dictionaries(_FIELDS, _IDS | _JSON, max_size=5), max_size=4),
+    st.dictionaries(_IDS, _JSON, max_size=3),
+    _JSON,
+)
+def test_a_json_state_of_any_shape_keeps_only_well_formed_entries(
+    leases: dict[str, object], waiters: dict[str, object], bucket: object
+) -> None:
+    import json
+
+    doc = {"schema": 1, "bucket": bucket, "leases": leases, "waiters": waiters}
+    state = _read_back(json.dumps(doc).encode())
+    _assert_well_formed(state)
+    assert set(state.leases) <= set(leases) and set(state.waiters) <= set(waiters)
 
 
 def test_wrong_shaped_entries_are_dropped(tmp_path: Path) -> None:

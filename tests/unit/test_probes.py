@@ -270,12 +270,15 @@ def test_run_of_pid_rejects_a_malformed_id() -> None:
         [sys.executable, "-c", "import time; time.sleep(60)"], env=env, process_group=0
     )
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # wait until exec has happened
+        deadline, seen = time.monotonic() + 30, False
+        while not seen and time.monotonic() < deadline:  # wait until exec has happened
             with open(f"/proc/{p.pid}/environ", "rb") as f:
-                if b"BACKPROP_RUN_ID" in f.read():
-                    break
-            time.sleep(0.01)
+                seen = b"BACKPROP_RUN_ID=../../etc\0" in f.read()
+            if not seen:
+                time.sleep(0.01)
+        # Without this, a child still between fork and exec (no such variable yet) would
+        # make the test pass without looking at a malformed id at all.
+        assert seen, "the child never ran with the malformed id"
         assert run_of_pid(p.pid) is None
     finally:
         p.kill()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -30,14 +31,29 @@ def test_ruff_format() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_mypy_strict_on_core() -> None:
+def test_mypy_strict_everywhere() -> None:
+    """``[tool.mypy]`` is strict over runner, governor, tui, bench and examples."""
     proc = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "runner", "governor"],
+        [sys.executable, "-m", "mypy"],
         capture_output=True,
         text=True,
         cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_every_type_ignore_says_why() -> None:
+    """A ``type: ignore`` names its error code and gives its reason on the same line."""
+    with_reason = re.compile(r"# type: ignore\[[a-z, -]+\]\s+#\s*\S")
+    bare = [
+        f"{path.relative_to(ROOT)}:{n}"
+        # governor/ is being reworked on another branch: its three bare ignores go with it.
+        for package in ("runner", "tui", "bench", "examples")
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if "type: ignore" in line and not with_reason.search(line)
+    ]
+    assert bare == [], "type: ignore without a reason on the line"
 
 
 def test_no_network_listener_in_the_code() -> None:

@@ -58,7 +58,7 @@ class OutputLog(Log):
         self._placeholder: str | None = None
         self._base_style: Style | None = None
 
-    def _update_size(self, updates: int, lines: list[str]) -> None:
+    def _update_size(self, updates: int, lines: list[str]) -> None:  # type: ignore[override]  # Log's is a @work thread per write; this one measures inline
         # Log measures new lines in a new worker thread per write; a batch of a few lines is
         # cheaper to measure here than a thread is to start.
         if lines:

@@ -12,6 +12,8 @@ from textual.app import RenderResult
 from textual.color import Color
 from textual.widget import Widget
 
+from tui import seams
+
 if TYPE_CHECKING:
     from textual_plotext.plot import Plot
 
@@ -72,15 +74,10 @@ class MetricPlot(Widget, can_focus=True):
 
     def _register_theme(self, app_theme: str) -> None:
         """Give plotext a theme with the app's surface and foreground colours."""
-        from plotext._dict import themes
-        from textual_plotext.plot import _rgbify_theme, _sequence
-
-        name = f"textual-auto-{app_theme}"
-        if name not in themes:
-            variables = self.app.theme_variables
-            surface = Color.parse(variables.get("surface", "black")).rgb
-            foreground = Color.parse(variables.get("foreground", "white")).rgb
-            themes[name] = _rgbify_theme(surface, surface, foreground, "default", _sequence)
+        variables = self.app.theme_variables
+        surface = Color.parse(variables.get("surface", "black")).rgb
+        foreground = Color.parse(variables.get("foreground", "white")).rgb
+        seams.register_plot_theme(f"textual-auto-{app_theme}", surface, foreground)
         self.refresh()
 
     def show_curves(
@@ -111,9 +108,7 @@ class MetricPlot(Widget, can_focus=True):
     def render(self) -> RenderResult:
         if not any(c.steps for c in self.curves) or self.size.height < 4 or self._plot is None:
             return Text(self.empty, style="dim", justify="center")
-        # As PlotextPlot.render: the size is set twice on purpose (textual-plotext issue #5).
         plot = self._plot
-        plot.plotsize(self.size.width, self.size.height)
-        plot._set_size(self.size.width, self.size.height)
+        seams.set_plot_size(plot, self.size.width, self.size.height)
         plot.theme(f"textual-auto-{self.app.theme}")
         return Text.from_ansi(plot.build())

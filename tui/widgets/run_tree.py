@@ -11,7 +11,7 @@ second, and the spinners turn twice a second (only their cells, in rows not just
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -122,7 +122,7 @@ class RunTree(ScrollView, can_focus=True):
         Binding("pagedown", "page(1)", "Page down", show=False),
         Binding("home", "jump(0)", "First", show=False),
         Binding("end", "jump(-1)", "Last", show=False),
-        Binding("enter", "toggle", "Expand", show=False),
+        Binding("enter", "toggle_node", "Expand", show=False),
         Binding("right,l", "expand(True)", "Expand", show=False),
         Binding("left,h", "expand(False)", "Collapse", show=False),
         Binding("space", "select", "Select", show=False),
@@ -162,20 +162,37 @@ class RunTree(ScrollView, can_focus=True):
 
     # --- data in ----------------------------------------------------------------------------
 
-    def update_rows(self, runs: Iterable[RunRow], gpu: GpuSnapshot | None = None) -> None:
-        """Take a snapshot's rows: re-render what changed, rebuild only when the shape changed."""
-        old = self.rows
-        new = {r.id: r for r in runs}
-        order = tuple(new)
+    def update_rows(
+        self,
+        runs: Sequence[RunRow],
+        gpu: GpuSnapshot | None = None,
+        changed: Sequence[RunRow] | None = None,
+    ) -> None:
+        """Take a snapshot's rows: re-render what changed, rebuild only when the shape changed.
+
+        ``changed``: the rows that differ from the rows taken last (the producer knows them),
+        so that a snapshot costs what changed in it, not how many runs there are. ``None``:
+        compare them all.
+        """
         if gpu is not None and gpu != self.gpu:
             self.gpu = gpu
             self.refresh_details()
-        self.rows = new
-        if order != self.order:
-            self.order = order
-            self.rebuild()
-            return
-        changed = [r for i, r in new.items() if r is not old.get(i)]
+        old = self.rows
+        if changed is not None and len(runs) == len(self.order):
+            if all(r.id in old for r in changed):
+                old = {r.id: old[r.id] for r in changed}
+                self.rows.update((r.id, r) for r in changed)
+            else:
+                changed = None  # not the rows taken last: compare them all
+        if changed is None:
+            new = {r.id: r for r in runs}
+            order = tuple(new)
+            self.rows = new
+            if order != self.order:
+                self.order = order
+                self.rebuild()
+                return
+            changed = [r for i, r in new.items() if r is not old.get(i)]
         for row in changed:
             prev = old.get(row.id)
             if (
@@ -342,7 +359,7 @@ class RunTree(ScrollView, can_focus=True):
     def action_jump(self, where: int) -> None:
         self.move_to(0 if where == 0 else len(self.lines) - 1)
 
-    def action_toggle(self) -> None:
+    def action_toggle_node(self) -> None:
         if not self.lines:
             return
         line = self.lines[self.cursor]
@@ -361,7 +378,7 @@ class RunTree(ScrollView, can_focus=True):
         )
         is_open = (key not in target) if line.kind == "group" else (key in target)
         if is_open != expand:
-            self.action_toggle()
+            self.action_toggle_node()
 
     def action_select(self) -> None:
         run_id = self.current_run
@@ -568,7 +585,7 @@ class RunTree(ScrollView, can_focus=True):
 
     def detail_keys(self, row: RunRow) -> tuple[str, ...]:
         """The detail lines of ``row``: the dependency lines only for runs in a pipeline."""
-        keys = DETAIL_FIELDS
+        keys: tuple[str, ...] = DETAIL_FIELDS
         if row.after:
             keys += ("after",)
         if row.id in self.dependents():
