@@ -45,12 +45,12 @@ class ReportStart(TrainerCallback):
         self.step_time = step_time
         self.started = False
 
-    def on_step_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+    def on_step_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]  # HF callback signature
         if not self.started:
             self.started = True
             print(f"starting at global step {state.global_step}", flush=True)
 
-    def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+    def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]  # HF callback signature
         time.sleep(self.step_time)
 
 
