@@ -162,6 +162,10 @@ class GovernorStore:
         finally:
             os.close(fd)  # closing releases the lock
 
+    def write(self, state: GovernorState) -> None:
+        """Write ``state`` now, inside a :meth:`transaction` (a decision other files follow)."""
+        write_atomic(self.state_path, dump_json(state.to_json()), durable=False)
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[GovernorState]:
         """Lock, read, yield the state to change, write it back if it changed, unlock.

@@ -42,6 +42,16 @@ from runner.registry import (
     Registry,
     RunView,
 )
+from runner.tickets import (
+    CANCELLED,
+    FORCED_BAND,
+    QUEUED,
+    TICKET,
+    Queue,
+    Ticket,
+    enqueue,
+    sync_tree,
+)
 
 # Variables that describe the submitter's terminal, not the job; never passed to a run.
 _TERMINAL_ENV = (
@@ -120,54 +130,110 @@ def submit(
     parent: Lineage | None = None,
     resume_from: str | None = None,
     start: bool = True,
+    priority: int = 0,
 ) -> RunSpec:
-    """Record a new run durably, then start its supervisor. Returns the spec.
+    """Record a new run durably and put it in the queue. Returns the spec.
 
-    The run counts as submitted once ``spec.json`` is on disk; the supervisor is started
-    detached and this returns without waiting for the trainer.
+    The run counts as submitted once ``spec.json`` and its place in the queue are on disk.
+    Nothing is started here: the caller asks the dispatcher (``governor.dispatcher.kick``),
+    which starts it at once when it fits. ``start=False`` records the spec only.
+    """
+    return submit_many(
+        registry,
+        [(list(command), name)],
+        cwd=cwd,
+        timeout_s=timeout_s,
+        config=config,
+        group=group,
+        resources=resources,
+        env=env,
+        script=script,
+        parent=parent,
+        resume_from=resume_from,
+        start=start,
+        priority=priority,
+    )[0]
+
+
+def submit_many(
+    registry: Registry,
+    runs: Sequence[tuple[Sequence[str], str]],
+    *,
+    cwd: str | None = None,
+    timeout_s: float | None = None,
+    config: Config | None = None,
+    group: str | None = None,
+    resources: Resources | None = None,
+    env: dict[str, str] | None = None,
+    script: str | None = None,
+    parent: Lineage | None = None,
+    resume_from: str | None = None,
+    start: bool = True,
+    priority: int = 0,
+) -> list[RunSpec]:
+    """Submit ``(command, name)`` runs sharing everything else, made durable in one flush.
+
+    A 1,000-run sweep writes its specs and queue entries without an ``fsync`` each, then
+    syncs the file system once before returning: durable before acknowledged, at the cost
+    of one flush.
     """
     config = config or Config()
-    validate_name(name)
     if group is not None:
         validate_name(group)
-    if not command:
-        raise LifecycleError("nothing to run")
-    run_id = registry.allocate_id()
-    spec = RunSpec(
-        id=run_id,
-        name=name,
-        command=tuple(command),
-        cwd=str(Path(cwd or os.getcwd()).resolve()),
-        created_at=time.time(),
-        timeout_s=timeout_s,
-        env=captured_env() if env is None else env,
-        group=group,
-        grace_int_s=config.run.grace_int_s,
-        grace_term_s=config.run.grace_term_s,
-        output_cap_bytes=config.run.output_cap_bytes,
-        resume_args=config.run.resume_args,
-        parent=parent,
-        resources=resources or Resources(),
-        script=script,
-        primary_metric=config.run.primary_metric,
-        stall_factor=config.run.stall_factor,
-        stall_after_s=config.run.stall_after_s,
-    )
-    registry.create(spec)
+    for command, name in runs:
+        validate_name(name)
+        if not command:
+            raise LifecycleError("nothing to run")
+    queue = Queue(registry.root)
+    base_env = captured_env() if env is None else env
+    specs: list[RunSpec] = []
+    for command, name in runs:
+        run_id = registry.allocate_id()
+        spec = RunSpec(
+            id=run_id,
+            name=name,
+            command=tuple(command),
+            cwd=str(Path(cwd or os.getcwd()).resolve()),
+            created_at=time.time(),
+            timeout_s=timeout_s,
+            env=base_env,
+            group=group,
+            grace_int_s=config.run.grace_int_s,
+            grace_term_s=config.run.grace_term_s,
+            output_cap_bytes=config.run.output_cap_bytes,
+            resume_args=config.run.resume_args,
+            parent=parent,
+            resources=resources or Resources(),
+            script=script,
+            primary_metric=config.run.primary_metric,
+            stall_factor=config.run.stall_factor,
+            stall_after_s=config.run.stall_after_s,
+        )
+        registry.create(spec, durable=False)
+        if start:
+            ticket = Ticket(
+                run_id=run_id,
+                attempt=1,
+                queued_at=spec.created_at,
+                priority=priority,
+                timeout_s=timeout_s,
+                resume_from=resume_from,
+            )
+            enqueue(queue, ticket, durable=False)
+        specs.append(spec)
+    sync_tree(registry.root)
     if start:
-        spawn_supervisor(registry, run_id, attempt=1, timeout_s=timeout_s, resume_from=resume_from)
-    return spec
+        queue.poke()
+    return specs
 
 
-def spawn_supervisor(
-    registry: Registry,
-    run_id: str,
-    *,
-    attempt: int,
-    timeout_s: float | None,
-    resume_from: str | None = None,
-) -> None:
-    """Start a detached supervisor for one attempt (returns once it has detached)."""
+def spawn_supervisor(registry: Registry, run_id: str, *, attempt: int, wait: bool = True) -> None:
+    """Start a detached supervisor for one admitted attempt.
+
+    What it runs (time limit, checkpoint, placement) it reads from the run's ticket. With
+    ``wait`` this returns once the supervisor has detached; without, at once (a long-lived
+    caller that ignores ``SIGCHLD`` starts many without waiting for each interpreter).
+    """
     run_dir = registry.run_dir(run_id)
     cmd = [
         sys.executable,
@@ -181,10 +247,6 @@ def spawn_supervisor(
         str(attempt),
         "--detach",
     ]
-    if timeout_s is not None:
-        cmd += ["--timeout", repr(float(timeout_s))]
-    if resume_from:
-        cmd += ["--resume-from", resume_from]
     env = dict(os.environ)
     # The supervisor must import this very package, wherever the launcher was started.
     pkg_root = str(Path(__file__).resolve().parent.parent)
@@ -200,7 +262,8 @@ def spawn_supervisor(
             env=env,
             cwd=run_dir,
         )
-    proc.wait()
+    if wait:
+        proc.wait()
 
 
 def _require(view: RunView, allowed: set[Status], action: str) -> None:
@@ -250,8 +313,31 @@ def stop(registry: Registry, run_id: str, *, force: bool = False) -> str:
             identity.signal_group(trainer, signal.SIGKILL)
         return f"signalled the unsupervised trainer of run {run_id}"
     _require(view, {Status.STARTING, Status.QUEUED, Status.RUNNING, Status.PAUSED}, "stop")
+    if view.status is Status.QUEUED and cancel_queued(registry, run_id, "stopped while queued"):
+        return f"stopped queued run {run_id}"
     send_request(registry, run_id, "kill" if force else "stop")
     return f"{'force-' if force else ''}stop requested for run {run_id}"
+
+
+def cancel_queued(
+    registry: Registry, run_id: str, reason: str, *, end_status: Status = Status.STOPPED
+) -> bool:
+    """End a queued run without running it. Returns ``False`` if it left the queue already.
+
+    The ticket says why, and the run reads as ``end_status`` with that reason.
+    """
+    queue = Queue(registry.root)
+    with queue.locked():
+        ticket = queue.read_ticket(run_id)
+        if ticket is None or ticket.kind != QUEUED:
+            return False
+        queue.write_ticket(
+            replace(ticket, kind=CANCELLED, reason=reason, end_status=end_status.value)
+        )
+        for entry in queue.find(run_id):
+            queue.remove(entry)
+    queue.poke()
+    return True
 
 
 def pause(registry: Registry, run_id: str, *, reason: str | None = None) -> str:
@@ -269,9 +355,13 @@ def cont(registry: Registry, run_id: str, *, reason: str | None = None) -> str:
 
 
 def start_now(registry: Registry, run_id: str) -> str:
-    """Start a queued run now, bypassing the governor's limits."""
-    _require(registry.load(run_id), {Status.QUEUED, Status.STARTING}, "start")
-    send_request(registry, run_id, "start")
+    """Start a queued run now, bypassing the governor's limits (moves it to the front)."""
+    _require(registry.load(run_id), {Status.QUEUED}, "start")
+    queue = Queue(registry.root)
+    with queue.locked():
+        for entry in queue.find(run_id):
+            queue.move(entry, replace(entry, band=FORCED_BAND))
+    queue.poke()
     return f"start requested for run {run_id}"
 
 
@@ -299,9 +389,18 @@ def latest_checkpoint(registry: Registry, run_id: str) -> str | None:
 
 
 def resume(
-    registry: Registry, run_id: str, *, timeout_s: float | None = None, wait_s: float = 10.0
+    registry: Registry,
+    run_id: str,
+    *,
+    timeout_s: float | None = None,
+    retry: dict[str, object] | None = None,
+    priority: int | None = None,
 ) -> int:
-    """Start the next attempt of a finished run from its latest checkpoint. Returns it."""
+    """Queue the next attempt of a finished run, from its latest checkpoint. Returns it.
+
+    ``retry`` marks an automatic retry (what the tree shows). The caller asks the dispatcher
+    to start it (``governor.dispatcher.kick``).
+    """
     with registry.lock(f".resume-{run_id}.lock"):
         view = registry.load(run_id)
         _require(
@@ -317,20 +416,19 @@ def resume(
                 "is still running; stop it first"
             )
         attempt = view.attempt + 1
-        ckpt = latest_checkpoint(registry, run_id)
-        spawn_supervisor(registry, run_id, attempt=attempt, timeout_s=timeout_s, resume_from=ckpt)
-        _wait_for_attempt(registry, run_id, attempt, wait_s)
+        previous = view.ticket
+        ticket = Ticket(
+            run_id=run_id,
+            attempt=attempt,
+            queued_at=time.time(),
+            priority=(previous.priority if previous else 0) if priority is None else priority,
+            timeout_s=timeout_s,
+            resume_from=latest_checkpoint(registry, run_id),
+            retry=dict(retry or {}),
+        )
+        enqueue(Queue(registry.root), ticket)
+    Queue(registry.root).poke()
     return attempt
-
-
-def _wait_for_attempt(registry: Registry, run_id: str, attempt: int, wait_s: float) -> None:
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(ShapeError, OSError):
-            state = registry.read_state(run_id)
-            if state is not None and state.attempt >= attempt:
-                return
-        time.sleep(0.02)
 
 
 def merge_args(command: Sequence[str], changes: Sequence[str]) -> list[str]:
@@ -498,6 +596,7 @@ def import_run(registry: Registry, bundle: Path) -> str:
                 write_json(src / STATE, replace(st, run_id=new_id).to_json())
             except ShapeError:
                 pass  # keep it as it is: the run will list as corrupt, nothing is lost
+        _import_ticket(src, new_id)
         (src / REQUESTS).mkdir(exist_ok=True)
         dest = registry.run_dir(new_id)
         os.rmdir(dest)  # allocate_id created it empty; the bundle takes its place
@@ -505,6 +604,20 @@ def import_run(registry: Registry, bundle: Path) -> str:
         return new_id
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _import_ticket(src: Path, new_id: str) -> None:
+    """Give an imported run's ticket its new id; one still waiting here never will there."""
+    path = src / TICKET
+    try:
+        ticket = Ticket.from_json(read_json(path))
+    except FileNotFoundError:
+        return
+    except ShapeError:
+        return  # kept as it is: the run lists as corrupt, nothing is lost
+    if ticket.kind != CANCELLED:
+        ticket = replace(ticket, kind=CANCELLED, reason="imported while queued")
+    write_json(path, replace(ticket, run_id=new_id).to_json())
 
 
 def sweep_points(sweeps: Sequence[str]) -> list[list[tuple[str, str]]]:

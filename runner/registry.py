@@ -42,6 +42,7 @@ from runner.model import (
     Status,
     validate_run_id,
 )
+from runner.tickets import Queue, Ticket, ticket_status
 
 SPEC = "spec.json"
 STATE = "state.json"
@@ -84,6 +85,7 @@ class RunView:
     state: RunState | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     raw: str | None = None  # the encoded JSON of a cached listing entry
+    ticket: Ticket | None = None  # the queue's record of an attempt not yet supervised
 
     @cached_property
     def cached(self) -> dict[str, Any] | None:
@@ -111,7 +113,8 @@ class RunView:
         """Latest attempt number (0 before the first supervisor reported)."""
         if self.cached is not None:
             return int(self.cached.get("attempt", 0))
-        return self.state.attempt if self.state else 0
+        state = self.state.attempt if self.state else 0
+        return max(state, self.ticket.attempt if self.ticket else 0)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object printed by ``ls --json`` and ``show --json``."""
@@ -149,7 +152,21 @@ class RunView:
             "gpus": list(st.gpus) if st else [],
             "resources": spec.resources.to_json() if spec else None,
             "parent": spec.parent.to_json() if spec and spec.parent else None,
+            "queue": _queue_json(self.ticket),
         }
+
+
+def _queue_json(ticket: Ticket | None) -> dict[str, Any] | None:
+    """What ``ls --json`` says about a run's place in the queue and its retries."""
+    if ticket is None:
+        return None
+    return {
+        "attempt": ticket.attempt,
+        "ticket": ticket.kind,
+        "priority": ticket.priority,
+        "queued_at": ticket.queued_at,
+        "retry": dict(ticket.retry) or None,
+    }
 
 
 def reconcile(
@@ -252,13 +269,16 @@ class Registry:
             best = max(best, int(name))
         return best
 
-    def create(self, spec: RunSpec) -> Path:
-        """Write ``spec.json`` durably into the (already allocated) run folder."""
+    def create(self, spec: RunSpec, *, durable: bool = True) -> Path:
+        """Write ``spec.json`` into the (already allocated) run folder.
+
+        ``durable=False``: the caller makes a whole batch durable at once afterwards.
+        """
         folder = self.run_dir(spec.id)
         folder.mkdir(exist_ok=True)
         (folder / CHECKPOINTS).mkdir(exist_ok=True)
         (folder / REQUESTS).mkdir(exist_ok=True)
-        write_json(folder / SPEC, spec.to_json())
+        write_json(folder / SPEC, spec.to_json(), durable=durable)
         return folder
 
     # --- reading --------------------------------------------------------------------------
@@ -338,14 +358,31 @@ class Registry:
             state = self.read_state(run_id)
         except (ShapeError, OSError) as exc:
             return RunView(id=run_id, status=Status.CORRUPT, reason=f"state.json: {exc}", spec=spec)
-        status, reason = reconcile(
-            state,
-            created_at=spec.created_at,
-            now=time.time() if now is None else now,
-            current_boot=identity.boot_id(),
-            alive=identity.matches,
-            supervisor_locked=lambda: self.supervisor_locked(run_id),
-        )
+        try:
+            ticket = Queue(self.root).read_ticket(run_id)
+        except (ShapeError, OSError) as exc:
+            return RunView(
+                id=run_id, status=Status.CORRUPT, reason=f"ticket.json: {exc}", spec=spec
+            )
+        t = time.time() if now is None else now
+        if ticket is not None and (state is None or state.attempt < ticket.attempt):
+            # The latest attempt has not reached a supervisor: the queue's record rules.
+            status, reason = ticket_status(
+                ticket,
+                now=t,
+                current_boot=identity.boot_id(),
+                supervisor_locked=self.supervisor_locked(run_id),
+                grace_s=STARTUP_GRACE_S,
+            )
+        else:
+            status, reason = reconcile(
+                state,
+                created_at=spec.created_at,
+                now=t,
+                current_boot=identity.boot_id(),
+                alive=identity.matches,
+                supervisor_locked=lambda: self.supervisor_locked(run_id),
+            )
         return RunView(
             id=run_id,
             status=status,
@@ -353,6 +390,7 @@ class Registry:
             spec=spec,
             state=state,
             summary=self.read_summary(run_id),
+            ticket=ticket,
         )
 
     def list_runs(self, *, use_cache: bool = True) -> list[RunView]:

@@ -32,6 +32,7 @@ from runner.lifecycle import LifecycleError
 from runner.model import Resources, Status
 from runner.registry import OUTPUT, Registry, RunNotFound, RunView
 from runner.textsafe import safe_label, sanitize_line
+from tui import queue_cli
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -271,23 +272,24 @@ def cmd_run(ctx: Context) -> int:
     if a.sweep:
         points = lifecycle.sweep_points(a.sweep)
         group = a.group or f"{base}-sweep"
-        specs = []
+        runs = []
         for point in points:
             label = ",".join(f"{k}={v}" for k, v in point)
-            name = f"{base} {label}"[:128]
-            specs.append(
-                lifecycle.submit(
-                    ctx.registry,
-                    command + lifecycle.sweep_args(point, a.sweep_template),
-                    name=name,
-                    timeout_s=timeout,
-                    config=cfg,
-                    group=group,
-                    resources=resources,
-                    env=env,
-                    script=script,
-                )
+            runs.append(
+                (command + lifecycle.sweep_args(point, a.sweep_template), f"{base} {label}"[:128])
             )
+        specs = lifecycle.submit_many(
+            ctx.registry,
+            runs,
+            timeout_s=timeout,
+            config=cfg,
+            group=group,
+            resources=resources,
+            env=env,
+            script=script,
+            **queue_cli.submit_options(ctx),
+        )
+        queue_cli.kick(ctx)
         ctx.emit(
             {"ids": [s.id for s in specs], "group": group},
             "\n".join(f"submitted run {s.id} ({s.name})" for s in specs),
@@ -303,7 +305,9 @@ def cmd_run(ctx: Context) -> int:
         resources=resources,
         env=env,
         script=script,
+        **queue_cli.submit_options(ctx),
     )
+    queue_cli.kick(ctx)
     if not a.follow:
         ctx.emit({"id": spec.id, "name": spec.name}, f"submitted run {spec.id} ({spec.name})")
         return EXIT_OK
@@ -390,6 +394,7 @@ def _render(line: bytes, raw: bool) -> str:
 
 def cmd_ls(ctx: Context) -> int:
     """``backprop ls``."""
+    queue_cli.ensure(ctx)
     views = ctx.registry.list_runs()
     if ctx.args.status:
         wanted = set(ctx.args.status.split(","))
@@ -407,6 +412,7 @@ def cmd_ls(ctx: Context) -> int:
 
 def cmd_show(ctx: Context) -> int:
     """``backprop show``."""
+    queue_cli.ensure(ctx)
     run_id = ctx.resolve(ctx.args.id)
     view = ctx.registry.load(run_id)
     events = lifecycle.events(ctx.registry, run_id)
@@ -503,7 +509,9 @@ def cmd_continue(ctx: Context) -> int:
 
 def cmd_start(ctx: Context) -> int:
     """``backprop start``: start queued runs now."""
-    return _each(ctx, lambda i: lifecycle.start_now(ctx.registry, i))
+    code = _each(ctx, lambda i: lifecycle.start_now(ctx.registry, i))
+    queue_cli.kick(ctx)
+    return code
 
 
 def cmd_rm(ctx: Context) -> int:
@@ -520,6 +528,7 @@ def cmd_resume(ctx: Context) -> int:
     """``backprop resume``."""
     run_id = ctx.resolve(ctx.args.id)
     attempt = lifecycle.resume(ctx.registry, run_id, timeout_s=_duration(ctx.args.timeout))
+    queue_cli.kick(ctx)
     ckpt = lifecycle.latest_checkpoint(ctx.registry, run_id)
     ctx.emit(
         {"id": run_id, "attempt": attempt, "resume_from": ckpt},
@@ -546,6 +555,7 @@ def cmd_fork(ctx: Context) -> int:
         config=ctx.config,
         from_checkpoint=not ctx.args.no_checkpoint,
     )
+    queue_cli.kick(ctx)
     ckpt = spec.parent.checkpoint if spec.parent else None
     ctx.emit(
         {"id": spec.id, "name": spec.name, "parent": run_id, "checkpoint": ckpt},
@@ -557,6 +567,7 @@ def cmd_fork(ctx: Context) -> int:
 def cmd_rerun(ctx: Context) -> int:
     """``backprop rerun``."""
     spec = lifecycle.rerun(ctx.registry, ctx.resolve(ctx.args.id), config=ctx.config)
+    queue_cli.kick(ctx)
     ctx.emit({"id": spec.id, "name": spec.name}, f"submitted run {spec.id} ({spec.name})")
     return EXIT_OK
 
@@ -592,6 +603,7 @@ def cmd_status(ctx: Context) -> int:
     """``backprop status``: the machine, the GPUs, the bucket and the queue."""
     from governor.status import render_status, status_report
 
+    queue_cli.ensure(ctx)
     report = status_report(ctx.registry, ctx.config)
     ctx.emit(report, lambda: print(render_status(report)))
     return EXIT_OK
@@ -613,6 +625,7 @@ def cmd_tui(ctx: Context) -> int:
     """``backprop tui`` (and ``backprop`` alone)."""
     from tui.app import run_app
 
+    queue_cli.ensure(ctx)
     return run_app(ctx.registry, readonly=getattr(ctx.args, "readonly", False))
 
 
@@ -676,6 +689,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--framework", default="auto", choices=["auto", "pytorch", "tensorflow", "jax", "none"]
     )
     r.add_argument("--env", action="append", metavar="KEY=VALUE", help="extra environment")
+    queue_cli.add_run_options(r)
     r.add_argument("target", metavar="SCRIPT.py|COMMAND")
     r.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
 

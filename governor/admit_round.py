@@ -1,0 +1,424 @@
+"""One admission round: the queue in order against the policy, decisions written first.
+
+A round holds the queue's lock and the governor's state transaction (in that order) for a few
+milliseconds and:
+
+1. ends the leases of attempts that are over (their run folder says so), learning their peak
+   VRAM, and lists admitted attempts whose supervisor has not appeared (to start again);
+2. walks the queue first in line first: each queued attempt passes the start gate (run
+   dependencies: :class:`Gate`), then :func:`governor.policy.admit` against the live leases
+   and the token bucket. An admitted attempt gets its lease, then its ticket says
+   ``admitted`` with the placement (durably), then its entry leaves the queue. Only after the
+   round does the caller start its supervisor, so a crash anywhere loses nothing: the next
+   round finds the admitted ticket without a supervisor and starts it then, and a supervisor
+   never starts an attempt twice (see :mod:`runner.shim`);
+3. stops at the first run that does not fit (strict FIFO) unless backfill lets later runs
+   pass, and writes the reason into the waiting runs' tickets (the first :data:`SHOWN` only,
+   when it changed: a 10,000-run queue costs a handful of writes, not 10,000);
+4. says when to look again without an event: never for a full ``max_parallel`` (a run's end
+   wakes the dispatcher), the bucket's refill time, or the poll interval while a resource
+   (RAM, load, GPU memory) is what the queue waits for.
+
+The round is the only place decisions are made: the dispatcher runs it on every wake-up and a
+submitting command runs it once itself (the fast path), both under the same locks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from governor import learn
+from governor.bucket import BucketState
+from governor.frameworks import framework_env, frameworks_for
+from governor.probes import GpuSnapshot
+from governor.requests import Decision, Request, Snapshot
+from governor.reservations import Lease, usage_by_run
+from governor.settings import GovernorSettings
+from governor.store import GovernorState, GovernorStore
+from runner import identity
+from runner.model import RunSpec, ShapeError, Status
+from runner.registry import Registry, RunNotFound
+from runner.tickets import ADMITTED, CANCELLED, QUEUED, Entry, Queue, Ticket
+
+# Waiting runs whose reason is kept up to date (the rest say "queued" until they move up).
+SHOWN = 16
+# A reason keeps its wording while the same rule holds, refreshed at most this often.
+REASON_REFRESH_S = 60.0
+# An admitted attempt whose supervisor has not taken its lock by then is started again.
+RESPAWN_AFTER_S = 3.0
+# Rules that only change when hardware does (or when the user starts the run by hand).
+SLOW_RULES = frozenset({"no-gpu", "gpu-missing"})
+SLOW_POLL_S = 30.0
+# Rules that only change when a run ends (which wakes the dispatcher).
+EVENT_RULES = frozenset({"max_parallel", "group"})
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The start gate's verdict on one queued attempt (run dependencies decide here).
+
+    ``action``: ``"start"`` (go on to admission), ``"wait"`` (stay queued with ``reason``,
+    without blocking the runs behind) or ``"cancel"`` (end without running, as
+    ``end_status``, with ``reason``).
+    """
+
+    action: str
+    reason: str = ""
+    end_status: Status = Status.FAILED
+
+
+StartGate = Callable[[Registry, RunSpec, Ticket], Gate]
+
+
+def open_gate(registry: Registry, spec: RunSpec, ticket: Ticket) -> Gate:
+    """The default gate: every queued run may go on to admission."""
+    return Gate("start")
+
+
+@dataclass
+class RoundResult:
+    """What a round decided.
+
+    Attributes:
+        started: ``(run_id, attempt)`` admitted now; start their supervisors.
+        respawn: admitted before, no supervisor yet; start again (idempotent).
+        ended: ``(run_id, attempt)`` whose lease ended this round (the retry policy looks).
+        queued: entries still in line.
+        wait_s: look again after this long without an event (``None``: only on an event).
+    """
+
+    started: list[tuple[str, int]] = field(default_factory=list)
+    respawn: list[tuple[str, int]] = field(default_factory=list)
+    ended: list[tuple[str, int]] = field(default_factory=list)
+    queued: int = 0
+    wait_s: float | None = None
+
+    def hint(self, seconds: float) -> None:
+        """Look again after at most ``seconds``."""
+        self.wait_s = seconds if self.wait_s is None else min(self.wait_s, seconds)
+
+
+def build_request(
+    spec: RunSpec, settings: GovernorSettings, learned: dict[str, object] | None
+) -> Request:
+    """The request of a run: its flags, else the learned peak VRAM of the same command."""
+    res = spec.resources
+    vram, source = res.vram_bytes, "requested"
+    if vram is None:
+        source = "default"
+        if settings.learn_vram and learned is not None:
+            peak = learn.lookup(learned, learn.command_key(spec), learn.script_key(spec))
+            if peak is not None:
+                vram, source = peak, "learned"
+    return Request(
+        run_id=spec.id,
+        name=spec.name,
+        group=spec.group,
+        gpus=res.gpus,
+        gpu_ids=res.gpu_ids,
+        vram=vram,
+        vram_source=source,
+        ram=res.ram_bytes or 0,
+    )
+
+
+def placement_env(
+    spec: RunSpec, req: Request, decision: Decision, settings: GovernorSettings
+) -> dict[str, str]:
+    """The environment an admission sets: visible GPUs and framework memory settings."""
+    env: dict[str, str] = {}
+    if decision.lane == "gpu" and decision.gpus:
+        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in decision.gpus)
+        env.update(
+            framework_env(
+                frameworks_for(spec.resources.framework, spec.script),
+                vram=decision.vram,
+                vram_explicit=req.vram_source == "requested" and req.vram is not None,
+                gpu_totals=decision.gpu_totals,
+                user_env=spec.env,
+            )
+        )
+    elif decision.lane == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    return env
+
+
+def lease_alive(registry: Registry, lease: Lease) -> bool:
+    """Whether a lease's attempt still holds its place (the run folder is the truth).
+
+    Alive while the attempt is starting, running or paused, and while a trainer left behind by
+    a vanished supervisor lives (it still occupies its GPU).
+    """
+    try:
+        view = registry.load(lease.run_id)
+    except (RunNotFound, ValueError, OSError):
+        return False
+    if view.attempt != lease.attempt:
+        return False
+    ticket = view.ticket
+    if ticket is not None and ticket.attempt == lease.attempt and ticket.kind != ADMITTED:
+        return False  # a crash between the lease and the ticket
+    if view.status in (Status.STARTING, Status.RUNNING, Status.PAUSED):
+        return True
+    trainer = view.state.trainer if view.state else None
+    return view.status is Status.LOST and identity.matches(trainer)
+
+
+class Round:
+    """Runs admission rounds for one registry (keeps a small cache of resolved requests).
+
+    Args:
+        registry: the registry.
+        settings: the ``[governor]`` limits.
+        snapshot: probes host and GPUs (only called when something is queued).
+        gate: the start gate (run dependencies).
+        clock: wall-clock time.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        settings: GovernorSettings,
+        snapshot: Callable[[], Snapshot],
+        *,
+        gate: StartGate = open_gate,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.snapshot = snapshot
+        self.gate = gate
+        self.clock = clock
+        self.queue = Queue(registry.root)
+        self.store = GovernorStore(registry.root)
+        self._requests: dict[tuple[str, int], Request] = {}
+
+    def run(self) -> RoundResult:
+        """One round (see the module docstring)."""
+        res = RoundResult()
+        learned_peaks: list[Lease] = []
+        with self.queue.locked(), self.store.transaction() as st:
+            now = self.clock()
+            self._end_leases(st, res, learned_peaks, now)
+            st.waiters.clear()  # the per-supervisor queue of old; the queue folder rules now
+            entries = self.queue.entries()
+            if entries:
+                self._admit(st, entries, res)
+        self._learn(learned_peaks)
+        return res
+
+    # --- leases ------------------------------------------------------------------------------
+
+    def _end_leases(
+        self, st: GovernorState, res: RoundResult, peaks: list[Lease], now: float
+    ) -> None:
+        for rid, lease in list(st.leases.items()):
+            if not lease_alive(self.registry, lease):
+                del st.leases[rid]
+                res.ended.append((rid, lease.attempt))
+                if lease.peak_vram > 0:
+                    peaks.append(lease)
+                continue
+            if now - lease.admitted_at < RESPAWN_AFTER_S:
+                if lease.started_at is None:
+                    res.hint(RESPAWN_AFTER_S)
+                continue
+            with contextlib.suppress(ShapeError, OSError, ValueError):
+                state = self.registry.read_state(rid)
+                if (state is None or state.attempt < lease.attempt) and not (
+                    self.registry.supervisor_locked(rid)
+                ):
+                    res.respawn.append((rid, lease.attempt))
+                    res.hint(RESPAWN_AFTER_S)
+                elif lease.started_at is None:
+                    st.leases[rid] = replace(lease, started_at=now)
+
+    def _learn(self, leases: list[Lease]) -> None:
+        if not leases or not self.settings.learn_vram:
+            return
+        data = learn.load(self.store.learned_path)
+        for lease in leases:
+            data = learn.record(
+                data, lease.command_key, lease.script_key, lease.peak_vram, self.clock()
+            )
+        learn.save(self.store.learned_path, data)
+
+    # --- the queue -----------------------------------------------------------------------------
+
+    def _admit(self, st: GovernorState, entries: list[Entry], res: RoundResult) -> None:
+        from governor.policy import admit  # only when something is queued
+
+        settings = self.settings
+        snap = self.snapshot()
+        now = snap.now
+        note_peaks(st, snap.gpus)
+        bucket = st.bucket or BucketState.full(settings.bucket_capacity, now)
+        blocked: tuple[str, Decision] | None = None
+        shown = 0
+        for entry in entries:
+            ticket = self._ticket(entry)
+            if ticket is None:
+                continue
+            res.queued += 1
+            if blocked is not None and not entry.forced:
+                if shown >= SHOWN:
+                    res.queued = len(entries)  # the rest are not even read
+                    break
+                shown += 1
+                head, why = blocked
+                self._wait(
+                    ticket,
+                    f"behind run {head} in the queue: {why.reason}",
+                    f"fifo:{head}:{why.rule}",
+                    now,
+                )
+                continue
+            spec = self._spec(entry, ticket)
+            if spec is None:
+                res.queued -= 1
+                continue
+            verdict = self.gate(self.registry, spec, ticket)
+            if verdict.action == "cancel":
+                self._cancel(entry, ticket, verdict.reason, verdict.end_status)
+                res.queued -= 1
+                continue
+            if verdict.action == "wait":
+                shown += 1
+                self._wait(ticket, verdict.reason, "gate", now)
+                continue
+            req = self._request(spec, ticket.attempt)
+            if settings.enabled:
+                decision = admit(
+                    snap,
+                    req,
+                    leases=list(st.leases.values()),
+                    ahead=[],
+                    bucket=bucket,
+                    settings=settings,
+                    force=entry.forced,
+                )
+            else:  # no limits, no placement: every run starts at once
+                decision = Decision(admitted=True, reason="admitted (governor disabled)", rule="ok")
+            if decision.bucket is not None:
+                bucket = decision.bucket
+            if decision.admitted:
+                self._grant(st, entry, ticket, spec, req, decision, now)
+                res.started.append((entry.run_id, entry.attempt))
+                res.queued -= 1
+                continue
+            shown += 1
+            self._wait(ticket, decision.reason, decision.rule, now)
+            if decision.rule == "bucket":
+                res.hint(decision.retry_after_s)
+            elif decision.rule in SLOW_RULES:
+                res.hint(max(SLOW_POLL_S, settings.poll_interval_s))
+            elif decision.rule not in EVENT_RULES:
+                res.hint(settings.poll_interval_s)
+            if settings.backfill and now - ticket.queued_at < settings.backfill_max_wait_s:
+                continue  # later runs may pass this one for a while
+            blocked = (entry.run_id, decision)
+        st.bucket = bucket
+
+    def _ticket(self, entry: Entry) -> Ticket | None:
+        """The queued ticket behind an entry; a stale entry (decided already) is removed."""
+        try:
+            ticket = self.queue.read_ticket(entry.run_id)
+        except (ShapeError, OSError, ValueError):
+            ticket = None
+        if ticket is None or ticket.kind != QUEUED or ticket.attempt != entry.attempt:
+            self.queue.remove(entry)
+            return None
+        return ticket
+
+    def _spec(self, entry: Entry, ticket: Ticket) -> RunSpec | None:
+        try:
+            return self.registry.read_spec(entry.run_id)
+        except (FileNotFoundError, ShapeError, OSError, ValueError) as exc:
+            self._cancel(entry, ticket, f"spec.json unreadable: {exc}"[:300], Status.FAILED)
+            return None
+
+    def _request(self, spec: RunSpec, attempt: int) -> Request:
+        key = (spec.id, attempt)
+        req = self._requests.get(key)
+        if req is None:
+            learned = None
+            if spec.resources.vram_bytes is None and self.settings.learn_vram:
+                learned = learn.load(self.store.learned_path)
+            req = build_request(spec, self.settings, learned)
+            if len(self._requests) > 4096:
+                self._requests.clear()
+            self._requests[key] = req
+        return req
+
+    def _grant(
+        self,
+        st: GovernorState,
+        entry: Entry,
+        ticket: Ticket,
+        spec: RunSpec,
+        req: Request,
+        decision: Decision,
+        now: float,
+    ) -> None:
+        """Lease, then ticket, then entry: the order every crash recovery relies on."""
+        st.leases[entry.run_id] = Lease(
+            run_id=entry.run_id,
+            name=spec.name,
+            group=spec.group,
+            gpus=decision.gpus,
+            vram=decision.vram,
+            ram=req.ram,
+            admitted_at=now,
+            forced=entry.forced,
+            command_key=learn.command_key(spec),
+            script_key=learn.script_key(spec),
+            attempt=entry.attempt,
+        )
+        self.store.write(st)
+        env = placement_env(spec, req, decision, self.settings)
+        shown = " ".join(f"{k}={v}" for k, v in sorted(env.items()))
+        reason = decision.reason + (f"; env {shown}" if shown else "")
+        self.queue.write_ticket(
+            replace(
+                ticket,
+                kind=ADMITTED,
+                reason=reason,
+                rule="ok",
+                admitted_at=now,
+                boot_id=identity.boot_id(),
+                env=env,
+                gpus=decision.gpus,
+                forced=entry.forced,
+            )
+        )
+        self.queue.remove(entry)
+
+    def _wait(self, ticket: Ticket, reason: str, rule: str, now: float) -> None:
+        """Keep a waiting run's reason current (written only when its meaning changed)."""
+        if ticket.rule == rule and (
+            ticket.reason == reason or now - ticket.updated_at < REASON_REFRESH_S
+        ):
+            return
+        first = ticket.first_reason or reason
+        self.queue.write_ticket(replace(ticket, reason=reason, rule=rule, first_reason=first))
+
+    def _cancel(self, entry: Entry, ticket: Ticket, reason: str, end: Status) -> None:
+        self.queue.write_ticket(
+            replace(ticket, kind=CANCELLED, reason=reason, end_status=end.value)
+        )
+        self.queue.remove(entry)
+
+
+def note_peaks(state: GovernorState, gpus: GpuSnapshot) -> None:
+    """Raise leases' peak VRAM to what this probe shows (learning while others wait)."""
+    if not state.leases or not gpus.gpus:
+        return
+    used = usage_by_run(gpus.gpus)
+    for rid, lease in list(state.leases.items()):
+        peak = max((used.get((rid, i), 0) for i in lease.gpus), default=0)
+        if peak > lease.peak_vram:
+            state.leases[rid] = replace(lease, peak_vram=peak)
