@@ -259,14 +259,14 @@ class Round:
         bucket = st.bucket or BucketState.full(settings.bucket_capacity, now)
         blocked: tuple[str, Decision] | None = None
         shown = 0
-        for entry in entries:
+        for index, entry in enumerate(entries):
             ticket = self._ticket(entry)
             if ticket is None:
                 continue
             res.queued += 1
             if blocked is not None and not entry.forced:
                 if shown >= SHOWN:
-                    res.queued = len(entries)  # the rest are not even read
+                    res.queued += len(entries) - index - 1  # the rest are not even read
                     break
                 shown += 1
                 head, why = blocked

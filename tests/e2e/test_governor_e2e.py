@@ -4,8 +4,6 @@ submission order, with no Backprop process left running but their own supervisor
 from __future__ import annotations
 
 import json
-import os
-import signal
 import textwrap
 from pathlib import Path
 from typing import Any
