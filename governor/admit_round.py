@@ -26,6 +26,7 @@ submitting command runs it once itself (the fast path), both under the same lock
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -38,10 +39,10 @@ from governor.requests import Decision, Request, Snapshot
 from governor.reservations import Lease, usage_by_run
 from governor.settings import GovernorSettings
 from governor.store import GovernorState, GovernorStore
-from runner import identity
+from runner import identity, retry
 from runner.model import RunSpec, ShapeError, Status
-from runner.registry import Registry, RunNotFound
-from runner.tickets import ADMITTED, CANCELLED, QUEUED, Entry, Queue, Ticket
+from runner.registry import METRICS, Registry, RunNotFound
+from runner.tickets import ADMITTED, CANCELLED, QUEUED, Entry, Queue, Ticket, band_of
 
 # Waiting runs whose reason is kept up to date (the rest say "queued" until they move up).
 SHOWN = 16
@@ -52,6 +53,9 @@ RESPAWN_AFTER_S = 3.0
 # Rules that only change when hardware does (or when the user starts the run by hand).
 SLOW_RULES = frozenset({"no-gpu", "gpu-missing"})
 SLOW_POLL_S = 30.0
+# A running run with retries left is looked at this often (a supervisor killed with SIGKILL
+# announces nothing; its run is lost, and retried).
+WATCH_POLL_S = 5.0
 # Rules that only change when a run ends (which wakes the dispatcher).
 EVENT_RULES = frozenset({"max_parallel", "group"})
 
@@ -218,11 +222,15 @@ class Round:
     ) -> None:
         for rid, lease in list(st.leases.items()):
             if not lease_alive(self.registry, lease):
+                with contextlib.suppress(ShapeError, OSError, ValueError, RunNotFound):
+                    self._after_end(lease, now)  # re-queued first: a crash here loses no retry
                 del st.leases[rid]
                 res.ended.append((rid, lease.attempt))
                 if lease.peak_vram > 0:
                     peaks.append(lease)
                 continue
+            if self._may_retry(rid, lease):
+                res.hint(WATCH_POLL_S)  # its end must be seen, even one nobody announces
             if now - lease.admitted_at < RESPAWN_AFTER_S:
                 if lease.started_at is None:
                     res.hint(RESPAWN_AFTER_S)
@@ -236,6 +244,60 @@ class Round:
                     res.hint(RESPAWN_AFTER_S)
                 elif lease.started_at is None:
                     st.leases[rid] = replace(lease, started_at=now)
+
+    def _may_retry(self, run_id: str, lease: Lease) -> bool:
+        try:
+            t = self.queue.read_ticket(run_id)
+        except (ShapeError, OSError, ValueError):
+            return False
+        if t is None or t.attempt != lease.attempt or not t.policy:
+            return False
+        return int(t.retry.get("n", 0)) < retry.RetryPolicy.from_json(t.policy).retries
+
+    def _after_end(self, lease: Lease, now: float) -> None:
+        """Apply the run's retry policy to an attempt that just ended (queue lock held)."""
+        view = self.registry.load(lease.run_id)
+        t = view.ticket
+        if view.attempt != lease.attempt or not view.status.finished:
+            return  # retried already (a crash after the re-queue), or not over
+        if t is None or t.attempt != lease.attempt or not t.policy:
+            return
+        policy = retry.RetryPolicy.from_json(t.policy)
+        verdict = retry.decide(
+            policy,
+            view.status,
+            view.reason,
+            used=int(t.retry.get("n", 0)),
+            early_before=int(t.retry.get("early", 0)),
+            died_early=not retry.had_metric(_tail(self.registry, lease.run_id), lease.attempt),
+        )
+        if not verdict.retry:
+            if verdict.reason:
+                stopped = {**t.retry, "stopped": verdict.reason, "after": verdict.cause}
+                self.queue.write_ticket(replace(t, retry=stopped))
+            return
+        from runner.lifecycle import latest_checkpoint
+
+        nxt = Ticket(
+            run_id=lease.run_id,
+            attempt=lease.attempt + 1,
+            queued_at=now,
+            priority=t.priority,
+            timeout_s=t.timeout_s,
+            resume_from=latest_checkpoint(self.registry, lease.run_id),
+            policy=dict(t.policy),
+            not_before=now + verdict.delay_s,
+            reason=f"retry {verdict.number} after {verdict.cause}, "
+            f"in {verdict.delay_s:g}s (backoff)",
+            retry={
+                "n": verdict.number,
+                "of": t.retry.get("of") or lease.attempt + policy.retries,
+                "after": verdict.cause,
+                "early": verdict.early,
+            },
+        )
+        self.queue.write_ticket(nxt)
+        self.queue.add(Entry(band_of(nxt.priority), int(now * 1e9), lease.run_id, nxt.attempt))
 
     def _learn(self, leases: list[Lease]) -> None:
         if not leases or not self.settings.learn_vram:
@@ -264,6 +326,9 @@ class Round:
             if ticket is None:
                 continue
             res.queued += 1
+            if ticket.not_before > now and not entry.forced:
+                res.hint(ticket.not_before - now)  # a retry's backoff: others go ahead
+                continue
             if blocked is not None and not entry.forced:
                 if shown >= SHOWN:
                     res.queued += len(entries) - index - 1  # the rest are not even read
@@ -308,6 +373,8 @@ class Round:
             if decision.admitted:
                 self._grant(st, entry, ticket, spec, req, decision, now)
                 res.started.append((entry.run_id, entry.attempt))
+                if ticket.policy:
+                    res.hint(WATCH_POLL_S)  # someone must be there to see it end
                 res.queued -= 1
                 continue
             shown += 1
@@ -411,6 +478,17 @@ class Round:
             replace(ticket, kind=CANCELLED, reason=reason, end_status=end.value)
         )
         self.queue.remove(entry)
+
+
+def _tail(registry: Registry, run_id: str, size: int = 65536) -> bytes:
+    """The last ``size`` bytes of a run's ``metrics.jsonl`` (empty when there is none)."""
+    try:
+        with open(registry.run_dir(run_id) / METRICS, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - size))
+            return f.read()
+    except OSError:
+        return b""
 
 
 def note_peaks(state: GovernorState, gpus: GpuSnapshot) -> None:

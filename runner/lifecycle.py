@@ -42,6 +42,7 @@ from runner.registry import (
     Registry,
     RunView,
 )
+from runner.retry import RetryPolicy
 from runner.tickets import (
     CANCELLED,
     FORCED_BAND,
@@ -131,6 +132,7 @@ def submit(
     resume_from: str | None = None,
     start: bool = True,
     priority: int = 0,
+    retry: RetryPolicy | None = None,
 ) -> RunSpec:
     """Record a new run durably and put it in the queue. Returns the spec.
 
@@ -152,6 +154,7 @@ def submit(
         resume_from=resume_from,
         start=start,
         priority=priority,
+        retry=retry,
     )[0]
 
 
@@ -170,6 +173,7 @@ def submit_many(
     resume_from: str | None = None,
     start: bool = True,
     priority: int = 0,
+    retry: RetryPolicy | None = None,
 ) -> list[RunSpec]:
     """Submit ``(command, name)`` runs sharing everything else, made durable in one flush.
 
@@ -178,6 +182,7 @@ def submit_many(
     of one flush.
     """
     config = config or Config()
+    policy = retry if retry is not None else RetryPolicy.from_config(config)
     if group is not None:
         validate_name(group)
     for command, name in runs:
@@ -218,6 +223,8 @@ def submit_many(
                 priority=priority,
                 timeout_s=timeout_s,
                 resume_from=resume_from,
+                policy=policy.to_json() if policy.retries else {},
+                retry={"of": 1 + policy.retries} if policy.retries else {},
             )
             enqueue(queue, ticket, durable=False)
         specs.append(spec)
@@ -425,6 +432,7 @@ def resume(
             timeout_s=timeout_s,
             resume_from=latest_checkpoint(registry, run_id),
             retry=dict(retry or {}),
+            policy=dict(previous.policy) if previous else {},
         )
         enqueue(Queue(registry.root), ticket)
     Queue(registry.root).poke()

@@ -42,6 +42,7 @@ from runner.model import (
     Status,
     validate_run_id,
 )
+from runner.retry import describe as describe_attempt
 from runner.tickets import Queue, Ticket, ticket_status
 
 SPEC = "spec.json"
@@ -153,6 +154,9 @@ class RunView:
             "resources": spec.resources.to_json() if spec else None,
             "parent": spec.parent.to_json() if spec and spec.parent else None,
             "queue": _queue_json(self.ticket),
+            "attempt_text": describe_attempt(
+                self.attempt, self.ticket.retry if self.ticket else {}
+            ),
         }
 
 

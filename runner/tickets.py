@@ -82,7 +82,11 @@ class Ticket:
         gpus: the GPUs it was placed on.
         forced: started by the user, limits bypassed.
         end_status: for ``cancelled``: the status the run ends with (``stopped``/``failed``).
-        retry: for a retry: ``{"of": N, "after": "oom"}`` (what the tree shows).
+        retry: retry bookkeeping: ``n`` (retries made), ``of`` (attempts allowed),
+            ``after`` (the cause), ``early`` (deaths before a first metric in a row),
+            ``stopped`` (why retrying stopped).
+        policy: the run's retry policy (:class:`runner.retry.RetryPolicy` as JSON).
+        not_before: a retry waits in line until then (its backoff).
     """
 
     run_id: str
@@ -103,6 +107,8 @@ class Ticket:
     forced: bool = False
     end_status: str = ""
     retry: dict[str, Any] = field(default_factory=dict)
+    policy: dict[str, Any] = field(default_factory=dict)
+    not_before: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form (with schema)."""
@@ -126,6 +132,8 @@ class Ticket:
             "forced": self.forced,
             "end_status": self.end_status,
             "retry": dict(self.retry),
+            "policy": dict(self.policy),
+            "not_before": self.not_before,
         }
 
     @classmethod
@@ -147,6 +155,7 @@ class Ticket:
         if end and end not in (Status.STOPPED.value, Status.FAILED.value):
             raise ShapeError("a cancelled ticket ends stopped or failed")
         retry = _get(raw, "retry", dict, optional=True) or {}
+        policy = _get(raw, "policy", dict, optional=True) or {}
         return cls(
             run_id=validate_run_id_shape(_get(raw, "run_id", str)),
             attempt=attempt,
@@ -166,6 +175,8 @@ class Ticket:
             forced=bool(_get(raw, "forced", bool, optional=True)),
             end_status=end,
             retry={str(k): v for k, v in retry.items() if isinstance(v, (str, int, float))},
+            policy=dict(policy),
+            not_before=_num(raw, "not_before", optional=True) or 0.0,
         )
 
 

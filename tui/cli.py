@@ -152,7 +152,7 @@ def print_details(view: RunView, events: list[dict[str, Any]]) -> None:
         ("group", d.get("group") or "-"),
         ("status", d["status"]),
         ("reason", safe_label(str(d.get("reason") or "-"))),
-        ("attempt", d["attempt"]),
+        ("attempt", d.get("attempt_text") or d["attempt"]),
         ("command", " ".join(safe_label(c) for c in d.get("command") or [])),
         ("cwd", d.get("cwd")),
         ("step", _fmt_num(d.get("step"))),

@@ -14,6 +14,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from governor import dispatcher
+from runner.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from tui.cli import Context
@@ -27,11 +28,32 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="place in the queue: higher starts first (default 0, range -4999..4999)",
     )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=None,
+        help="retry up to N times after an end named by --retry-on (default: [retry] retries)",
+    )
+    parser.add_argument(
+        "--retry-on",
+        default=None,
+        metavar="CAUSES",
+        help="comma-separated among failed, lost, oom, preempted (default lost,oom,preempted)",
+    )
 
 
 def submit_options(ctx: Context) -> dict[str, Any]:
-    """Keyword arguments for ``lifecycle.submit``/``submit_many`` from the run options."""
-    return {"priority": int(getattr(ctx.args, "priority", 0) or 0)}
+    """Keyword arguments for ``lifecycle.submit``/``submit_many`` from the run options.
+
+    Raises:
+        ConfigError: a bad ``--retries``/``--retry-on`` or ``[retry]`` (a usage error).
+    """
+    a = ctx.args
+    base = RetryPolicy.from_config(ctx.config)
+    retries = base.retries if a.retries is None else a.retries
+    retry_on = base.retry_on if a.retry_on is None else a.retry_on
+    policy = RetryPolicy.build(retries, retry_on, base.backoff_s, base.backoff_max_s)
+    return {"priority": int(getattr(a, "priority", 0) or 0), "retry": policy}
 
 
 def kick(ctx: Context) -> None:
