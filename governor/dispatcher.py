@@ -162,7 +162,9 @@ def kick(
     """
     rnd = Round(registry, settings_for(registry), snapshot, gate=gate)
     res = rnd.run()
-    start_admitted(registry, res)
+    # Not waiting for each supervisor to detach: the trainer's start is on the critical path
+    # of `backprop run`, this command's exit is not (the supervisor has its own session).
+    start_admitted(registry, res, LocalBackend(wait=False))
     if (res.queued or res.wait_s is not None) and alive(registry) is None:
         spawn(registry)
     return res

@@ -192,8 +192,8 @@ def submit_many(
     queue = Queue(registry.root)
     base_env = captured_env() if env is None else env
     specs: list[RunSpec] = []
-    for command, name in runs:
-        run_id = registry.allocate_id()
+    ids = registry.allocate_ids(len(runs))
+    for run_id, (command, name) in zip(ids, runs, strict=True):
         spec = RunSpec(
             id=run_id,
             name=name,

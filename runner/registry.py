@@ -250,22 +250,28 @@ class Registry:
         Ids are zero-padded decimal counters: short, sortable, safe as file names, typed
         easily (``backprop stop 42``). ``mkdir`` is the claim, so the counter file is a hint.
         """
+        return self.allocate_ids(1)[0]
+
+    def allocate_ids(self, count: int) -> list[str]:
+        """Allocate ``count`` consecutive-as-possible ids under one lock (a sweep's)."""
         self.ensure()
+        out: list[str] = []
         with self.lock():
             hint_path = self.root / "next_id"
             try:
                 n = int(hint_path.read_text().strip())
             except (OSError, ValueError):
                 n = self._max_id() + 1
-            while True:
+            while len(out) < count:
                 run_id = f"{n:0{ID_WIDTH}d}"
                 try:
                     os.mkdir(self.runs_dir / run_id)
-                    break
+                    out.append(run_id)
+                    n += 1
                 except FileExistsError:
                     n = max(n + 1, self._max_id() + 1)
-            hint_path.write_text(f"{n + 1}\n")
-        return run_id
+            hint_path.write_text(f"{n}\n")
+        return out
 
     def _max_id(self) -> int:
         best = 0
