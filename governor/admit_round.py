@@ -250,7 +250,11 @@ class Round:
             t = self.queue.read_ticket(run_id)
         except (ShapeError, OSError, ValueError):
             return False
-        if t is None or t.attempt != lease.attempt or not t.policy:
+        if t is None or t.attempt != lease.attempt:
+            return False
+        if t.fail_fast:
+            return True
+        if not t.policy:
             return False
         return int(t.retry.get("n", 0)) < retry.RetryPolicy.from_json(t.policy).retries
 
@@ -260,7 +264,7 @@ class Round:
         t = view.ticket
         if view.attempt != lease.attempt or not view.status.finished:
             return  # retried already (a crash after the re-queue), or not over
-        if t is None or t.attempt != lease.attempt or not t.policy:
+        if t is None or t.attempt != lease.attempt or not (t.policy or t.fail_fast):
             return
         policy = retry.RetryPolicy.from_json(t.policy)
         verdict = retry.decide(
@@ -275,6 +279,8 @@ class Round:
             if verdict.reason:
                 stopped = {**t.retry, "stopped": verdict.reason, "after": verdict.cause}
                 self.queue.write_ticket(replace(t, retry=stopped))
+            if t.fail_fast and view.status is Status.FAILED and view.spec and view.spec.group:
+                self._fail_fast(lease.run_id, view.spec.group)
             return
         from runner.lifecycle import latest_checkpoint
 
@@ -298,6 +304,17 @@ class Round:
         )
         self.queue.write_ticket(nxt)
         self.queue.add(Entry(band_of(nxt.priority), int(now * 1e9), lease.run_id, nxt.attempt))
+
+    def _fail_fast(self, failed: str, group: str) -> None:
+        """Stop the queued siblings of a sweep whose run failed for good (``--fail-fast``)."""
+        why = f"not started: run {failed} of {group!r} failed (--fail-fast)"
+        for entry in self.queue.entries():
+            with contextlib.suppress(ShapeError, OSError, ValueError):
+                if self.registry.read_spec(entry.run_id).group != group:
+                    continue
+                ticket = self._ticket(entry)
+                if ticket is not None:
+                    self._cancel(entry, ticket, why, Status.STOPPED)
 
     def _learn(self, leases: list[Lease]) -> None:
         if not leases or not self.settings.learn_vram:
@@ -373,7 +390,7 @@ class Round:
             if decision.admitted:
                 self._grant(st, entry, ticket, spec, req, decision, now)
                 res.started.append((entry.run_id, entry.attempt))
-                if ticket.policy:
+                if ticket.policy or ticket.fail_fast:
                     res.hint(WATCH_POLL_S)  # someone must be there to see it end
                 res.queued -= 1
                 continue

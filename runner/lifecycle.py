@@ -133,6 +133,7 @@ def submit(
     start: bool = True,
     priority: int = 0,
     retry: RetryPolicy | None = None,
+    fail_fast: bool = False,
 ) -> RunSpec:
     """Record a new run durably and put it in the queue. Returns the spec.
 
@@ -155,6 +156,7 @@ def submit(
         start=start,
         priority=priority,
         retry=retry,
+        fail_fast=fail_fast,
     )[0]
 
 
@@ -174,6 +176,7 @@ def submit_many(
     start: bool = True,
     priority: int = 0,
     retry: RetryPolicy | None = None,
+    fail_fast: bool = False,
 ) -> list[RunSpec]:
     """Submit ``(command, name)`` runs sharing everything else, made durable in one flush.
 
@@ -225,6 +228,7 @@ def submit_many(
                 resume_from=resume_from,
                 policy=policy.to_json() if policy.retries else {},
                 retry={"of": 1 + policy.retries} if policy.retries else {},
+                fail_fast=fail_fast,
             )
             enqueue(queue, ticket, durable=False)
         specs.append(spec)
@@ -422,7 +426,8 @@ def resume(
                 f"cannot resume run {run_id}: its trainer (pid {view.state.trainer.pid}) "
                 "is still running; stop it first"
             )
-        attempt = view.attempt + 1
+        # An attempt that ended before it ran (stopped while queued) is given again.
+        attempt = (view.state.attempt if view.state else 0) + 1
         previous = view.ticket
         ticket = Ticket(
             run_id=run_id,
@@ -433,6 +438,7 @@ def resume(
             resume_from=latest_checkpoint(registry, run_id),
             retry=dict(retry or {}),
             policy=dict(previous.policy) if previous else {},
+            fail_fast=previous.fail_fast if previous else False,
         )
         enqueue(Queue(registry.root), ticket)
     Queue(registry.root).poke()

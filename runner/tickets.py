@@ -87,6 +87,7 @@ class Ticket:
             ``stopped`` (why retrying stopped).
         policy: the run's retry policy (:class:`runner.retry.RetryPolicy` as JSON).
         not_before: a retry waits in line until then (its backoff).
+        fail_fast: when this run fails for good, its queued siblings (same group) are stopped.
     """
 
     run_id: str
@@ -109,6 +110,7 @@ class Ticket:
     retry: dict[str, Any] = field(default_factory=dict)
     policy: dict[str, Any] = field(default_factory=dict)
     not_before: float = 0.0
+    fail_fast: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form (with schema)."""
@@ -134,6 +136,7 @@ class Ticket:
             "retry": dict(self.retry),
             "policy": dict(self.policy),
             "not_before": self.not_before,
+            "fail_fast": self.fail_fast,
         }
 
     @classmethod
@@ -177,6 +180,7 @@ class Ticket:
             retry={str(k): v for k, v in retry.items() if isinstance(v, (str, int, float))},
             policy=dict(policy),
             not_before=_num(raw, "not_before", optional=True) or 0.0,
+            fail_fast=bool(_get(raw, "fail_fast", bool, optional=True)),
         )
 
 
@@ -339,6 +343,27 @@ def enqueue(
         queue.write_ticket(replace(ticket, kind=QUEUED), durable=durable)
         queue.add(entry, sync=durable)
     return entry
+
+
+def move_to_top(queue: Queue, run_id: str) -> bool:
+    """Put a queued run first in line (first of its priority band and every band after).
+
+    Returns whether it was queued. Hold nothing: this takes the queue's lock.
+    """
+    with queue.locked():
+        entries = queue.entries()
+        mine = [e for e in entries if e.run_id == run_id]
+        if not mine:
+            return False
+        others = [e for e in entries if e.run_id != run_id and not e.forced]
+        head = min(others, default=None)
+        entry = mine[0]
+        if head is not None and head < entry:
+            band = min(head.band, entry.band)
+            t = min(e.t_ns for e in others if e.band == band) - 1 if head.band == band else 0
+            queue.move(entry, Entry(band, max(0, t), entry.run_id, entry.attempt))
+    queue.poke()
+    return True
 
 
 def ticket_status(

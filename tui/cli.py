@@ -494,6 +494,7 @@ def _each(ctx: Context, action: Callable[[str], str]) -> int:
 
 def cmd_stop(ctx: Context) -> int:
     """``backprop stop``."""
+    queue_cli.expand_stop(ctx)
     return _each(ctx, lambda i: lifecycle.stop(ctx.registry, i, force=ctx.args.force))
 
 
@@ -526,6 +527,10 @@ def cmd_rm(ctx: Context) -> int:
 
 def cmd_resume(ctx: Context) -> int:
     """``backprop resume``."""
+    if ctx.args.group:
+        return queue_cli.resume_group(ctx)
+    if not ctx.args.id:
+        raise UsageError("resume needs a run id or --group")
     run_id = ctx.resolve(ctx.args.id)
     attempt = lifecycle.resume(ctx.registry, run_id, timeout_s=_duration(ctx.args.timeout))
     queue_cli.kick(ctx)
@@ -705,8 +710,9 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("--raw", action="store_true", help="do not neutralise escape sequences")
 
     st = cmd("stop", cmd_stop, "stop runs gracefully (SIGINT, then SIGTERM, then SIGKILL)")
-    st.add_argument("ids", nargs="+", metavar="ID")
+    st.add_argument("ids", nargs="*", metavar="ID")
     st.add_argument("--force", action="store_true", help="SIGKILL the whole run at once")
+    st.add_argument("--group", help="every active run of this group (a sweep), queued ones too")
     cmd("pause", cmd_pause, "pause runs (SIGSTOP)").add_argument("ids", nargs="+", metavar="ID")
     cmd("continue", cmd_continue, "continue paused runs (SIGCONT)").add_argument(
         "ids", nargs="+", metavar="ID"
@@ -715,8 +721,9 @@ def build_parser() -> argparse.ArgumentParser:
         "ids", nargs="+", metavar="ID"
     )
     rs = cmd("resume", cmd_resume, "start a new attempt of a run from its latest checkpoint")
-    rs.add_argument("id")
+    rs.add_argument("id", nargs="?")
     rs.add_argument("--timeout", help="time limit for the new attempt")
+    rs.add_argument("--group", help="every run of this group (a sweep) that did not complete")
     fk = cmd("fork", cmd_fork, "new run from another run's checkpoint with changed arguments")
     fk.add_argument("--name")
     fk.add_argument("--timeout")
@@ -732,7 +739,8 @@ def build_parser() -> argparse.ArgumentParser:
     it = cmd("init", cmd_init, "write a commented backprop.toml in this folder")
     it.add_argument("--force", action="store_true")
     it.add_argument("--path", help=argparse.SUPPRESS)
-    cmd("status", cmd_status, "host, GPUs, admission bucket and queue")
+    cmd("status", cmd_status, "host, GPUs, admission bucket, queue and dispatcher")
+    queue_cli.add_commands(cmd)
     cmd("inspect", cmd_inspect, "summarise a checkpoint safely (weights_only)").add_argument("file")
     tu = cmd("tui", cmd_tui, "open the terminal UI", json_flag=False)
     tu.add_argument("--readonly", action="store_true", help="hide every action that changes runs")

@@ -14,10 +14,22 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from governor import dispatcher
+from runner import lifecycle
+from runner.config import parse_duration
+from runner.lifecycle import LifecycleError
+from runner.model import ACTIVE, ShapeError, Status
 from runner.retry import RetryPolicy
+from runner.textsafe import safe_label
+from runner.tickets import Queue, move_to_top
 
 if TYPE_CHECKING:
     from tui.cli import Context
+
+
+def _usage(message: str) -> Exception:
+    from tui.cli import UsageError  # the CLI imports this module first
+
+    return UsageError(message)
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +52,11 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         metavar="CAUSES",
         help="comma-separated among failed, lost, oom, preempted (default lost,oom,preempted)",
     )
+    parser.add_argument(
+        "--fail-fast",
+        action="store_true",
+        help="a sweep: the first run that fails for good stops the siblings still queued",
+    )
 
 
 def submit_options(ctx: Context) -> dict[str, Any]:
@@ -53,7 +70,11 @@ def submit_options(ctx: Context) -> dict[str, Any]:
     retries = base.retries if a.retries is None else a.retries
     retry_on = base.retry_on if a.retry_on is None else a.retry_on
     policy = RetryPolicy.build(retries, retry_on, base.backoff_s, base.backoff_max_s)
-    return {"priority": int(getattr(a, "priority", 0) or 0), "retry": policy}
+    return {
+        "priority": int(getattr(a, "priority", 0) or 0),
+        "retry": policy,
+        "fail_fast": bool(getattr(a, "fail_fast", False)),
+    }
 
 
 def kick(ctx: Context) -> None:
@@ -68,3 +89,112 @@ def ensure(ctx: Context) -> None:
     """Before reading runs: waiting runs get a dispatcher if none lives."""
     with contextlib.suppress(OSError):
         dispatcher.ensure(ctx.registry)
+
+
+# --- sweeps as a whole --------------------------------------------------------------------
+
+
+def group_ids(ctx: Context, group: str, statuses: set[Status]) -> list[str]:
+    """The runs of ``group`` whose status is one of ``statuses``, oldest first."""
+    views = ctx.registry.list_runs()
+    return [
+        v.id for v in reversed(views) if v.status in statuses and v.to_json().get("group") == group
+    ]
+
+
+def expand_stop(ctx: Context) -> None:
+    """``stop --group G``: every active run of the sweep (queued ones end without running)."""
+    a = ctx.args
+    if a.group:
+        a.ids = list(a.ids) + group_ids(ctx, a.group, set(ACTIVE))
+        if not a.ids:
+            raise LifecycleError(f"no active runs in group {a.group!r}")
+    elif not a.ids:
+        raise _usage("stop needs run ids or --group")
+
+
+def resume_group(ctx: Context) -> int:
+    """``resume --group G``: a new attempt of every run of the sweep that did not complete."""
+    a = ctx.args
+    ids = group_ids(ctx, a.group, {Status.FAILED, Status.STOPPED, Status.TIMEBOXED, Status.LOST})
+    if not ids:
+        raise LifecycleError(f"nothing to resume in group {a.group!r}: every run completed")
+    timeout = parse_duration(a.timeout) if a.timeout else None
+    results = []
+    for run_id in ids:
+        try:
+            attempt = lifecycle.resume(ctx.registry, run_id, timeout_s=timeout)
+            results.append({"id": run_id, "attempt": attempt})
+        except LifecycleError as exc:
+            results.append({"id": run_id, "error": str(exc)})
+    kick(ctx)
+    ctx.emit(
+        {"group": a.group, "resumed": results},
+        "\n".join(
+            f"resumed run {r['id']} as attempt {r['attempt']}"
+            if "attempt" in r
+            else f"backprop: error: {r['error']}"
+            for r in results
+        ),
+    )
+    return 0 if all("attempt" in r for r in results) else 1
+
+
+# --- backprop queue -----------------------------------------------------------------------
+
+
+def cmd_queue(ctx: Context) -> int:
+    """``backprop queue``: the queue in order, or ``queue move ID --top``."""
+    a = ctx.args
+    queue = Queue(ctx.registry.root)
+    if a.action == "move":
+        if not a.id:
+            raise _usage("queue move needs a run id")
+        run_id = ctx.resolve(a.id)
+        if not move_to_top(queue, run_id):
+            raise LifecycleError(f"run {run_id} is not queued")
+        kick(ctx)
+        ctx.emit({"id": run_id, "moved": "top"}, f"moved run {run_id} to the top of the queue")
+        return 0
+    ensure(ctx)
+    rows = []
+    for pos, entry in enumerate(queue.entries(), start=1):
+        try:
+            ticket = queue.read_ticket(entry.run_id)
+        except (ShapeError, OSError):
+            ticket = None
+        rows.append(
+            {
+                "position": pos,
+                "id": entry.run_id,
+                "attempt": entry.attempt,
+                "priority": ticket.priority if ticket else 0,
+                "forced": entry.forced,
+                "reason": ticket.reason if ticket else "",
+            }
+        )
+    info = dispatcher.alive(ctx.registry)
+    doc = {
+        "queue": rows,
+        "dispatcher": {"pid": info.pid, "since": info.since} if info else None,
+    }
+
+    def human() -> None:
+        who = f"dispatcher pid {info.pid}" if info else "no dispatcher"
+        print(f"{len(rows)} queued ({who})")
+        for r in rows:
+            print(
+                f"{r['position']:>5}. {r['id']}  #{r['attempt']}  prio {r['priority']:<5} "
+                f"{safe_label(r['reason'] or 'queued', 100)}"
+            )
+
+    ctx.emit(doc, human)
+    return 0
+
+
+def add_commands(cmd: Any) -> None:
+    """Register ``backprop queue`` with the CLI's command factory."""
+    q = cmd("queue", cmd_queue, "the queue in order; `queue move ID --top` puts a run first")
+    q.add_argument("action", nargs="?", choices=["ls", "move"], default="ls")
+    q.add_argument("id", nargs="?")
+    q.add_argument("--top", action="store_true", help="move to the front of the queue")

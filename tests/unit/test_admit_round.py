@@ -290,3 +290,37 @@ def test_a_queued_run_reads_queued_and_a_damaged_ticket_reads_corrupt(reg: Regis
     assert reg.load(a.id).status is Status.QUEUED
     (reg.run_dir(a.id) / "ticket.json").write_text("{nope")
     assert reg.load(a.id).status is Status.CORRUPT
+
+
+def test_move_to_top_and_priority_bands(reg: Registry) -> None:
+    from runner.tickets import move_to_top
+
+    rnd = make_round(reg, FakeNvml(error="none"), max_parallel=1)
+    a, b, c = submit(reg), submit(reg, priority=5), submit(reg)
+    queue = Queue(reg.root)
+    assert [e.run_id for e in queue.entries()] == [b.id, a.id, c.id]
+    assert move_to_top(queue, c.id)
+    assert [e.run_id for e in queue.entries()] == [c.id, b.id, a.id]
+    assert rnd.run().started == [(c.id, 1)]
+    assert not move_to_top(queue, c.id)  # not queued any more
+
+
+def test_fail_fast_stops_the_queued_siblings_of_a_failed_run(reg: Registry) -> None:
+    from runner.lifecycle import submit_many
+
+    rnd = make_round(reg, FakeNvml(error="none"), max_parallel=1)
+    specs = submit_many(
+        reg, [(["true"], f"s{i}") for i in range(3)], group="sw", fail_fast=True, env={}
+    )
+    other = submit(reg)
+    assert rnd.run().started == [(specs[0].id, 1)]
+    set_state(reg, specs[0].id, Status.FAILED, reason="exit 1")
+    res = rnd.run()
+    assert res.started == [(other.id, 1)]
+    for s in specs[1:]:
+        view = reg.load(s.id)
+        assert view.status is Status.STOPPED
+        assert view.reason == f"not started: run {specs[0].id} of 'sw' failed (--fail-fast)"
+    # A stopped sibling can be resumed: it gets the attempt it never ran.
+    assert lifecycle.resume(reg, specs[1].id) == 1
+    assert reg.load(specs[1].id).status is Status.QUEUED
