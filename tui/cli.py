@@ -596,6 +596,8 @@ def cmd_init(ctx: Context) -> int:
     """``backprop init``: write a commented backprop.toml here."""
     import governor.settings  # noqa: F401 - registers the [governor] section's defaults
 
+    if ctx.args.boot_unit:
+        return queue_cli.write_boot_unit(ctx)
     path = Path(ctx.args.path or CONFIG_NAME)
     if path.exists() and not ctx.args.force:
         raise LifecycleError(f"{path} exists; use --force to overwrite it")
@@ -739,6 +741,11 @@ def build_parser() -> argparse.ArgumentParser:
     it = cmd("init", cmd_init, "write a commented backprop.toml in this folder")
     it.add_argument("--force", action="store_true")
     it.add_argument("--path", help=argparse.SUPPRESS)
+    it.add_argument(
+        "--boot-unit",
+        action="store_true",
+        help="instead: write a systemd --user unit that drains the queue after boot",
+    )
     cmd("status", cmd_status, "host, GPUs, admission bucket, queue and dispatcher")
     queue_cli.add_commands(cmd)
     cmd("inspect", cmd_inspect, "summarise a checkpoint safely (weights_only)").add_argument("file")

@@ -198,3 +198,52 @@ def add_commands(cmd: Any) -> None:
     q.add_argument("action", nargs="?", choices=["ls", "move"], default="ls")
     q.add_argument("id", nargs="?")
     q.add_argument("--top", action="store_true", help="move to the front of the queue")
+
+
+# --- draining right after boot ------------------------------------------------------------
+
+UNIT_NAME = "backprop-queue.service"
+
+
+def boot_unit_text(home: str, python: str, pkg_root: str) -> str:
+    """A ``systemd --user`` unit that runs one dispatcher at login/boot until the queue drains."""
+    return (
+        "[Unit]\n"
+        "Description=Backprop: start the runs queued in " + home + "\n"
+        "After=default.target\n\n"
+        "[Service]\n"
+        "Type=simple\n"
+        f"Environment=PYTHONPATH={pkg_root}\n"
+        f"ExecStart={python} -m governor.dispatcher --home {home}\n"
+        "Restart=no\n\n"
+        "[Install]\n"
+        "WantedBy=default.target\n"
+    )
+
+
+def write_boot_unit(ctx: Context) -> int:
+    """``backprop init --boot-unit``: write the unit, print how to enable it (or cron's line)."""
+    import os
+    import shlex
+    from pathlib import Path
+
+    home = str(ctx.registry.root.resolve())
+    pkg_root = str(Path(__file__).resolve().parent.parent)
+    config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    path = Path(ctx.args.path) if ctx.args.path else config / "systemd" / "user" / UNIT_NAME
+    if path.exists() and not ctx.args.force:
+        raise LifecycleError(f"{path} exists; use --force to overwrite it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(boot_unit_text(home, sys.executable, pkg_root))
+    cron = (
+        f"@reboot PYTHONPATH={shlex.quote(pkg_root)} {shlex.quote(sys.executable)} "
+        f"-m governor.dispatcher --home {shlex.quote(home)}"
+    )
+    ctx.emit(
+        {"file": str(path), "enable": f"systemctl --user enable {UNIT_NAME}", "cron": cron},
+        f"wrote {path}\n"
+        f"enable it:  systemctl --user enable {UNIT_NAME}  "
+        "(and `loginctl enable-linger $USER` to start it at boot without a login)\n"
+        f"or, without systemd, add to `crontab -e`:\n  {cron}",
+    )
+    return 0

@@ -4,6 +4,7 @@ run, starts none twice and never lets more runs start than ``max_parallel``."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from collections import Counter
@@ -49,7 +50,7 @@ def test_sigkill_of_the_dispatcher_while_200_runs_drain(cli: Cli, home: Path) ->
     marks.mkdir()
     # A trivial trainer: one marker file per start (run id + its own pid), then a short wait
     # so that four at once is a limit worth checking.
-    body = f'touch "{marks}/$BACKPROP_RUN_ID.$$"; sleep 0.2'
+    body = f'touch "{marks}/$BACKPROP_RUN_ID.$$"; sleep 0.1'
     n = 200
     out = cli.json("run", "--sweep", "i=" + ",".join(map(str, range(n))), "sh", "-c", body)
     ids = out["ids"]
@@ -85,3 +86,53 @@ def test_sigkill_of_the_dispatcher_while_200_runs_drain(cli: Cli, home: Path) ->
         assert v.state is not None and v.state.started_at and v.state.ended_at
         spans.append((v.state.started_at, v.state.ended_at))
     assert max_overlap(spans) <= 4
+
+
+def test_the_boot_unit_drains_the_queue_and_exits(cli: Cli, home: Path) -> None:
+    import shlex
+    import subprocess
+
+    from runner import lifecycle
+
+    configure(home, dispatcher_idle="1s")
+    unit = cli.cwd / "unit.service"
+    out = cli.json("init", "--boot-unit", "--path", str(unit))
+    assert out["file"] == str(unit) and out["cron"].startswith("@reboot ")
+    text = unit.read_text()
+    exec_start = next(x for x in text.splitlines() if x.startswith("ExecStart="))
+    env_line = next(x for x in text.splitlines() if x.startswith("Environment="))
+    # Queued before "the boot": nothing is running for them, as after a reboot.
+    reg = Registry(home)
+    spec = lifecycle.submit(reg, ["true"], name="after-boot", env={})
+    assert reg.load(spec.id).status is Status.QUEUED
+    key, _, value = env_line.removeprefix("Environment=").partition("=")
+    proc = subprocess.run(
+        shlex.split(exec_start.removeprefix("ExecStart=")),
+        env={**os.environ, key: value},
+        timeout=60,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr  # it exits by itself once the queue is empty
+    wait_until(lambda: reg.load(spec.id).status is Status.COMPLETED, timeout=30)
+
+
+def test_stop_and_resume_a_sweep_as_a_whole(cli: Cli, home: Path) -> None:
+    configure(home, max_parallel=1)
+    gate = cli.cwd / "gate"
+    body = f'while [ ! -e "{gate}" ]; do sleep 0.05; done'
+    out = cli.json("run", "--name", "sw", "--sweep", "i=1,2,3", "sh", "-c", body)
+    ids, group = out["ids"], out["group"]
+    cli.wait_status(ids[0], "running")
+    assert [q["id"] for q in cli.json("queue")["queue"]] == ids[1:]
+    cli("queue", "move", ids[2], "--top")
+    assert [q["id"] for q in cli.json("queue")["queue"]] == [ids[2], ids[1]]
+    stopped = cli.json("stop", "--group", group)
+    assert {r["id"] for r in stopped} == set(ids) and all(r["ok"] for r in stopped)
+    for rid in ids:
+        cli.wait_status(rid, "stopped")
+    gate.touch()
+    resumed = cli.json("resume", "--group", group)["resumed"]
+    assert sorted(r["id"] for r in resumed) == sorted(ids)
+    for rid in ids:
+        cli.wait_status(rid, "completed", timeout=60)

@@ -324,3 +324,26 @@ def test_fail_fast_stops_the_queued_siblings_of_a_failed_run(reg: Registry) -> N
     # A stopped sibling can be resumed: it gets the attempt it never ran.
     assert lifecycle.resume(reg, specs[1].id) == 1
     assert reg.load(specs[1].id).status is Status.QUEUED
+
+
+def test_runs_lost_in_a_reboot_are_retried_by_the_next_round(reg: Registry) -> None:
+    from runner.retry import RetryPolicy
+
+    rnd = make_round(reg, FakeNvml(error="none"))
+    a = submit(reg)
+    q = Queue(reg.root)
+    with q.locked():
+        t = ticket(reg, a.id)
+        q.write_ticket(Ticket(**{**t.__dict__, "policy": RetryPolicy(retries=2).to_json()}))
+    assert rnd.run().started == [(a.id, 1)]
+    before = ProcessIdentity(pid=4321, start_ticks=99, boot_id="an-earlier-boot")
+    state = RunState(
+        run_id=a.id, attempt=1, status=Status.RUNNING, updated_at=time.time(), supervisor=before
+    )
+    write_json(reg.run_dir(a.id) / STATE, state.to_json())
+    assert (reg.load(a.id).status, reg.load(a.id).reason) == (Status.LOST, "host rebooted")
+    res = rnd.run()
+    assert res.ended == [(a.id, 1)]
+    view = reg.load(a.id)
+    assert view.status is Status.QUEUED and view.attempt == 2
+    assert view.to_json()["attempt_text"] == "attempt 2 of 3, retry after lost"
