@@ -31,7 +31,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from governor.admit_round import Round, RoundResult, StartGate, open_gate
 from governor.requests import Snapshot
 from governor.settings import GovernorSettings
 from governor.store import GovernorStore
+from governor.watch import RunWatch
 from runner import identity
 from runner.backends import Backend, LocalBackend, backend_for
 from runner.config import ConfigError, load_config
@@ -222,6 +223,9 @@ class Dispatcher:
         self._fifo: list[int] = []
         # Supervisors start without waiting for each to detach; SIGCHLD ignored reaps them.
         self.backend = LocalBackend(wait=False)
+        self.watches: dict[str, RunWatch] = {}
+        self.pause: Callable[[str, str], object] = _pause_run(registry)
+        self.cont: Callable[[str], object] = _continue_run(registry)
 
     def acquire(self) -> bool:
         """Take the registry's dispatcher lock and record who holds it."""
@@ -261,6 +265,8 @@ class Dispatcher:
             idle_s = self.idle_s if self.idle_s is not None else settings.dispatcher_idle_s
             res = Round(self.registry, settings, self.snapshot, gate=self.gate).run()
             start_admitted(self.registry, res, self.backend)
+            if self.watch_gpus(settings):
+                res.hint(settings.sample_interval_s)
             now = time.monotonic()
             if res.queued or res.wait_s is not None:
                 empty_since = None
@@ -271,6 +277,42 @@ class Dispatcher:
             if now - empty_since >= idle_s and self.try_exit():
                 return 0
             self.wait(max(0.05, idle_s - (now - empty_since)))
+
+    def watch_gpus(self, settings: GovernorSettings) -> bool:
+        """Sample the GPUs of running GPU runs: peak VRAM (learned at their end) and heat.
+
+        With ``pause_temperature`` set, a run on a GPU at or above it is paused, and continued
+        once every GPU of it is below ``max_temperature`` (:class:`governor.watch.RunWatch`).
+        Returns whether any GPU run is watched (the dispatcher stays while one is).
+        """
+        store = GovernorStore(self.registry.root)
+        leases = {rid: lease for rid, lease in store.read().leases.items() if lease.gpus}
+        for rid in set(self.watches) - set(leases):
+            del self.watches[rid]
+        if not leases or not (settings.learn_vram or settings.pause_temperature > 0):
+            return False
+        gpus = self.snapshot().gpus
+        for rid, lease in leases.items():
+            watch = self.watches.get(rid)
+            if watch is None:
+                watch = self.watches[rid] = RunWatch(
+                    rid,
+                    lease.gpus,
+                    lambda: gpus,
+                    interval_s=settings.sample_interval_s,
+                    pause_temperature=settings.pause_temperature,
+                    resume_temperature=settings.max_temperature,
+                    pause=self.pause,
+                    cont=self.cont,
+                )
+            watch.probe = lambda: gpus
+            watch.sample()
+        with store.transaction() as st:
+            for rid, watch in self.watches.items():
+                held = st.leases.get(rid)
+                if held is not None and watch.peak_vram > held.peak_vram:
+                    st.leases[rid] = replace(held, peak_vram=watch.peak_vram)
+        return True
 
     def try_exit(self) -> bool:
         """Give up the lock if the queue is still empty (under the queue's lock)."""
@@ -286,6 +328,24 @@ class Dispatcher:
             os.close(fd)
         self._fifo = []
         return True
+
+
+def _pause_run(registry: Registry) -> Callable[[str, str], object]:
+    def pause(run_id: str, reason: str) -> object:
+        from runner import lifecycle
+
+        return lifecycle.pause(registry, run_id, reason=reason)
+
+    return pause
+
+
+def _continue_run(registry: Registry) -> Callable[[str], object]:
+    def cont(run_id: str) -> object:
+        from runner import lifecycle
+
+        return lifecycle.cont(registry, run_id, reason="continued by the governor: GPU cooled")
+
+    return cont
 
 
 def main(argv: list[str] | None = None) -> int:

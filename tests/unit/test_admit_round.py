@@ -347,3 +347,32 @@ def test_runs_lost_in_a_reboot_are_retried_by_the_next_round(reg: Registry) -> N
     view = reg.load(a.id)
     assert view.status is Status.QUEUED and view.attempt == 2
     assert view.to_json()["attempt_text"] == "attempt 2 of 3, retry after lost"
+
+
+def test_the_dispatcher_watches_gpu_runs_heat_and_peaks(reg: Registry) -> None:
+    from governor.dispatcher import Dispatcher
+
+    fake = FakeNvml([{"memory_total": 24 * GIB, "memory_used": 0, "temperature": 60}])
+    clock = Clock()
+    a = submit(reg, gpus=1, vram=GIB)
+    make_round(reg, fake, clock).run()
+    set_state(reg, a.id, Status.RUNNING)
+    fake.add_process(0, pid=5151, memory=3 * GIB, run_id=a.id)
+    disp = Dispatcher(
+        reg, snapshot=lambda: Snapshot(fixed_host(), probe_gpus(fake, resolve_run=None), clock())
+    )
+    asked: list[tuple[str, str]] = []
+    disp.pause = lambda rid, why: asked.append(("pause", why))
+    disp.cont = lambda rid: asked.append(("continue", rid))
+    settings = GovernorSettings(pause_temperature=80.0, max_temperature=75.0)
+    assert disp.watch_gpus(settings)
+    assert asked == [] and GovernorStore(reg.root).read().leases[a.id].peak_vram == 3 * GIB
+    fake.set_temperature(0, 82)
+    disp.watch_gpus(settings)
+    assert asked[0][0] == "pause" and "82°C" in asked[0][1]
+    fake.set_temperature(0, 77)
+    disp.watch_gpus(settings)
+    assert len(asked) == 1  # still above max_temperature: stays paused
+    fake.set_temperature(0, 70)
+    disp.watch_gpus(settings)
+    assert asked[1] == ("continue", a.id)
