@@ -29,6 +29,7 @@ import os
 import select
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -139,7 +140,9 @@ def spawn(registry: Registry) -> None:
             env=env,
             cwd=registry.root,
         )
-    proc.wait()
+    # It forks once and its parent exits at once; reap that parent without waiting for it
+    # (its interpreter's start is not on any command's critical path).
+    threading.Thread(target=proc.wait, name="backprop-reap", daemon=True).start()
 
 
 def start_admitted(registry: Registry, res: RoundResult, backend: Backend | None = None) -> None:

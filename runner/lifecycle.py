@@ -196,46 +196,93 @@ def submit_many(
     base_env = captured_env() if env is None else env
     specs: list[RunSpec] = []
     ids = registry.allocate_ids(len(runs))
-    for run_id, (command, name) in zip(ids, runs, strict=True):
-        spec = RunSpec(
-            id=run_id,
-            name=name,
-            command=tuple(command),
-            cwd=str(Path(cwd or os.getcwd()).resolve()),
-            created_at=time.time(),
-            timeout_s=timeout_s,
-            env=base_env,
-            group=group,
-            grace_int_s=config.run.grace_int_s,
-            grace_term_s=config.run.grace_term_s,
-            output_cap_bytes=config.run.output_cap_bytes,
-            resume_args=config.run.resume_args,
-            parent=parent,
-            resources=resources or Resources(),
-            script=script,
-            primary_metric=config.run.primary_metric,
-            stall_factor=config.run.stall_factor,
-            stall_after_s=config.run.stall_after_s,
-        )
-        registry.create(spec, durable=False)
-        if start:
-            ticket = Ticket(
-                run_id=run_id,
-                attempt=1,
-                queued_at=spec.created_at,
-                priority=priority,
-                timeout_s=timeout_s,
-                resume_from=resume_from,
-                policy=policy.to_json() if policy.retries else {},
-                retry={"of": 1 + policy.retries} if policy.retries else {},
-                fail_fast=fail_fast,
+    with queue.locked():
+        for run_id, (command, name) in zip(ids, runs, strict=True):
+            specs.append(
+                _record(
+                    registry,
+                    queue,
+                    run_id,
+                    list(command),
+                    name,
+                    cwd=cwd,
+                    timeout_s=timeout_s,
+                    config=config,
+                    group=group,
+                    resources=resources,
+                    env=base_env,
+                    script=script,
+                    parent=parent,
+                    resume_from=resume_from,
+                    start=start,
+                    priority=priority,
+                    policy=policy,
+                    fail_fast=fail_fast,
+                )
             )
-            enqueue(queue, ticket, durable=False)
-        specs.append(spec)
     sync_tree(registry.root)
     if start:
         queue.poke()
     return specs
+
+
+def _record(
+    registry: Registry,
+    queue: Queue,
+    run_id: str,
+    command: list[str],
+    name: str,
+    *,
+    cwd: str | None,
+    timeout_s: float | None,
+    config: Config,
+    group: str | None,
+    resources: Resources | None,
+    env: dict[str, str],
+    script: str | None,
+    parent: Lineage | None,
+    resume_from: str | None,
+    start: bool,
+    priority: int,
+    policy: RetryPolicy,
+    fail_fast: bool,
+) -> RunSpec:
+    """Write one run's spec and, with ``start``, its place in the queue (lock held; no sync)."""
+    spec = RunSpec(
+        id=run_id,
+        name=name,
+        command=tuple(command),
+        cwd=str(Path(cwd or os.getcwd()).resolve()),
+        created_at=time.time(),
+        timeout_s=timeout_s,
+        env=env,
+        group=group,
+        grace_int_s=config.run.grace_int_s,
+        grace_term_s=config.run.grace_term_s,
+        output_cap_bytes=config.run.output_cap_bytes,
+        resume_args=config.run.resume_args,
+        parent=parent,
+        resources=resources or Resources(),
+        script=script,
+        primary_metric=config.run.primary_metric,
+        stall_factor=config.run.stall_factor,
+        stall_after_s=config.run.stall_after_s,
+    )
+    registry.create(spec, durable=False)
+    if start:
+        ticket = Ticket(
+            run_id=run_id,
+            attempt=1,
+            queued_at=spec.created_at,
+            priority=priority,
+            timeout_s=timeout_s,
+            resume_from=resume_from,
+            policy=policy.to_json() if policy.retries else {},
+            retry={"of": 1 + policy.retries} if policy.retries else {},
+            fail_fast=fail_fast,
+        )
+        enqueue(queue, ticket, durable=False, lock=False)
+    return spec
 
 
 def spawn_supervisor(registry: Registry, run_id: str, *, attempt: int, wait: bool = True) -> None:

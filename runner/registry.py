@@ -42,7 +42,6 @@ from runner.model import (
     Status,
     validate_run_id,
 )
-from runner.retry import describe as describe_attempt
 from runner.tickets import Queue, Ticket, ticket_status
 
 SPEC = "spec.json"
@@ -154,10 +153,14 @@ class RunView:
             "resources": spec.resources.to_json() if spec else None,
             "parent": spec.parent.to_json() if spec and spec.parent else None,
             "queue": _queue_json(self.ticket),
-            "attempt_text": describe_attempt(
-                self.attempt, self.ticket.retry if self.ticket else {}
-            ),
+            "attempt_text": _attempt_text(self.attempt, self.ticket),
         }
+
+
+def _attempt_text(attempt: int, ticket: Ticket | None) -> str:
+    from runner.retry import describe  # listing only: supervisors never load it
+
+    return describe(attempt, ticket.retry if ticket else {})
 
 
 def _queue_json(ticket: Ticket | None) -> dict[str, Any] | None:

@@ -25,7 +25,6 @@ This module is storage only: who may start when is the governor's decision
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
 import os
@@ -230,16 +229,20 @@ class Queue:
         self.lock_path = self.dir / LOCK
         self.wake_path = self.dir / WAKE
         self._cache: tuple[int, list[Entry]] | None = None
+        self._ensured = False
 
     def ticket_path(self, run_id: str) -> Path:
         """The ticket of a run."""
         return self.root / "runs" / validate_run_id(run_id) / TICKET
 
     def ensure(self) -> None:
-        """Create the folder and the wake-up FIFO."""
+        """Create the folder and the wake-up FIFO (once per instance)."""
+        if self._ensured:
+            return
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         with contextlib.suppress(FileExistsError):
             os.mkfifo(self.wake_path, 0o600)
+        self._ensured = True
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -326,20 +329,16 @@ class Queue:
             os.close(fd)
 
 
-def enqueue(
-    queue: Queue,
-    ticket: Ticket,
-    *,
-    durable: bool = True,
-) -> Entry:
+def enqueue(queue: Queue, ticket: Ticket, *, durable: bool = True, lock: bool = True) -> Entry:
     """Put one attempt of a run in line: the ticket, then the entry (see the module notes).
 
-    ``durable=False`` leaves syncing to the caller (a batch ends with :func:`sync_tree`).
+    ``durable=False`` leaves syncing to the caller (a batch ends with :func:`sync_tree`);
+    ``lock=False``: the caller holds :meth:`Queue.locked` (a batch takes it once).
     """
     entry = Entry(
         band_of(ticket.priority), int(ticket.queued_at * 1e9), ticket.run_id, ticket.attempt
     )
-    with queue.locked():
+    with queue.locked() if lock else contextlib.nullcontext():
         queue.write_ticket(replace(ticket, kind=QUEUED), durable=durable)
         queue.add(entry, sync=durable)
     return entry
@@ -410,6 +409,8 @@ def sync_tree(path: Path) -> None:
     """
     global _LIBC
     if _LIBC is None:
+        import ctypes  # only a submitting command flushes
+
         _LIBC = ctypes.CDLL(None, use_errno=True)
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
