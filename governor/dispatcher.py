@@ -263,10 +263,14 @@ class Dispatcher:
         if not self.acquire():
             return EXIT_ALREADY_RUNNING
         empty_since: float | None = None
+        rnd: Round | None = None  # one for the process: it caches the queue's listing
         while True:
             settings = settings_for(self.registry)
             idle_s = self.idle_s if self.idle_s is not None else settings.dispatcher_idle_s
-            res = Round(self.registry, settings, self.snapshot, gate=self.gate).run()
+            if rnd is None:
+                rnd = Round(self.registry, settings, self.snapshot, gate=self.gate)
+            rnd.settings = settings  # edits to backprop.toml apply at the next round
+            res = rnd.run()
             start_admitted(self.registry, res, self.backend)
             if self.watch_gpus(settings):
                 res.hint(settings.sample_interval_s)
