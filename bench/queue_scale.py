@@ -30,6 +30,7 @@ from bench.common import ROOT, Section, Table, backprop_cli, child_env, fig, med
 
 sys.path.insert(0, str(ROOT))
 
+from governor import dispatcher  # noqa: E402
 from runner.registry import Registry  # noqa: E402
 
 GOAL_PSS_MB = 50.0
@@ -65,13 +66,18 @@ def sweep(n: int) -> list[str]:
 
 
 def queue_processes(home: Path) -> list[psutil.Process]:
-    """Every process that exists because of the queue: the dispatcher, if one runs."""
-    found = []
-    for p in psutil.process_iter(["cmdline"]):
-        cmd = " ".join(p.info["cmdline"] or [])
-        if "governor.dispatcher" in cmd and str(home) in cmd:
-            found.append(p)
-    return found
+    """Every process that exists because of the queue: the dispatcher, if one runs.
+
+    Found by the lock it holds and the identity it records (the short-lived parent of its
+    detaching fork also names ``governor.dispatcher`` on its command line).
+    """
+    info = dispatcher.alive(Registry(home))
+    if info is None or info.pid <= 0:
+        return []
+    try:
+        return [psutil.Process(info.pid)]
+    except psutil.NoSuchProcess:
+        return []
 
 
 def waiting(n: int, window_s: float, work: Path) -> tuple[float, float, int, float]:
