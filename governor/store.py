@@ -2,14 +2,14 @@
 
 ``$BACKPROP_HOME/governor/state.json`` holds the token bucket, the leases (admitted runs and
 their reservations) and the queue (waiting runs); ``governor/lock`` is the lock file;
-``governor/learned.json`` the learned VRAM peaks. Every supervisor on the machine reads and
-changes them in a :meth:`GovernorStore.transaction`: lock, read, decide, write if changed,
-unlock, which takes well under a millisecond.
+``governor/learned.json`` the learned VRAM peaks. Admission rounds (the dispatcher's and a
+submitting command's) read and change them in a :meth:`GovernorStore.transaction`: lock,
+read, decide, write if changed, unlock.
 
-The state is soft: every lease and waiter names the supervisor that holds it and is dropped
-once that process is gone, and a damaged file reads as empty (after which the next admission
-rewrites it). It is replaced atomically but not fsynced: a power loss also ends every run it
-describes.
+The state is soft: a lease ends when its run folder says the attempt is over (see
+:func:`governor.admit_round.lease_alive`), and a damaged file reads as empty (after which
+the next round rewrites it). It is replaced atomically but not fsynced: a power loss also
+ends every run it describes.
 """
 
 from __future__ import annotations
