@@ -49,8 +49,9 @@ def test_sigkill_of_the_dispatcher_while_200_runs_drain(cli: Cli, home: Path) ->
     marks = cli.cwd / "marks"
     marks.mkdir()
     # A trivial trainer: one marker file per start (run id + its own pid), then a short wait
-    # so that four at once is a limit worth checking.
-    body = f'touch "{marks}/$BACKPROP_RUN_ID.$$"; sleep 0.1'
+    # so that four at once is a limit worth checking and the drain (>= 10 s) outlasts the 20
+    # kills (about 4.5 s) even on a fast machine.
+    body = f'touch "{marks}/$BACKPROP_RUN_ID.$$"; sleep 0.2'
     n = 200
     out = cli.json("run", "--sweep", "i=" + ",".join(map(str, range(n))), "sh", "-c", body)
     ids = out["ids"]
@@ -60,7 +61,7 @@ def test_sigkill_of_the_dispatcher_while_200_runs_drain(cli: Cli, home: Path) ->
     kills = 0
     deadline = time.monotonic() + 120
     while kills < 20 and time.monotonic() < deadline:
-        time.sleep(rng.uniform(0.05, 0.5))
+        time.sleep(rng.uniform(0.05, 0.4))
         victims = dispatchers(home)
         for p in victims:
             p.kill()
