@@ -302,8 +302,10 @@ class Round:
                 "early": verdict.early,
             },
         )
-        self.queue.write_ticket(nxt)
+        # The place in line first, then the ticket (see runner.tickets): a crash between
+        # leaves a stale entry the next round drops, and the lease, so it decides again.
         self.queue.add(Entry(band_of(nxt.priority), int(now * 1e9), lease.run_id, nxt.attempt))
+        self.queue.write_ticket(nxt)
 
     def _fail_fast(self, failed: str, group: str) -> None:
         """Stop the queued siblings of a sweep whose run failed for good (``--fail-fast``)."""

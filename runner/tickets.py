@@ -12,9 +12,11 @@ line is an empty file in ``$BACKPROP_HOME/queue/`` whose name sorts in queue ord
 ``5000 - priority`` (higher priority first), and ``t_ns`` the submission time. Listing the
 folder is the queue; renaming an entry moves it.
 
-Every change to tickets and entries is made under ``queue/lock`` (a short ``flock``), the
-ticket first and the entry second on the way in, the ticket first and the entry second on the
-way out, so a crash between the two leaves an entry whose ticket says what to do with it.
+Every change to tickets and entries is made under ``queue/lock`` (a short ``flock``): the
+entry first and the ticket second on the way in, the ticket first and the entry second on the
+way out. So a crash between the two leaves at most an entry whose ticket does not say
+``queued`` for that attempt, which the next admission round removes; never a ticket that says
+``queued`` with no place in line (a run that would wait forever).
 Anyone who changes the queue pokes ``queue/wake`` (a FIFO the dispatcher reads) so the
 dispatcher reacts at once; a poke with no dispatcher costs one failed ``open``.
 
@@ -290,7 +292,7 @@ class Queue:
         return list(found)
 
     def add(self, entry: Entry, *, sync: bool = True) -> None:
-        """Create an entry (hold :meth:`locked`; the ticket must already say ``queued``)."""
+        """Create an entry (hold :meth:`locked`; write the ``queued`` ticket right after)."""
         fd = os.open(self.dir / entry.name, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
         os.close(fd)
         if sync:
@@ -339,8 +341,8 @@ def enqueue(queue: Queue, ticket: Ticket, *, durable: bool = True, lock: bool = 
         band_of(ticket.priority), int(ticket.queued_at * 1e9), ticket.run_id, ticket.attempt
     )
     with queue.locked() if lock else contextlib.nullcontext():
-        queue.write_ticket(replace(ticket, kind=QUEUED), durable=durable)
         queue.add(entry, sync=durable)
+        queue.write_ticket(replace(ticket, kind=QUEUED), durable=durable)
     return entry
 
 

@@ -376,3 +376,16 @@ def test_the_dispatcher_watches_gpu_runs_heat_and_peaks(reg: Registry) -> None:
     fake.set_temperature(0, 70)
     disp.watch_gpus(settings)
     assert asked[1] == ("continue", a.id)
+
+
+def test_a_crash_inside_enqueue_never_leaves_a_run_queued_without_a_place(reg: Registry) -> None:
+    rnd = make_round(reg, FakeNvml(error="none"))
+    # The submitter died after the place in line, before the ticket: the entry is dropped and
+    # the run, never acknowledged, reads as what it is (no queue record, then lost).
+    run_id = reg.allocate_id()
+    reg.create(RunSpec(id=run_id, name="x", command=("true",), cwd="/", created_at=time.time()))
+    Queue(reg.root).add(Entry(5000, time.time_ns(), run_id, 1))
+    assert rnd.run().started == []
+    assert Queue(reg.root).entries() == []
+    assert reg.load(run_id).status is Status.STARTING  # then lost after the startup grace
+    assert reg.load(run_id, now=time.time() + 60).status is Status.LOST
