@@ -384,7 +384,9 @@ def test_a_crash_inside_enqueue_never_leaves_a_run_queued_without_a_place(reg: R
     # the run, never acknowledged, reads as what it is (no queue record, then lost).
     run_id = reg.allocate_id()
     reg.create(RunSpec(id=run_id, name="x", command=("true",), cwd="/", created_at=time.time()))
-    Queue(reg.root).add(Entry(5000, time.time_ns(), run_id, 1))
+    q = Queue(reg.root)
+    q.ensure()
+    q.add(Entry(5000, time.time_ns(), run_id, 1))
     assert rnd.run().started == []
     assert Queue(reg.root).entries() == []
     assert reg.load(run_id).status is Status.STARTING  # then lost after the startup grace
