@@ -13,7 +13,6 @@ import contextlib
 import sys
 from typing import TYPE_CHECKING, Any
 
-from governor import dispatcher
 from runner import lifecycle
 from runner.config import parse_duration
 from runner.lifecycle import LifecycleError
@@ -80,6 +79,8 @@ def submit_options(ctx: Context) -> dict[str, Any]:
 def kick(ctx: Context) -> None:
     """After a change to the queue: start what fits now, leave a dispatcher for the rest."""
     try:
+        from governor import dispatcher  # only commands that change the queue load it
+
         dispatcher.kick(ctx.registry)
     except OSError as exc:  # the runs are queued on disk; the next command tries again
         print(f"backprop: warning: could not start the queue: {exc}", file=sys.stderr)
@@ -87,7 +88,12 @@ def kick(ctx: Context) -> None:
 
 def ensure(ctx: Context) -> None:
     """Before reading runs: waiting runs get a dispatcher if none lives."""
+    root = ctx.registry.root
+    if not (root / "queue").is_dir():
+        return  # nothing was ever queued here: the governor need not even load
     with contextlib.suppress(OSError):
+        from governor import dispatcher
+
         dispatcher.ensure(ctx.registry)
 
 
@@ -173,6 +179,8 @@ def cmd_queue(ctx: Context) -> int:
                 "reason": ticket.reason if ticket else "",
             }
         )
+    from governor import dispatcher
+
     info = dispatcher.alive(ctx.registry)
     doc = {
         "queue": rows,
