@@ -231,6 +231,8 @@ class Round:
                 continue
             if self._may_retry(rid, lease):
                 res.hint(WATCH_POLL_S)  # its end must be seen, even one nobody announces
+            if lease.gpus and (self.settings.learn_vram or self.settings.pause_temperature > 0):
+                res.hint(self.settings.sample_interval_s)  # the dispatcher watches GPU runs
             if now - lease.admitted_at < RESPAWN_AFTER_S:
                 if lease.started_at is None:
                     res.hint(RESPAWN_AFTER_S)
