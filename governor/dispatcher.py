@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from governor.admit_round import Round, RoundResult, StartGate, open_gate
+from governor.probes import HostInfo
 from governor.requests import Snapshot
 from governor.settings import GovernorSettings
 from governor.store import GovernorStore
@@ -71,12 +72,42 @@ def settings_for(registry: Registry) -> GovernorSettings:
         return GovernorSettings()
 
 
+def admission_host() -> HostInfo:
+    """The host as admission needs it (RAM, load, CPUs), read from ``/proc`` directly.
+
+    Admission never uses the CPU-busy share, and a first ``psutil`` reading in a process is 0
+    anyway; reading ``/proc/meminfo`` saves a submitting command importing ``psutil`` (about
+    10 ms of the fast path). Falls back to :func:`governor.probes.probe_host`.
+    """
+    total = available = 0
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemTotal:"):
+                    total = int(line.split()[1]) * 1024
+                elif line.startswith(b"MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        total = 0
+    if not total or not available:
+        from governor.probes import probe_host
+
+        return probe_host()
+    return HostInfo(
+        cpu_percent=0.0,
+        load1=os.getloadavg()[0],
+        cpu_count=os.cpu_count() or 1,
+        ram_total=total,
+        ram_available=available,
+    )
+
+
 def default_snapshot() -> Snapshot:
     """Host and GPUs now (the real probes)."""
-    from governor.probes import probe_gpus, probe_host, run_of_pid
+    from governor.probes import probe_gpus, run_of_pid
 
     return Snapshot(
-        host=probe_host(), gpus=probe_gpus(None, resolve_run=run_of_pid), now=time.time()
+        host=admission_host(), gpus=probe_gpus(None, resolve_run=run_of_pid), now=time.time()
     )
 
 

@@ -391,3 +391,12 @@ def test_a_crash_inside_enqueue_never_leaves_a_run_queued_without_a_place(reg: R
     assert Queue(reg.root).entries() == []
     assert reg.load(run_id).status is Status.STARTING  # then lost after the startup grace
     assert reg.load(run_id, now=time.time() + 60).status is Status.LOST
+
+
+def test_the_fast_paths_host_probe_agrees_with_psutil() -> None:
+    from governor.dispatcher import admission_host
+    from governor.probes import probe_host
+
+    fast, full = admission_host(), probe_host()
+    assert (fast.ram_total, fast.cpu_count) == (full.ram_total, full.cpu_count)
+    assert abs(fast.ram_available - full.ram_available) < 512 << 20  # read moments apart
