@@ -26,22 +26,26 @@ submitting command runs it once itself (the fast path), both under the same lock
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from governor import learn
 from governor.bucket import BucketState
-from governor.frameworks import framework_env, frameworks_for
-from governor.probes import GpuSnapshot
 from governor.requests import Decision, Request, Snapshot
-from governor.reservations import Lease, usage_by_run
+from governor.reservations import Lease
+from governor.round_inputs import (
+    build_request,
+    lease_alive,
+    metrics_tail,
+    note_peaks,
+    placement_env,
+)
 from governor.settings import GovernorSettings
 from governor.store import GovernorState, GovernorStore
 from runner import identity, retry
 from runner.model import RunSpec, ShapeError, Status
-from runner.registry import METRICS, Registry, RunNotFound
+from runner.registry import Registry, RunNotFound
 from runner.tickets import ADMITTED, CANCELLED, QUEUED, Entry, Queue, Ticket, band_of
 
 # Waiting runs whose reason is kept up to date (the rest say "queued" until they move up).
@@ -103,73 +107,6 @@ class RoundResult:
     def hint(self, seconds: float) -> None:
         """Look again after at most ``seconds``."""
         self.wait_s = seconds if self.wait_s is None else min(self.wait_s, seconds)
-
-
-def build_request(
-    spec: RunSpec, settings: GovernorSettings, learned: dict[str, object] | None
-) -> Request:
-    """The request of a run: its flags, else the learned peak VRAM of the same command."""
-    res = spec.resources
-    vram, source = res.vram_bytes, "requested"
-    if vram is None:
-        source = "default"
-        if settings.learn_vram and learned is not None:
-            peak = learn.lookup(learned, learn.command_key(spec), learn.script_key(spec))
-            if peak is not None:
-                vram, source = peak, "learned"
-    return Request(
-        run_id=spec.id,
-        name=spec.name,
-        group=spec.group,
-        gpus=res.gpus,
-        gpu_ids=res.gpu_ids,
-        vram=vram,
-        vram_source=source,
-        ram=res.ram_bytes or 0,
-    )
-
-
-def placement_env(
-    spec: RunSpec, req: Request, decision: Decision, settings: GovernorSettings
-) -> dict[str, str]:
-    """The environment an admission sets: visible GPUs and framework memory settings."""
-    env: dict[str, str] = {}
-    if decision.lane == "gpu" and decision.gpus:
-        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in decision.gpus)
-        env.update(
-            framework_env(
-                frameworks_for(spec.resources.framework, spec.script),
-                vram=decision.vram,
-                vram_explicit=req.vram_source == "requested" and req.vram is not None,
-                gpu_totals=decision.gpu_totals,
-                user_env=spec.env,
-            )
-        )
-    elif decision.lane == "cpu":
-        env["CUDA_VISIBLE_DEVICES"] = ""
-    return env
-
-
-def lease_alive(registry: Registry, lease: Lease) -> bool:
-    """Whether a lease's attempt still holds its place (the run folder is the truth).
-
-    Alive while the attempt is starting, running or paused, and while a trainer left behind by
-    a vanished supervisor lives (it still occupies its GPU).
-    """
-    try:
-        view = registry.load(lease.run_id)
-    except (RunNotFound, ValueError, OSError):
-        return False
-    if view.attempt != lease.attempt:
-        return False
-    ticket = view.ticket
-    if ticket is not None and ticket.attempt == lease.attempt and ticket.kind != ADMITTED:
-        return False  # a crash between the lease and the ticket
-    if view.status in (Status.STARTING, Status.RUNNING, Status.PAUSED):
-        return True
-    trainer = view.state.trainer if view.state else None
-    return view.status is Status.LOST and identity.matches(trainer)
 
 
 class Round:
@@ -275,7 +212,9 @@ class Round:
             view.reason,
             used=int(t.retry.get("n", 0)),
             early_before=int(t.retry.get("early", 0)),
-            died_early=not retry.had_metric(_tail(self.registry, lease.run_id), lease.attempt),
+            died_early=not retry.had_metric(
+                metrics_tail(self.registry, lease.run_id), lease.attempt
+            ),
         )
         if not verdict.retry:
             if verdict.reason:
@@ -499,25 +438,3 @@ class Round:
             replace(ticket, kind=CANCELLED, reason=reason, end_status=end.value)
         )
         self.queue.remove(entry)
-
-
-def _tail(registry: Registry, run_id: str, size: int = 65536) -> bytes:
-    """The last ``size`` bytes of a run's ``metrics.jsonl`` (empty when there is none)."""
-    try:
-        with open(registry.run_dir(run_id) / METRICS, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - size))
-            return f.read()
-    except OSError:
-        return b""
-
-
-def note_peaks(state: GovernorState, gpus: GpuSnapshot) -> None:
-    """Raise leases' peak VRAM to what this probe shows (learning while others wait)."""
-    if not state.leases or not gpus.gpus:
-        return
-    used = usage_by_run(gpus.gpus)
-    for rid, lease in list(state.leases.items()):
-        peak = max((used.get((rid, i), 0) for i in lease.gpus), default=0)
-        if peak > lease.peak_vram:
-            state.leases[rid] = replace(lease, peak_vram=peak)

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from governor.admit_round import lease_alive
 from governor.bucket import BucketState, refill
 from governor.dispatcher import alive as dispatcher_alive
 from governor.probes import HostInfo, NvmlLike, probe_gpus, probe_host, run_of_pid
 from governor.reservations import Lease, outstanding_vram, usage_by_run
+from governor.round_inputs import lease_alive
 from governor.settings import GovernorSettings
 from governor.store import GovernorStore
 from runner.config import Config, format_size

@@ -1,0 +1,113 @@
+"""What an admission round works from: requests, placement, and the leases' truth.
+
+* :func:`build_request`: a run's request from its spec (or the learned peak VRAM);
+* :func:`placement_env`: the environment an admission sets (visible GPUs, framework memory);
+* :func:`lease_alive`: whether an admitted attempt still holds its place, from its run folder;
+* :func:`note_peaks`: leases' peak VRAM raised to what a probe shows (learned at their end).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+from governor import learn
+from governor.frameworks import framework_env, frameworks_for
+from governor.probes import GpuSnapshot
+from governor.requests import Decision, Request
+from governor.reservations import Lease, usage_by_run
+from governor.settings import GovernorSettings
+from governor.store import GovernorState
+from runner import identity
+from runner.model import RunSpec, Status
+from runner.registry import METRICS, Registry, RunNotFound
+from runner.tickets import ADMITTED
+
+
+def build_request(
+    spec: RunSpec, settings: GovernorSettings, learned: dict[str, object] | None
+) -> Request:
+    """The request of a run: its flags, else the learned peak VRAM of the same command."""
+    res = spec.resources
+    vram, source = res.vram_bytes, "requested"
+    if vram is None:
+        source = "default"
+        if settings.learn_vram and learned is not None:
+            peak = learn.lookup(learned, learn.command_key(spec), learn.script_key(spec))
+            if peak is not None:
+                vram, source = peak, "learned"
+    return Request(
+        run_id=spec.id,
+        name=spec.name,
+        group=spec.group,
+        gpus=res.gpus,
+        gpu_ids=res.gpu_ids,
+        vram=vram,
+        vram_source=source,
+        ram=res.ram_bytes or 0,
+    )
+
+
+def placement_env(
+    spec: RunSpec, req: Request, decision: Decision, settings: GovernorSettings
+) -> dict[str, str]:
+    """The environment an admission sets: visible GPUs and framework memory settings."""
+    env: dict[str, str] = {}
+    if decision.lane == "gpu" and decision.gpus:
+        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in decision.gpus)
+        env.update(
+            framework_env(
+                frameworks_for(spec.resources.framework, spec.script),
+                vram=decision.vram,
+                vram_explicit=req.vram_source == "requested" and req.vram is not None,
+                gpu_totals=decision.gpu_totals,
+                user_env=spec.env,
+            )
+        )
+    elif decision.lane == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    return env
+
+
+def lease_alive(registry: Registry, lease: Lease) -> bool:
+    """Whether a lease's attempt still holds its place (the run folder is the truth).
+
+    Alive while the attempt is starting, running or paused, and while a trainer left behind by
+    a vanished supervisor lives (it still occupies its GPU).
+    """
+    try:
+        view = registry.load(lease.run_id)
+    except (RunNotFound, ValueError, OSError):
+        return False
+    if view.attempt != lease.attempt:
+        return False
+    ticket = view.ticket
+    if ticket is not None and ticket.attempt == lease.attempt and ticket.kind != ADMITTED:
+        return False  # a crash between the lease and the ticket
+    if view.status in (Status.STARTING, Status.RUNNING, Status.PAUSED):
+        return True
+    trainer = view.state.trainer if view.state else None
+    return view.status is Status.LOST and identity.matches(trainer)
+
+
+def metrics_tail(registry: Registry, run_id: str, size: int = 65536) -> bytes:
+    """The last ``size`` bytes of a run's ``metrics.jsonl`` (empty when there is none)."""
+    try:
+        with open(registry.run_dir(run_id) / METRICS, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - size))
+            return f.read()
+    except OSError:
+        return b""
+
+
+def note_peaks(state: GovernorState, gpus: GpuSnapshot) -> None:
+    """Raise leases' peak VRAM to what this probe shows (learning while others wait)."""
+    if not state.leases or not gpus.gpus:
+        return
+    used = usage_by_run(gpus.gpus)
+    for rid, lease in list(state.leases.items()):
+        peak = max((used.get((rid, i), 0) for i in lease.gpus), default=0)
+        if peak > lease.peak_vram:
+            state.leases[rid] = replace(lease, peak_vram=peak)
