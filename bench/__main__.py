@@ -37,7 +37,7 @@ TITLES = {
     "2": "2. Cost of supervision",
     "3": "3. Listing at scale",
     "4": "4. The monitor's own cost",
-    "5": "5. GPU polling",
+    "5": "5. GPU: polling, training, footer",
     "6": "6. The queue at sweep scale",
 }
 
@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         *[f"- {h}" for sec in sections for h in sec.headline],
         "",
         *[sec.markdown() for sec in sections],
+        gpu_poll.gpu_check_section(),
     ]
     out = Path(args.output)
     out.write_text("\n".join(lines))

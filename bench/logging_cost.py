@@ -281,6 +281,7 @@ def measure(calls: int, repeats: int, work: Path) -> dict[str, Any]:
 
 def capture_cost(calls: int, repeats: int) -> list[float]:
     """Seconds per line for our capture (in the supervisor) to turn printed lines into points."""
+    from runner.capture_noise import NoiseFilter
     from runner.parsers import LineSplitter, StepTracker, parse_line
 
     values = values_for(calls)
@@ -289,8 +290,10 @@ def capture_cost(calls: int, repeats: int) -> list[float]:
     per_line = []
     for _ in range(repeats):
         t = time.perf_counter()
-        splitter, tracker = LineSplitter(), StepTracker()
+        splitter, tracker, noise = LineSplitter(), StepTracker(), NoiseFilter()
         for line in splitter.feed(blob):
+            if noise.skip(line):
+                continue
             parsed = parse_line(line)
             if parsed is not None and parsed.checkpoint is None:
                 tracker.resolve(parsed)

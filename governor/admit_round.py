@@ -36,13 +36,16 @@ from governor.requests import Decision, Request, Snapshot
 from governor.reservations import Lease
 from governor.round_inputs import (
     build_request,
+    foreign_alive,
     lease_alive,
     metrics_tail,
     note_peaks,
     placement_env,
+    prune_foreign,
+    with_processes,
 )
 from governor.settings import GovernorSettings
-from governor.store import GovernorState, GovernorStore
+from governor.store import GovernorState, store_for
 from runner import identity, retry
 from runner.model import RunSpec, ShapeError, Status
 from runner.registry import Registry, RunNotFound
@@ -62,28 +65,36 @@ SLOW_POLL_S = 30.0
 WATCH_POLL_S = 5.0
 # Rules that only change when a run ends (which wakes the dispatcher).
 EVENT_RULES = frozenset({"max_parallel", "group"})
+# Dependents are looked at again this often without an event (a dependency that was lost or
+# cancelled while queued pokes nobody).
+GATE_POLL_S = 5.0
 
 
 @dataclass(frozen=True)
 class Gate:
     """The start gate's verdict on one queued attempt (run dependencies decide here).
 
-    ``action``: ``"start"`` (go on to admission), ``"wait"`` (stay queued with ``reason``,
-    without blocking the runs behind) or ``"cancel"`` (end without running, as
-    ``end_status``, with ``reason``).
+    ``action``: ``"start"`` (go on to admission, with ``env`` added to the trainer's),
+    ``"wait"`` (stay queued with ``reason``, without blocking the runs behind) or
+    ``"cancel"`` (end without running, as ``end_status``, with ``reason``).
     """
 
     action: str
     reason: str = ""
     end_status: Status = Status.FAILED
+    env: dict[str, str] = field(default_factory=dict)
 
 
 StartGate = Callable[[Registry, RunSpec, Ticket], Gate]
 
 
 def open_gate(registry: Registry, spec: RunSpec, ticket: Ticket) -> Gate:
-    """The default gate: every queued run may go on to admission."""
-    return Gate("start")
+    """The default gate: run dependencies (a run without any goes on to admission)."""
+    if not spec.after:
+        return Gate("start")
+    from governor.dependency_gate import dependency_gate
+
+    return dependency_gate(registry, spec, ticket)
 
 
 @dataclass
@@ -94,6 +105,7 @@ class RoundResult:
         started: ``(run_id, attempt)`` admitted now; start their supervisors.
         respawn: admitted before, no supervisor yet; start again (idempotent).
         ended: ``(run_id, attempt)`` whose lease ended this round (the retry policy looks).
+        lost: runs among ``ended`` that ended ``lost`` (their ``lost`` notifications are due).
         queued: entries still in line.
         wait_s: look again after this long without an event (``None``: only on an event).
     """
@@ -101,6 +113,7 @@ class RoundResult:
     started: list[tuple[str, int]] = field(default_factory=list)
     respawn: list[tuple[str, int]] = field(default_factory=list)
     ended: list[tuple[str, int]] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
     queued: int = 0
     wait_s: float | None = None
 
@@ -135,7 +148,7 @@ class Round:
         self.gate = gate
         self.clock = clock
         self.queue = Queue(registry.root)
-        self.store = GovernorStore(registry.root)
+        self.store = store_for(registry.root, settings.shared_dir)
         self._requests: dict[tuple[str, int], Request] = {}
 
     def run(self) -> RoundResult:
@@ -145,6 +158,7 @@ class Round:
         with self.queue.locked(), self.store.transaction() as st:
             now = self.clock()
             self._end_leases(st, res, learned_peaks, now)
+            prune_foreign(st, now)  # other users' entries: read for liveness, never signalled
             st.waiters.clear()  # the per-supervisor queue of old; the queue folder rules now
             entries = self.queue.entries()
             if entries:
@@ -160,7 +174,8 @@ class Round:
         for rid, lease in list(st.leases.items()):
             if not lease_alive(self.registry, lease):
                 with contextlib.suppress(ShapeError, OSError, ValueError, RunNotFound):
-                    self._after_end(lease, now)  # re-queued first: a crash here loses no retry
+                    if self._after_end(lease, now) is Status.LOST:
+                        res.lost.append(rid)
                 del st.leases[rid]
                 res.ended.append((rid, lease.attempt))
                 if lease.peak_vram > 0:
@@ -181,8 +196,9 @@ class Round:
                 ):
                     res.respawn.append((rid, lease.attempt))
                     res.hint(RESPAWN_AFTER_S)
-                elif lease.started_at is None:
-                    st.leases[rid] = replace(lease, started_at=now)
+                elif lease.started_at is None or lease.trainer is None:
+                    # Who runs it, for other users of a shared governor (their liveness check).
+                    st.leases[rid] = with_processes(lease, state, now)
 
     def _may_retry(self, run_id: str, lease: Lease) -> bool:
         try:
@@ -197,14 +213,17 @@ class Round:
             return False
         return int(t.retry.get("n", 0)) < retry.RetryPolicy.from_json(t.policy).retries
 
-    def _after_end(self, lease: Lease, now: float) -> None:
-        """Apply the run's retry policy to an attempt that just ended (queue lock held)."""
+    def _after_end(self, lease: Lease, now: float) -> Status | None:
+        """Apply the run's retry policy to an attempt that just ended (queue lock held).
+
+        Returns how the attempt ended (``None``: retried already, or not over).
+        """
         view = self.registry.load(lease.run_id)
         t = view.ticket
         if view.attempt != lease.attempt or not view.status.finished:
-            return  # retried already (a crash after the re-queue), or not over
+            return None  # retried already (a crash after the re-queue), or not over
         if t is None or t.attempt != lease.attempt or not (t.policy or t.fail_fast):
-            return
+            return view.status
         policy = retry.RetryPolicy.from_json(t.policy)
         verdict = retry.decide(
             policy,
@@ -222,7 +241,7 @@ class Round:
                 self.queue.write_ticket(replace(t, retry=stopped))
             if t.fail_fast and view.status is Status.FAILED and view.spec and view.spec.group:
                 self._fail_fast(lease.run_id, view.spec.group)
-            return
+            return view.status
         from runner.lifecycle import latest_checkpoint
 
         nxt = Ticket(
@@ -247,6 +266,7 @@ class Round:
         # leaves a stale entry the next round drops, and the lease, so it decides again.
         self.queue.add(Entry(band_of(nxt.priority), int(now * 1e9), lease.run_id, nxt.attempt))
         self.queue.write_ticket(nxt)
+        return view.status
 
     def _fail_fast(self, failed: str, group: str) -> None:
         """Stop the queued siblings of a sweep whose run failed for good (``--fail-fast``)."""
@@ -306,7 +326,7 @@ class Round:
             if spec is None:
                 res.queued -= 1
                 continue
-            verdict = self.gate(self.registry, spec, ticket)
+            verdict = self.gate(self.registry, spec, replace(ticket, forced=entry.forced))
             if verdict.action == "cancel":
                 self._cancel(entry, ticket, verdict.reason, verdict.end_status)
                 res.queued -= 1
@@ -314,13 +334,17 @@ class Round:
             if verdict.action == "wait":
                 shown += 1
                 self._wait(ticket, verdict.reason, "gate", now)
+                res.hint(GATE_POLL_S)
                 continue
             req = self._request(spec, ticket.attempt)
             if settings.enabled:
                 decision = admit(
                     snap,
                     req,
-                    leases=list(st.leases.values()),
+                    leases=[
+                        *st.leases.values(),
+                        *(x for x in st.foreign_leases() if foreign_alive(x, now)),
+                    ],
                     ahead=[],
                     bucket=bucket,
                     settings=settings,
@@ -331,7 +355,7 @@ class Round:
             if decision.bucket is not None:
                 bucket = decision.bucket
             if decision.admitted:
-                self._grant(st, entry, ticket, spec, req, decision, now)
+                self._grant(st, entry, ticket, spec, req, decision, now, verdict.env)
                 res.started.append((entry.run_id, entry.attempt))
                 if ticket.policy or ticket.fail_fast:
                     res.hint(WATCH_POLL_S)  # someone must be there to see it end
@@ -390,6 +414,7 @@ class Round:
         req: Request,
         decision: Decision,
         now: float,
+        gate_env: dict[str, str],
     ) -> None:
         """Lease, then ticket, then entry: the order every crash recovery relies on."""
         st.leases[entry.run_id] = Lease(
@@ -409,6 +434,7 @@ class Round:
         env = placement_env(spec, req, decision, self.settings)
         shown = " ".join(f"{k}={v}" for k, v in sorted(env.items()))
         reason = decision.reason + (f"; env {shown}" if shown else "")
+        env = {**gate_env, **env}  # the dependencies' values (not shown: paths, and long)
         self.queue.write_ticket(
             replace(
                 ticket,

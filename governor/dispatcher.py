@@ -40,7 +40,7 @@ from governor.admit_round import Round, RoundResult, StartGate, open_gate
 from governor.probes import HostInfo
 from governor.requests import Snapshot
 from governor.settings import GovernorSettings
-from governor.store import GovernorStore
+from governor.store import store_for
 from governor.watch import RunWatch
 from runner import identity
 from runner.backends import Backend, LocalBackend, backend_for
@@ -177,11 +177,21 @@ def spawn(registry: Registry) -> None:
 
 
 def start_admitted(registry: Registry, res: RoundResult, backend: Backend | None = None) -> None:
-    """Start the supervisors of what a round admitted (and of admitted runs left unstarted)."""
+    """Start the supervisors of what a round admitted (and of admitted runs left unstarted).
+
+    Then fire the ``lost`` notifications of runs the round found lost: no supervisor of theirs
+    is left to do it (:func:`runner.notify.notify_lost` keeps each to once).
+    """
     for run_id, attempt in [*res.started, *res.respawn]:
         be = backend or backend_for(registry, run_id)
         with contextlib.suppress(OSError):
             be.submit(registry, run_id, attempt)
+    if res.lost:
+        from runner import notify  # only when a run was lost
+
+        for run_id in res.lost:
+            with contextlib.suppress(Exception):  # a hook's trouble never stops the queue
+                notify.notify_lost(registry, run_id)
 
 
 def kick(
@@ -222,7 +232,8 @@ def ensure(registry: Registry) -> bool:
             return False
         spawn(registry)
         return True
-    if GovernorStore(registry.root).read().leases and alive(registry) is None:
+    store = store_for(registry.root, settings_for(registry).shared_dir)
+    if store.read().leases and alive(registry) is None:
         kick(registry)
     return False
 
@@ -323,7 +334,7 @@ class Dispatcher:
         once every GPU of it is below ``max_temperature`` (:class:`governor.watch.RunWatch`).
         Returns whether any GPU run is watched (the dispatcher stays while one is).
         """
-        store = GovernorStore(self.registry.root)
+        store = store_for(self.registry.root, settings.shared_dir)
         leases = {rid: lease for rid, lease in store.read().leases.items() if lease.gpus}
         for rid in set(self.watches) - set(leases):
             del self.watches[rid]

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
@@ -74,6 +75,26 @@ class FakeNvml:
         self._gpus = [_gpu_from(i, g) for i, g in enumerate(gpus)]
         self.error = error
         self.reads = 0
+
+    @classmethod
+    def from_file(cls, path: str) -> FakeNvml:
+        """The fake a JSON file describes (``BACKPROP_FAKE_NVML``).
+
+        The file holds a list of GPUs as the constructor takes them, or an object with
+        ``gpus`` and optionally ``error``. A file that cannot be read or parsed gives a fake
+        without a driver whose error says why, so a typo shows in the footer, never a crash.
+        """
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+            if isinstance(data, list):
+                data = {"gpus": data}
+            if not isinstance(data, dict) or not isinstance(data.get("gpus", []), list):
+                raise ValueError("expected a list of GPUs or an object with 'gpus'")
+            error = data.get("error")
+            return cls(data.get("gpus", []), error=None if error is None else str(error))
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            return cls(error=f"fake NVML {path}: {exc}")
 
     # --- NvmlLike ----------------------------------------------------------------------------
 

@@ -31,6 +31,8 @@ from governor.probes import GpuInfo
 from governor.requests import Decision, Queued, Request, Snapshot
 from governor.reservations import Lease, outstanding_ram, outstanding_vram, usage_by_run
 from governor.settings import GovernorSettings
+from governor.visible import VisibleDevicesError
+from governor.visible import resolve as resolve_visible
 from runner.config import format_size
 
 __all__ = ["Decision", "Queued", "Request", "Snapshot", "admit"]
@@ -230,6 +232,10 @@ def _place(request: Request, n: int, pool: _Pool, settings: GovernorSettings) ->
     if not pool.gpus:
         why = f" (NVML: {pool.gpu_error})" if pool.gpu_error else ""
         return _Fit(False, f"needs {_plural(n, 'GPU')}; this machine has none{why}", "no-gpu")
+    try:
+        allowed = _allowed(request, pool)
+    except VisibleDevicesError as exc:
+        return _Fit(False, str(exc), "gpu-missing")
     if request.gpu_ids:
         missing = [i for i in request.gpu_ids if i not in pool.gpus]
         if missing:
@@ -239,7 +245,17 @@ def _place(request: Request, n: int, pool: _Pool, settings: GovernorSettings) ->
                 f"GPU {', '.join(map(str, missing))} does not exist (GPUs here: {have})",
                 "gpu-missing",
             )
+        hidden = [i for i in request.gpu_ids if allowed is not None and i not in allowed]
+        if hidden:
+            return _Fit(
+                False,
+                f"GPU {', '.join(map(str, hidden))} is pinned but not in the run's "
+                f"CUDA_VISIBLE_DEVICES ({request.visible})",
+                "gpu-missing",
+            )
         candidates = [pool.gpus[i] for i in dict.fromkeys(request.gpu_ids)]
+    elif allowed is not None:
+        candidates = [pool.gpus[i] for i in allowed]
     else:
         candidates = sorted(pool.gpus.values(), key=lambda g: g.info.index)
     if n > len(candidates):
@@ -296,6 +312,13 @@ def _place(request: Request, n: int, pool: _Pool, settings: GovernorSettings) ->
             )
     gpus = tuple(g.info.index for g in chosen)
     return _Fit(True, "", "ok", gpus=gpus, vram_per_gpu={i: need_of[i] for i in gpus}, lane="gpu")
+
+
+def _allowed(request: Request, pool: _Pool) -> tuple[int, ...] | None:
+    """The GPUs the run's own ``CUDA_VISIBLE_DEVICES`` lets it use (``None``: any)."""
+    if request.visible is None:
+        return None
+    return resolve_visible(request.visible, [g.info for g in pool.gpus.values()])
 
 
 # --- the decision -----------------------------------------------------------------------------
@@ -407,10 +430,16 @@ def _forced(
     totals: tuple[int, ...] = ()
     note = ""
     if n > 0:
+        try:
+            allowed = _allowed(request, pool)
+        except VisibleDevicesError as exc:
+            allowed, note = (), f"; {exc}"
         if request.gpu_ids:
             candidates = [pool.gpus[i] for i in dict.fromkeys(request.gpu_ids) if i in pool.gpus]
         else:
             candidates = [g for g in pool.gpus.values() if not g.excluded]
+        if allowed is not None:
+            candidates = [g for g in candidates if g.info.index in allowed]
         candidates.sort(key=lambda g: (-g.free, g.info.index))
         chosen = candidates[:n]
         gpus = tuple(g.info.index for g in chosen)
@@ -418,11 +447,11 @@ def _forced(
         vram = max((_vram_need(request, g.info, settings) for g in chosen), default=0)
         if not chosen:
             lane = "any"
-            note = f"; needs {_plural(n, 'GPU')} but none is available" + (
+            note += f"; needs {_plural(n, 'GPU')} but none is available" + (
                 f" (NVML: {pool.gpu_error})" if pool.gpu_error else ""
             )
         elif len(chosen) < n:
-            note = f"; needs {_plural(n, 'GPU')}, only {len(chosen)} available"
+            note += f"; needs {_plural(n, 'GPU')}, only {len(chosen)} available"
     # A forced start still uses up a token when one is there, so the bucket keeps spacing.
     _, after = try_take(current, snapshot.now, settings.bucket_capacity, settings.bucket_rate)
     where = f" on GPU {','.join(map(str, gpus))}" if gpus else ""

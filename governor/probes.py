@@ -120,6 +120,7 @@ class RealNvml:
         self._error: str | None = None
         self._count = 0
         self._static: dict[int, _Static] = {}
+        self._memory_v2: bool | None = None  # None: not tried yet
 
     def init(self) -> None:
         """Initialise NVML the first time; afterwards repeat the first outcome."""
@@ -169,7 +170,7 @@ class RealNvml:
         nv = self._module
         static = self._static_of(index)
         h = static.handle
-        mem = nv.nvmlDeviceGetMemoryInfo(h)
+        mem = self._memory(h)
         util = _optional(lambda: float(nv.nvmlDeviceGetUtilizationRates(h).gpu))
         temp = _optional(lambda: float(nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU)))
         power = _optional(lambda: nv.nvmlDeviceGetPowerUsage(h) / 1000.0)
@@ -191,6 +192,27 @@ class RealNvml:
             ),
         )
 
+    def _memory(self, handle: Any) -> Any:
+        """Memory as ``nvidia-smi`` reports it: version 2 where the driver has it.
+
+        Version 1 counts the memory the driver reserves for itself (about 0.5 GiB on an
+        H100) as used; version 2 and ``nvidia-smi`` do not, so an idle GPU reads 0 used.
+        """
+        nv = self._module
+        if self._memory_v2 is not False:
+            version = getattr(nv, "nvmlMemory_v2", None)
+            if version is not None:
+                try:
+                    mem = nv.nvmlDeviceGetMemoryInfo(handle, version=version)
+                except Exception:  # an older driver or binding: fall back for good
+                    self._memory_v2 = False
+                else:
+                    self._memory_v2 = True
+                    return mem
+            else:
+                self._memory_v2 = False
+        return nv.nvmlDeviceGetMemoryInfo(handle)
+
 
 def _optional(read: Callable[[], Any]) -> Any:
     """A reading some devices do not support (NotSupported, NoPermission): ``None`` then."""
@@ -200,16 +222,30 @@ def _optional(read: Callable[[], Any]) -> Any:
         return None
 
 
-_default_nvml: RealNvml | None = None
+_default_nvml: NvmlLike | None = None
 _default_lock = threading.Lock()
 
+# Names a JSON file of fake GPUs (see :meth:`governor.fake_nvml.FakeNvml.from_file`) that every
+# Backprop process reads instead of NVML: how the CPU suite drives `bench/gpu_check.sh`, the
+# supervisors and the TUI through GPU paths on a machine without one.
+FAKE_NVML_ENV = "BACKPROP_FAKE_NVML"
 
-def default_nvml() -> RealNvml:
-    """The process-wide :class:`RealNvml` (NVML is initialised once per process)."""
+
+def default_nvml() -> NvmlLike:
+    """The process-wide NVML (initialised once per process).
+
+    With ``BACKPROP_FAKE_NVML`` set, the fake GPUs that file describes (read once).
+    """
     global _default_nvml
     with _default_lock:
         if _default_nvml is None:
-            _default_nvml = RealNvml()
+            fake = os.environ.get(FAKE_NVML_ENV)
+            if fake:
+                from governor.fake_nvml import FakeNvml
+
+                _default_nvml = FakeNvml.from_file(fake)
+            else:
+                _default_nvml = RealNvml()
         return _default_nvml
 
 

@@ -24,6 +24,8 @@ class Request:
         vram: bytes per GPU; ``None``: ``default_vram``.
         vram_source: ``"requested"`` (--vram), ``"learned"`` (earlier runs) or ``"default"``.
         ram: host RAM bytes.
+        visible: ``CUDA_VISIBLE_DEVICES`` from the run's environment, restricting placement
+            (see :mod:`governor.visible`).
     """
 
     run_id: str
@@ -34,6 +36,7 @@ class Request:
     vram: int | None = None
     vram_source: str = "requested"
     ram: int = 0
+    visible: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON form (for the queue in the state file)."""
@@ -46,6 +49,7 @@ class Request:
             "vram": self.vram,
             "vram_source": self.vram_source,
             "ram": self.ram,
+            "visible": self.visible,
         }
 
     @classmethod
@@ -67,6 +71,9 @@ class Request:
             raise ShapeError("name and group must be strings")
         if source not in ("requested", "learned", "default"):
             raise ShapeError("unknown vram_source")
+        visible = d.get("visible")
+        if visible is not None and not isinstance(visible, str):
+            raise ShapeError("visible must be a string")
         return cls(
             run_id=validate_run_id_shape(d.get("run_id")),  # type: ignore[arg-type]
             name=name,
@@ -76,6 +83,7 @@ class Request:
             vram=d.get("vram"),
             vram_source=source,
             ram=int(ram),
+            visible=visible,
         )
 
 

@@ -33,8 +33,9 @@ class Lease:
         admitted_at: wall-clock time of admission.
         started_at: when the trainer started (``None`` until then).
         forced: admitted by ``backprop start`` (limits bypassed).
-        supervisor: unused since the dispatcher (leases follow the run folder's truth).
-        trainer: the trainer, once started (a live trainer keeps the lease alive).
+        supervisor: the attempt's supervisor, once seen (the owner's own round follows the run
+            folder's truth; other users of a shared governor check this and ``trainer``).
+        trainer: the trainer, once started.
         peak_vram: the largest per-GPU usage seen for the run so far.
         command_key: the learned-VRAM key of its command.
         script_key: the learned-VRAM key of its script, if any.

@@ -3,7 +3,11 @@
 * :func:`build_request`: a run's request from its spec (or the learned peak VRAM);
 * :func:`placement_env`: the environment an admission sets (visible GPUs, framework memory);
 * :func:`lease_alive`: whether an admitted attempt still holds its place, from its run folder;
-* :func:`note_peaks`: leases' peak VRAM raised to what a probe shows (learned at their end).
+* :func:`note_peaks`: leases' peak VRAM raised to what a probe shows (learned at their end);
+* :func:`with_processes`, :func:`foreign_alive`, :func:`prune_foreign`: a shared governor
+  folder (:mod:`governor.shared`) holds other users' leases, whose run folders we cannot
+  read: a lease records its supervisor and trainer, and other users' rounds count it while
+  one of them lives (checked by identity, never signalled).
 """
 
 from __future__ import annotations
@@ -11,15 +15,15 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
-from governor import learn
+from governor import learn, visible
 from governor.frameworks import framework_env, frameworks_for
 from governor.probes import GpuSnapshot
 from governor.requests import Decision, Request
 from governor.reservations import Lease, usage_by_run
 from governor.settings import GovernorSettings
-from governor.store import GovernorState
+from governor.store import GovernorState, process_alive
 from runner import identity
-from runner.model import RunSpec, Status
+from runner.model import RunSpec, RunState, Status
 from runner.registry import METRICS, Registry, RunNotFound
 from runner.tickets import ADMITTED
 
@@ -45,6 +49,7 @@ def build_request(
         vram=vram,
         vram_source=source,
         ram=res.ram_bytes or 0,
+        visible=visible.restriction(spec.env),
     )
 
 
@@ -111,3 +116,37 @@ def note_peaks(state: GovernorState, gpus: GpuSnapshot) -> None:
         peak = max((used.get((rid, i), 0) for i in lease.gpus), default=0)
         if peak > lease.peak_vram:
             state.leases[rid] = replace(lease, peak_vram=peak)
+
+
+# Another user's lease that names no process yet (admitted, its supervisor not seen by its
+# owner's round) counts this long; after that only while its supervisor or trainer lives.
+FOREIGN_START_GRACE_S = 60.0
+
+
+def with_processes(lease: Lease, state: RunState | None, now: float) -> Lease:
+    """The lease marked started, naming its attempt's supervisor and trainer once known."""
+    started = lease.started_at if lease.started_at is not None else now
+    if state is None or state.attempt != lease.attempt:
+        return replace(lease, started_at=started)
+    return replace(
+        lease,
+        started_at=started,
+        supervisor=state.supervisor,
+        trainer=state.trainer or lease.trainer,
+    )
+
+
+def foreign_alive(lease: Lease, now: float) -> bool:
+    """Whether another user's lease still holds its place (read-only liveness checks)."""
+    if lease.supervisor is None and lease.trainer is None:
+        return now - lease.admitted_at < FOREIGN_START_GRACE_S
+    return process_alive(lease.supervisor) or process_alive(lease.trainer)
+
+
+def prune_foreign(state: GovernorState, now: float) -> None:
+    """Drop other users' entries whose runs are gone (they would hold places for ever)."""
+    for other in state.others.values():
+        for rid in [r for r, lease in other.leases.items() if not foreign_alive(lease, now)]:
+            del other.leases[rid]
+        for rid in [r for r, w in other.waiters.items() if not process_alive(w.supervisor)]:
+            del other.waiters[rid]

@@ -43,6 +43,12 @@ _ENTRIES: list[tuple[str, Any, str]] = [
     ("backfill_max_wait", "30m", "with backfill: an earlier run waiting this long blocks it"),
     ("sample_interval", "5s", "how often a running GPU run samples its VRAM and temperature"),
     ("dispatcher_idle", "30s", "the dispatcher exits after the queue has been empty this long"),
+    (
+        "shared_dir",
+        "",
+        "a governor folder shared by this machine's users, e.g. /var/lib/backprop (group "
+        "2770); empty: private. $BACKPROP_GOVERNOR_DIR overrides",
+    ),
 ]
 register_defaults("governor", _ENTRIES)
 
@@ -80,6 +86,7 @@ class GovernorSettings:
     backfill_max_wait_s: float = 1800.0
     sample_interval_s: float = 5.0
     dispatcher_idle_s: float = 30.0
+    shared_dir: str = ""
 
     @classmethod
     def from_config(cls, config: Config) -> GovernorSettings:
@@ -122,6 +129,7 @@ class GovernorSettings:
             backfill_max_wait_s=_duration(d, "backfill_max_wait", dflt.backfill_max_wait_s),
             sample_interval_s=_duration(d, "sample_interval", dflt.sample_interval_s),
             dispatcher_idle_s=_duration(d, "dispatcher_idle", dflt.dispatcher_idle_s),
+            shared_dir=_text(d, "shared_dir"),
         )
 
     def is_excluded(self, index: int, uuid: str) -> bool:
@@ -141,6 +149,13 @@ def _bool(d: dict[str, Any], key: str, default: bool) -> bool:
     value = d.get(key, default)
     if not isinstance(value, bool):
         raise ConfigError(f"[governor] {key} must be true or false")
+    return value
+
+
+def _text(d: dict[str, Any], key: str) -> str:
+    value = d.get(key, "")
+    if not isinstance(value, str):
+        raise ConfigError(f"[governor] {key} must be a string (a folder path)")
     return value
 
 

@@ -16,9 +16,9 @@ from governor.bucket import BucketState, refill
 from governor.dispatcher import alive as dispatcher_alive
 from governor.probes import HostInfo, NvmlLike, probe_gpus, probe_host, run_of_pid
 from governor.reservations import Lease, outstanding_vram, usage_by_run
-from governor.round_inputs import lease_alive
+from governor.round_inputs import foreign_alive, lease_alive
 from governor.settings import GovernorSettings
-from governor.store import GovernorStore
+from governor.store import store_for
 from runner.config import Config, format_size
 from runner.model import ShapeError
 from runner.registry import Registry
@@ -43,7 +43,10 @@ def status_report(
     ``run_id``, ``reserved`` bytes still held by leases, ``runs`` placed there),
     ``gpu_error``, ``bucket`` (``tokens``, ``capacity``, ``rate_per_s``), ``reservations``
     (one per lease), ``queue`` (``id``, ``name``, ``reason``, ``queued_at``, ``position``),
-    ``running`` (leases), ``max_parallel`` (``None``: no limit) and ``settings``.
+    ``running`` (leases, other users' included), ``max_parallel`` (``None``: no limit),
+    ``shared_dir`` (the shared governor folder, or ``None``), ``other_users`` (``running``:
+    other owners' admitted runs in it), ``queued`` (the queue's length), ``dispatcher``
+    (``pid``, ``since``, ``queued``, or ``None``) and ``settings``.
 
     Raises:
         ConfigError: when ``[governor]`` does not validate.
@@ -52,9 +55,11 @@ def status_report(
     host = host_probe()
     snap = probe_gpus(nvml, resolve_run=run_of_pid)
     t = time.time() if now is None else now
-    state = GovernorStore(registry.root).read()
+    store = store_for(registry.root, settings.shared_dir)
+    state = store.read()
     live = alive or (lambda lease: lease_alive(registry, lease))
     leases = {rid: lease for rid, lease in state.leases.items() if live(lease)}
+    foreign = [lease for lease in state.foreign_leases() if foreign_alive(lease, t)]
     used = usage_by_run(snap.gpus)
     gpus: list[dict[str, Any]] = []
     for g in snap.gpus:
@@ -62,7 +67,7 @@ def status_report(
         d["processes"] = [asdict(p) for p in g.processes]
         d["reserved"] = sum(
             outstanding_vram(lease, g.index, used, t, settings.settle_s)
-            for lease in leases.values()
+            for lease in [*leases.values(), *foreign]
         )
         d["runs"] = sorted(rid for rid, lease in leases.items() if g.index in lease.gpus)
         d["excluded"] = settings.is_excluded(g.index, g.uuid)
@@ -132,8 +137,10 @@ def status_report(
         "dispatcher": (
             {"pid": info.pid, "since": info.since, "queued": info.queued} if info else None
         ),
-        "running": len(leases),
+        "running": len(leases) + len(foreign),
         "max_parallel": settings.max_parallel or None,
+        "shared_dir": str(store.shared_dir) if store.shared_dir is not None else None,
+        "other_users": {"running": len(foreign)},
         "settings": settings.to_json(),
     }
 
@@ -177,6 +184,12 @@ def render_status(report: dict[str, Any]) -> str:
         lines.append(
             f"          {r['run_id']}  {safe_label(r['name'], 28):<28} {where:<9} "
             f"reserved {format_size(held)}" + ("  (started by user)" if r["forced"] else "")
+        )
+    shared, others = report.get("shared_dir"), report.get("other_users") or {}
+    if shared:
+        lines.append(
+            f"shared  {safe_label(shared, 60)}: other users' runs {others.get('running', 0)} "
+            "admitted (counted above)"
         )
     lines.append(f"queue   {report.get('queued', len(report['queue']))} waiting")
     d = report.get("dispatcher")

@@ -7,9 +7,15 @@ submitting command's) read and change them in a :meth:`GovernorStore.transaction
 read, decide, write if changed, unlock.
 
 The state is soft: a lease ends when its run folder says the attempt is over (see
-:func:`governor.admit_round.lease_alive`), and a damaged file reads as empty (after which
+:func:`governor.round_inputs.lease_alive`), and a damaged file reads as empty (after which
 the next round rewrites it). It is replaced atomically but not fsynced: a power loss also
 ends every run it describes.
+
+With a shared governor folder (:mod:`governor.shared`), ``state.json`` and ``lock`` live there
+instead, and the file keeps one section per owner (user and registry) under ``owners``: a
+user's own section is read into :attr:`GovernorState.leases` / ``waiters`` as usual; every
+other section is read entry by entry into :attr:`GovernorState.others`, which counts for
+admission and is never acted on. The bucket is one for all. Learned VRAM peaks stay private.
 """
 
 from __future__ import annotations
@@ -17,17 +23,29 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from governor.bucket import BucketState
 from governor.queue import Waiter
 from governor.reservations import Lease
+from governor.shared import (
+    OWNER_RE,
+    SHARED_FILE_MODE,
+    SharedDirError,
+    configured_dir,
+    open_lock,
+    owner_key,
+    prepare,
+    read_untrusted,
+)
 from runner import identity
-from runner.durable import dump_json, read_json, write_atomic
+from runner.durable import PRIVATE_FILE, dump_json, read_json, write_atomic
 from runner.model import ID_RE, ProcessIdentity, ShapeError
+from runner.privacy import warn_once
 
 SCHEMA = 1
 GOVERNOR_DIR = "governor"
@@ -43,6 +61,20 @@ class GovernorState:
     bucket: BucketState | None = None
     leases: dict[str, Lease] = field(default_factory=dict)
     waiters: dict[str, Waiter] = field(default_factory=dict)
+    # Other owners' sections of a shared state file: counted for admission, never acted on.
+    others: dict[str, GovernorState] = field(default_factory=dict)
+
+    def foreign_leases(self) -> list[Lease]:
+        """Other owners' leases, renamed so they never match one of our runs or groups."""
+        return [
+            replace(lease, run_id=f"{owner}/{rid}", group=None)
+            for owner, st in sorted(self.others.items())
+            for rid, lease in sorted(st.leases.items())
+        ]
+
+    def foreign_waiters(self) -> list[Waiter]:
+        """Other owners' queue entries (they count for the order of the queue)."""
+        return [w for _, st in sorted(self.others.items()) for w in st.waiters.values()]
 
     def to_json(self) -> dict[str, Any]:
         """JSON form (deterministic)."""
@@ -62,26 +94,55 @@ class GovernorState:
         """Parse leniently: a wrong-shaped entry is dropped, a wrong-shaped file is empty."""
         if not isinstance(d, dict) or d.get("schema") != SCHEMA:
             return cls()
-        bucket = None
-        b = d.get("bucket")
-        if isinstance(b, dict):
-            tokens: Any = b.get("tokens")
-            t: Any = b.get("t")
-            if _number(tokens) and _number(t):
-                bucket = BucketState(tokens=float(tokens), updated_at=float(t))
-        leases: dict[str, Lease] = {}
-        for run_id, raw in _items(d.get("leases")):
-            with contextlib.suppress(ShapeError, TypeError, ValueError):
-                lease = Lease.from_json(raw)
-                if lease.run_id == run_id:
-                    leases[run_id] = lease
-        waiters: dict[str, Waiter] = {}
-        for run_id, raw in _items(d.get("waiters")):
-            with contextlib.suppress(ShapeError, TypeError, ValueError):
-                waiter = Waiter.from_json(raw)
-                if waiter.run_id == run_id:
-                    waiters[run_id] = waiter
-        return cls(bucket=bucket, leases=leases, waiters=waiters)
+        leases, waiters, _ = _entries(d)
+        return cls(bucket=_bucket(d.get("bucket"), None), leases=leases, waiters=waiters)
+
+    @classmethod
+    def from_shared(cls, d: Any, me: str, now: float) -> GovernorState:
+        """Parse a shared state file as untrusted input; ``me`` is this owner's key.
+
+        A wrong-shaped section or entry is dropped with a warning on stderr; a bucket stamped
+        in the future counts from now (it would otherwise never refill).
+        """
+        if d is None:
+            return cls()
+        if not isinstance(d, dict) or d.get("schema") != SCHEMA:
+            warn_once("backprop: warning: ignored a shared governor state of unknown shape")
+            return cls()
+        state = cls(bucket=_bucket(d.get("bucket"), now))
+        if d.get("bucket") is not None and state.bucket is None:
+            warn_once("backprop: warning: ignored a malformed shared admission bucket")
+        owners = d.get("owners")
+        if not isinstance(owners, dict):
+            warn_once("backprop: warning: ignored shared governor owners of unknown shape")
+        for owner, section in owners.items() if isinstance(owners, dict) else ():
+            if not isinstance(owner, str) or not OWNER_RE.fullmatch(owner):
+                warn_once("backprop: warning: ignored a shared governor section of no valid owner")
+                continue
+            if not isinstance(section, dict):
+                warn_once(f"backprop: warning: ignored owner {owner}'s shared governor section")
+                continue
+            leases, waiters, dropped = _entries(section)
+            if dropped:
+                warn_once(
+                    f"backprop: warning: ignored {dropped} malformed shared governor "
+                    f"entries of owner {owner}"
+                )
+            if owner == me:
+                state.leases, state.waiters = leases, waiters
+            else:
+                state.others[owner] = cls(leases=leases, waiters=waiters)
+        return state
+
+    def to_shared_json(self, me: str) -> dict[str, Any]:
+        """JSON form of a shared state file: the bucket and one section per owner."""
+        sections = {o: st.to_json() for o, st in sorted(self.others.items())}
+        mine = self.to_json()
+        sections[me] = {"leases": mine["leases"], "waiters": mine["waiters"]}
+        for section in sections.values():
+            section.pop("schema", None)
+            section.pop("bucket", None)
+        return {"schema": SCHEMA, "bucket": mine["bucket"], "owners": sections}
 
     def prune(self, alive: Callable[[ProcessIdentity | None], bool]) -> list[str]:
         """Drop waiters whose supervisor is gone and leases whose run is gone entirely.
@@ -99,6 +160,8 @@ class GovernorState:
         ]
         for rid in gone:
             del self.leases[rid]
+        for other in self.others.values():  # liveness is only read: nothing is signalled
+            other.prune(alive)
         return dropped + gone
 
 
@@ -128,6 +191,47 @@ def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _bucket(b: Any, now: float | None) -> BucketState | None:
+    if not isinstance(b, dict):
+        return None
+    tokens: Any = b.get("tokens")
+    t: Any = b.get("t")
+    if not (_number(tokens) and _number(t)):
+        return None
+    tokens, t = float(tokens), float(t)
+    if now is not None:  # untrusted: no negative or endless tokens, no stamp in the future
+        if not (0.0 <= tokens < 1e9) or t != t:
+            return None
+        t = min(t, now)
+    return BucketState(tokens=tokens, updated_at=t)
+
+
+def _entries(d: dict[str, Any]) -> tuple[dict[str, Lease], dict[str, Waiter], int]:
+    """Leases and waiters of one section, and how many entries were malformed."""
+    dropped = 0
+    leases: dict[str, Lease] = {}
+    for run_id, raw in _items(d.get("leases")):
+        try:
+            lease = Lease.from_json(raw)
+        except Exception:  # untrusted input: any failure drops just this entry
+            lease = None
+        if lease is not None and lease.run_id == run_id:
+            leases[run_id] = lease
+        else:
+            dropped += 1
+    waiters: dict[str, Waiter] = {}
+    for run_id, raw in _items(d.get("waiters")):
+        try:
+            waiter = Waiter.from_json(raw)
+        except Exception:  # untrusted input: any failure drops just this entry
+            waiter = None
+        if waiter is not None and waiter.run_id == run_id:
+            waiters[run_id] = waiter
+        else:
+            dropped += 1
+    return leases, waiters, dropped
+
+
 def _items(d: Any) -> list[tuple[str, Any]]:
     if not isinstance(d, dict):
         return []
@@ -135,16 +239,29 @@ def _items(d: Any) -> list[tuple[str, Any]]:
 
 
 class GovernorStore:
-    """Access to the shared state under one registry root. Holds no open files."""
+    """Access to the shared state under one registry root. Holds no open files.
 
-    def __init__(self, home: Path | str) -> None:
-        self.dir = Path(home) / GOVERNOR_DIR
+    Args:
+        home: the registry root (learned VRAM peaks, and the state unless shared).
+        shared_dir: a governor folder shared with other users (see :mod:`governor.shared`).
+    """
+
+    def __init__(self, home: Path | str, shared_dir: Path | None = None) -> None:
+        private = Path(home) / GOVERNOR_DIR
+        self.shared_dir = shared_dir
+        self.dir = shared_dir if shared_dir is not None else private
+        self.owner = owner_key(Path(home)) if shared_dir is not None else ""
         self.state_path = self.dir / STATE_FILE
         self.lock_path = self.dir / LOCK_FILE
-        self.learned_path = self.dir / LEARNED_FILE
+        self.learned_path = private / LEARNED_FILE
+        self._prepared = False
 
     def read(self) -> GovernorState:
         """The state as last written (no lock: the file is replaced atomically)."""
+        if self.shared_dir is not None:
+            return GovernorState.from_shared(
+                read_untrusted(self.state_path), self.owner, time.time()
+            )
         try:
             raw = read_json(self.state_path)
         except (FileNotFoundError, ShapeError):
@@ -154,17 +271,29 @@ class GovernorStore:
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the governor's lock (keep the section short)."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        if self.shared_dir is not None:
+            if not self._prepared:
+                prepare(self.shared_dir)
+                self._prepared = True
+            fd = open_lock(self.lock_path)
+        else:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)  # closing releases the lock
 
+    def _encode(self, state: GovernorState) -> bytes:
+        if self.shared_dir is not None:
+            return dump_json(state.to_shared_json(self.owner))
+        return dump_json(state.to_json())
+
     def write(self, state: GovernorState) -> None:
         """Write ``state`` now, inside a :meth:`transaction` (a decision other files follow)."""
-        write_atomic(self.state_path, dump_json(state.to_json()), durable=False)
+        mode = SHARED_FILE_MODE if self.shared_dir is not None else PRIVATE_FILE
+        write_atomic(self.state_path, self._encode(state), durable=False, mode=mode)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[GovernorState]:
@@ -174,8 +303,24 @@ class GovernorStore:
         """
         with self.locked():
             state = self.read()
-            before = dump_json(state.to_json())
+            before = self._encode(state)
             yield state
-            after = dump_json(state.to_json())
+            after = self._encode(state)
             if after != before:
-                write_atomic(self.state_path, after, durable=False)
+                mode = SHARED_FILE_MODE if self.shared_dir is not None else PRIVATE_FILE
+                write_atomic(self.state_path, after, durable=False, mode=mode)
+
+
+def store_for(home: Path | str, shared_setting: str = "") -> GovernorStore:
+    """The store a registry's supervisors use: the shared folder if one is configured and safe.
+
+    An unsafe shared folder is reported once on stderr (a supervisor's goes to its log) and
+    the private store is used, so a misconfiguration never strands a run.
+    """
+    shared = configured_dir(shared_setting)
+    if shared is not None:
+        try:
+            return GovernorStore(home, prepare(shared))
+        except SharedDirError as exc:
+            warn_once(f"backprop: warning: {exc}; using the private governor state instead")
+    return GovernorStore(home)

@@ -109,6 +109,9 @@ class RunDefaults:
     timeout_s: float | None = None
     stall_factor: float = 10.0
     stall_after_s: float = 60.0
+    after: tuple[str, ...] = ()
+    after_any: tuple[str, ...] = ()
+    checkpoint_globs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,9 @@ def _run_defaults(d: Any) -> RunDefaults:
         "timeout",
         "stall_factor",
         "stall_after",
+        "after",
+        "after_any",
+        "checkpoint_glob",
     }
     unknown = set(d) - known
     if unknown:
@@ -187,7 +193,21 @@ def _run_defaults(d: Any) -> RunDefaults:
         raise ConfigError("[run] stall_factor must be a number")
     if not stall_factor > 1:
         raise ConfigError("[run] stall_factor must be greater than 1")
+    after = {key: _run_refs(d, key) for key in ("after", "after_any")}
+    globs = d.get("checkpoint_glob", [])
+    if isinstance(globs, str):
+        globs = [globs]
+    if not isinstance(globs, list) or not all(isinstance(g, str) and g.strip() for g in globs):
+        raise ConfigError("[run] checkpoint_glob must be a glob or a list of globs")
+    from runner.checkpoint_forms import glob_error
+
+    for g in globs:
+        problem = glob_error(g)
+        if problem:
+            raise ConfigError(f"[run] checkpoint_glob: {problem}")
     return RunDefaults(
+        after=after["after"],
+        after_any=after["after_any"],
         python=python,
         grace_int_s=parse_duration(d.get("grace_int", 30)),
         grace_term_s=parse_duration(d.get("grace_term", 10)),
@@ -197,7 +217,18 @@ def _run_defaults(d: Any) -> RunDefaults:
         timeout_s=parse_duration(timeout) if timeout is not None else None,
         stall_factor=float(stall_factor),
         stall_after_s=parse_duration(d.get("stall_after", 60)),
+        checkpoint_globs=tuple(globs),
     )
+
+
+def _run_refs(d: dict[str, Any], key: str) -> tuple[str, ...]:
+    """``[run] after`` / ``after_any``: run ids or names, as a list or one string."""
+    value = d.get(key, [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"[run] {key} must be a list of run ids or names")
+    return tuple(value)
 
 
 # Each entry: section, key, default, comment. Sections owned by other layers append theirs
@@ -211,6 +242,19 @@ _DOCUMENTED: list[tuple[str, str, Any, str]] = [
     ("run", "primary_metric", "loss", "the metric shown as 'loss' in ls, show and the TUI"),
     ("run", "stall_factor", 10.0, "flag 'stalled' after this many usual step intervals of silence"),
     ("run", "stall_after", "60s", "... but never before this much silence"),
+    ("run", "after", [], "runs every `backprop run` waits for (ids or names; --after overrides)"),
+    (
+        "run",
+        "after_any",
+        [],
+        "runs every `backprop run` waits to end, however (--after-any overrides)",
+    ),
+    (
+        "run",
+        "checkpoint_glob",
+        [],
+        'checkpoints Backprop would not recognise, relative to the cwd, e.g. ["out/*.npz"]',
+    ),
 ]
 
 

@@ -4,6 +4,11 @@ Lifecycle files are replaced atomically: write a temp file in the same folder, f
 ``os.replace`` it over the target, fsync the folder. A crash at any point leaves either the old
 or the new file, never an empty or partial one. The file operations go through
 :class:`FileOps` so the crash-replay test can record them and drop what was not synced.
+
+Files are private by default (0600: a spec holds the submitter's environment, tokens
+included). The mode is set with ``fchmod`` on the new file, so neither the umask nor the
+mode of the file being replaced widens or narrows it; the temporary file is created with
+``O_EXCL | O_NOFOLLOW``, so a planted file or symlink of that name is never written through.
 """
 
 from __future__ import annotations
@@ -16,13 +21,14 @@ from typing import Any, Protocol
 from runner.model import ShapeError
 
 TMP_PREFIX = ".tmp-"
+PRIVATE_FILE = 0o600
 
 
 class FileOps(Protocol):
     """The handful of file-system calls an atomic write makes."""
 
-    def create(self, path: str) -> int:
-        """Create or truncate ``path`` for writing and return a descriptor."""
+    def create(self, path: str, mode: int = PRIVATE_FILE) -> int:
+        """Create ``path`` (which must not exist) with exactly ``mode``; return a descriptor."""
 
     def write(self, fd: int, data: bytes) -> None:
         """Write all of ``data``."""
@@ -46,9 +52,16 @@ class FileOps(Protocol):
 class OsFileOps:
     """The real file system."""
 
-    def create(self, path: str) -> int:
-        """Create or truncate ``path`` for writing and return a descriptor."""
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    def create(self, path: str, mode: int = PRIVATE_FILE) -> int:
+        """Create ``path`` (which must not exist) with exactly ``mode``; return a descriptor."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(path, flags, mode & 0o777)
+        try:
+            os.fchmod(fd, mode)  # the umask must not change what the caller asked for
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def write(self, fd: int, data: bytes) -> None:
         """Write all of ``data``."""
@@ -94,7 +107,12 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
 
 
 def write_atomic(
-    path: str | os.PathLike[str], data: bytes, *, durable: bool = True, ops: FileOps = OS_OPS
+    path: str | os.PathLike[str],
+    data: bytes,
+    *,
+    durable: bool = True,
+    ops: FileOps = OS_OPS,
+    mode: int = PRIVATE_FILE,
 ) -> None:
     """Replace ``path`` with ``data`` so that readers and crashes see old or new, never a mix.
 
@@ -104,11 +122,12 @@ def write_atomic(
         durable: fsync the data and the folder (lifecycle files); ``False`` for caches that
             can be rebuilt, where an fsync per update would only wear the disk.
         ops: the file operations (tests record them to simulate crashes).
+        mode: the new file's permissions, exactly (default 0600, private).
     """
     target = os.fspath(path)
     folder = os.path.dirname(target) or "."
     tmp = os.path.join(folder, f"{TMP_PREFIX}{os.path.basename(target)}-{os.urandom(4).hex()}")
-    fd = ops.create(tmp)
+    fd = ops.create(tmp, mode)
     try:
         try:
             ops.write(fd, data)
@@ -133,10 +152,15 @@ def dump_json(obj: Any) -> bytes:
 
 
 def write_json(
-    path: str | os.PathLike[str], obj: Any, *, durable: bool = True, ops: FileOps = OS_OPS
+    path: str | os.PathLike[str],
+    obj: Any,
+    *,
+    durable: bool = True,
+    ops: FileOps = OS_OPS,
+    mode: int = PRIVATE_FILE,
 ) -> None:
     """Atomically replace ``path`` with ``obj`` as JSON (see :func:`write_atomic`)."""
-    write_atomic(path, dump_json(obj), durable=durable, ops=ops)
+    write_atomic(path, dump_json(obj), durable=durable, ops=ops, mode=mode)
 
 
 MAX_JSON_FILE = 4 * 1024 * 1024
@@ -188,11 +212,24 @@ class JsonlAppender:
             self.append_raw(data)
 
     def append_raw(self, data: bytes) -> None:
-        """Append pre-encoded whole lines (each ending in a newline)."""
+        """Append pre-encoded whole lines (each ending in a newline): all of them or none.
+
+        A write that fails part-way (a full disk) is cut back, so a retry never extends a
+        partial line.
+        """
+        start = os.lseek(self._fd, 0, os.SEEK_CUR)
         view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
+        try:
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+        except OSError:
+            if len(view) < len(data):
+                try:
+                    os.ftruncate(self._fd, start)
+                finally:
+                    os.lseek(self._fd, start, os.SEEK_SET)
+            raise
 
     def sync(self) -> None:
         """Fsync what was appended so far."""

@@ -6,12 +6,24 @@ One JSON object per line, appended only by the run's supervisor::
     {"a": 1, "s": 100, "t": 1700000000.2, "e": "checkpoint", "path": "/.../ckpt-100.pt"}
 
 ``a`` is the attempt, ``s`` the step, ``t`` the wall time; non-finite values are the strings
-``"nan"``, ``"inf"`` and ``"-inf"``. A torn last line is ignored by readers.
+``"nan"``, ``"inf"`` and ``"-inf"``. A torn last line is ignored by readers. Each batch ends
+with an offsets record, ``{"a": 1, "ingest": {"o": 1234, "r": 0}}`` (how far the output and
+the reports were read; see :mod:`runner.reingest`), which is neither a point nor an event.
 
-Readers merge points so that steps strictly increase: a record whose step is not past the
-last one replaces everything from that step on (a resumed attempt that repeats steps wins;
-records of one attempt at one step merge). The digest in ``summary.json`` is
-:mod:`runner.summary`'s.
+Every reader (the summary and ``show``, the TUI's curves, :func:`read_history` and any
+export) applies one rule, :class:`StepRule`, to what it reads:
+
+1. **Within an attempt**, a record belongs at its step. A step that goes backwards is a late
+   record for that step (another rank's line, an evaluation logged for an earlier step), not
+   a rewind: the points after it stay. Records of one attempt at one step merge, metric by
+   metric, the later value winning.
+2. **Across attempts**, where attempts overlap in steps the latest attempt wins: an attempt
+   owns every step from the lowest one it has written on, so an earlier attempt's points at
+   those steps are dropped (a resume went back to a checkpoint), and a late record of an
+   earlier attempt at such a step is ignored.
+3. The run's latest point is the one at the highest step; its step is the run's step.
+
+The digest in ``summary.json`` is :mod:`runner.summary`'s.
 """
 
 from __future__ import annotations
@@ -19,6 +31,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from bisect import bisect_left
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,10 +115,14 @@ def event_record(attempt: int, step: int | None, t: float, path: str) -> dict[st
 
 
 def decode_record(obj: Any) -> Point | CheckpointEvent | None:
-    """Parse one record; ``None`` for anything of another shape (never raises)."""
+    """Parse one record; ``None`` for anything of another shape (never raises).
+
+    A record without an attempt is attempt 1's, one without a time happened at time 0 (older
+    and hand-written histories); any other field of the wrong type rejects the record.
+    """
     if not isinstance(obj, dict):
         return None
-    attempt, step, t = obj.get("a"), obj.get("s"), obj.get("t")
+    attempt, step, t = obj.get("a", 1), obj.get("s"), obj.get("t", 0.0)
     if not _is_int(attempt) or not isinstance(t, int | float) or isinstance(t, bool):
         return None
     if obj.get("e") == "checkpoint":
@@ -140,9 +157,51 @@ def _decode_lines(data: bytes) -> Iterator[Any]:
 # --- merging ---------------------------------------------------------------------------------
 
 
+class StepRule:
+    """Which attempt owns which steps: the one rule every reader of ``metrics.jsonl`` applies.
+
+    See the module's docstring. Feed it each record's attempt and step in file order;
+    :meth:`admit` says whether the record counts and which steps earlier attempts lose.
+
+    Attributes:
+        attempt: the latest attempt seen.
+        step: the highest step of that attempt: the run's step (``None`` before any).
+    """
+
+    def __init__(self) -> None:
+        self._first: dict[int, int] = {}  # attempt -> the lowest step it wrote
+        self.attempt = 0
+        self.step: int | None = None
+
+    def admit(self, attempt: int, step: int) -> tuple[int, int | None] | None:
+        """Whether a record of ``attempt`` at ``step`` counts, and what it takes.
+
+        Returns:
+            ``None`` when a later attempt owns ``step``; else the steps ``[lo, hi)`` that
+            earlier attempts lose (``hi`` ``None``: no end; ``lo >= hi``: none).
+        """
+        first = self._first
+        cut: int | None = None
+        for other, low in first.items():
+            if other > attempt and (cut is None or low < cut):
+                cut = low
+        if cut is not None and step >= cut:
+            return None
+        if attempt > self.attempt:
+            self.attempt, self.step = attempt, step
+        elif attempt == self.attempt and (self.step is None or step > self.step):
+            self.step = step
+        own = first.get(attempt)
+        if own is not None and step >= own:
+            return (step, step)  # nothing new is claimed
+        first[attempt] = step
+        hi = own if cut is None or (own is not None and own < cut) else cut
+        return (step, hi)
+
+
 @dataclass
 class MergedSeries:
-    """Points in strictly increasing step order, the latest record winning.
+    """Points in strictly increasing step order, merged by :class:`StepRule`.
 
     Attributes:
         points: the merged points.
@@ -152,22 +211,35 @@ class MergedSeries:
 
     points: list[Point] = field(default_factory=list)
     version: int = 0
+    _steps: list[int] = field(default_factory=list, repr=False)
+    _rule: StepRule = field(default_factory=StepRule, repr=False)
 
-    def add(self, point: Point) -> Point:
-        """Merge ``point`` in; return the point now last (``point`` or a merge with it)."""
-        pts = self.points
-        if pts and pts[-1].step > point.step:
-            while pts and pts[-1].step > point.step:
-                pts.pop()
-            self.version += 1
-        if pts and pts[-1].step == point.step:
-            last = pts[-1]
-            if last.attempt == point.attempt:
-                point = Point(point.attempt, point.step, point.t, {**last.values, **point.values})
-            pts[-1] = point
+    def add(self, point: Point) -> int | None:
+        """Merge ``point`` in; return the index of the first point that changed.
+
+        ``None`` when the point does not count (a later attempt owns its step).
+        """
+        claim = self._rule.admit(point.attempt, point.step)
+        if claim is None:
+            return None
+        pts, steps = self.points, self._steps
+        lo, hi = claim
+        first = len(pts)
+        i = bisect_left(steps, lo)
+        j = len(steps) if hi is None else bisect_left(steps, hi)
+        if i < j:
+            if i < len(pts) - 1:
+                self.version += 1
+            del pts[i:j], steps[i:j]
+            first = i
+        i = bisect_left(steps, point.step)
+        if i < len(steps) and steps[i] == point.step:
+            old = pts[i]  # the same attempt's (an earlier attempt's was dropped above)
+            pts[i] = Point(point.attempt, point.step, point.t, {**old.values, **point.values})
         else:
-            pts.append(point)
-        return point
+            steps.insert(i, point.step)
+            pts.insert(i, point)
+        return min(first, i)
 
     def series(self, name: str) -> tuple[list[int], list[float]]:
         """Steps and values of one metric."""
@@ -230,7 +302,7 @@ def read_history(run_dir: Path | str) -> History:
     return history
 
 
-def _add(history: History, rec: Point | CheckpointEvent | None) -> Point | None:
+def _add(history: History, rec: Point | CheckpointEvent | None) -> int | None:
     if rec is None:
         return None
     history.records += 1
@@ -298,6 +370,7 @@ class HistoryTail:
         points = self.history.points
         first = len(points)
         for obj in _decode_lines(data[: cut + 1]):
-            if _add(self.history, decode_record(obj)) is not None:
-                first = min(first, len(points) - 1)
+            changed = _add(self.history, decode_record(obj))
+            if changed is not None:
+                first = min(first, changed)
         return points[first:]

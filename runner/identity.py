@@ -111,18 +111,90 @@ def send_signal(ident: ProcessIdentity | None, sig: int) -> bool:
         os.close(fd)
 
 
-def signal_group(ident: ProcessIdentity | None, sig: int) -> bool:
+def pgid_of(pid: int) -> int | None:
+    """The process group of ``pid`` (from ``/proc``), or ``None`` if it is gone."""
+    fields = _stat_fields(pid)
+    if fields is None or len(fields) < 3:
+        return None
+    try:
+        return int(fields[2])
+    except ValueError:
+        return None
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for name in os.listdir("/proc"):
+        if name.isdigit() and pgid_of(int(name)) == pgid:
+            members.append(int(name))
+    return members
+
+
+def _present(pidfd: int) -> bool:
+    """Whether the process behind ``pidfd`` still holds its pid (alive or not yet reaped)."""
+    try:
+        signal.pidfd_send_signal(pidfd, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def signal_group(ident: ProcessIdentity | None, sig: int, *, rounds: int = 3) -> bool:
     """Send ``sig`` to the process group led by ``ident``, after checking the leader's identity.
 
     Only used for a trainer whose supervisor is gone; the supervisor signals its own
-    (unreaped, so never recycled) child's group directly.
+    (unreaped, so never recycled) child's group directly. A group is signalled member by
+    member, each through a pidfd, never by number (``killpg``): the leader's pidfd is opened
+    before its identity is checked, each member's pidfd before its group is read, and the
+    members are trusted only if the leader still holds its pid afterwards. While the leader
+    holds its pid, no other group can take that number, so every process signalled was a
+    member of this group; a reused pid can never receive the signal. Members forked while
+    the signal goes out are caught by the next of ``rounds`` passes.
+
+    Returns:
+        True if the leader or any member was signalled.
     """
     if not matches(ident):
         return False
     assert ident is not None
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        if os.getpgid(ident.pid) != ident.pid:
-            return send_signal(ident, sig)
-        os.killpg(ident.pid, sig)
-        return True
-    return False
+    try:
+        leader = os.pidfd_open(ident.pid)
+    except OSError:
+        return False
+    sent: set[int] = set()
+    try:
+        if start_ticks(ident.pid) != ident.start_ticks:
+            return False
+        if pgid_of(ident.pid) != ident.pid:  # not a group leader: signal it alone
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                signal.pidfd_send_signal(leader, sig)
+                return True
+            return False
+        for _ in range(max(1, rounds)):
+            fds: dict[int, int] = {}
+            try:
+                for pid in _group_members(ident.pid):
+                    if pid in sent:
+                        continue
+                    with contextlib.suppress(OSError):
+                        fd = os.pidfd_open(pid)
+                        if pgid_of(pid) == ident.pid:
+                            fds[pid] = fd
+                        else:
+                            os.close(fd)
+                if not _present(leader):
+                    break  # the group number may be free again: trust no member read above
+                for pid, fd in fds.items():
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        signal.pidfd_send_signal(fd, sig)
+                        sent.add(pid)
+            finally:
+                for fd in fds.values():
+                    os.close(fd)
+            if not fds:
+                break
+    finally:
+        os.close(leader)
+    return bool(sent)

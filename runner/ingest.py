@@ -14,6 +14,14 @@ in ``output.log`` and ``report.jsonl`` and whether the attempt ended (``final``)
 attempt starts reading where this one stopped, and the first epoch's number (0 or 1) so
 inferred steps continue. A resumed attempt replays ``metrics.jsonl`` once to rebuild the
 digest (the best value of steps it repeats must go).
+
+Each batch appended to ``metrics.jsonl`` ends with an offsets record (``{"a": 1, "ingest":
+{"o": ..., "r": ...}}``, skipped by every reader of points) in the same write, so whoever
+continues this attempt's ingestion (a supervisor that re-adopts the run, ``backprop
+reingest``) knows exactly which output was turned into metrics: none is lost or read twice.
+A batch that cannot be written (full disk, read-only registry) stays in memory and is
+retried; past :data:`MAX_PENDING_BYTES`, or at the end of the attempt, its lines are counted
+as dropped (they stay in ``output.log`` for ``backprop reingest``).
 """
 
 from __future__ import annotations
@@ -29,7 +37,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from runner.capture_noise import NoiseFilter
 from runner.durable import JsonlAppender, dump_json, read_json, write_json
+from runner.found_checkpoints import CheckpointFinder, Found, found_record
 from runner.health import (
     OOM,
     STALL_FACTOR,
@@ -51,6 +61,7 @@ from runner.history import (
 )
 from runner.model import RunSpec, ShapeError
 from runner.parsers import LineSplitter, ParsedLine, StepTracker, parse_line
+from runner.recordkeeper import describe_write_error
 from runner.registry import CHECKPOINTS, METRICS, OUTPUT, REPORT, SUMMARY
 from runner.summary import SummaryBuilder
 from runner.textsafe import safe_label
@@ -60,6 +71,7 @@ FINAL_READ = 64 * 1024  # a read past the size last seen (the final drain)
 SUMMARY_INTERVAL_S = 0.3
 CHECKPOINT_RESCAN_S = 2.0
 MAX_HINT = 200
+MAX_PENDING_BYTES = 8 * 1024 * 1024  # metric lines held in memory while writes fail
 _NONFINITE_RE = re.compile(rb"(?<=[:\[,])(-?)(nan|inf)(?=[,}\]])")
 
 
@@ -74,6 +86,10 @@ class Ingestor:
         oom_kills: reads the cgroup's OOM-kill counter (``None``: unknown).
         stall_factor: how many usual intervals without a metric count as stalled.
         stall_floor_s: the least silence that counts as stalled.
+        resume_at: continue this attempt from these ``output.log`` and ``report.jsonl``
+            offsets (a re-adopted run, ``reingest``); its history is replayed first.
+        skip_through_step: with ``resume_at``: points whose step is not past this one until
+            the first that is (they may be in the history already) are not written again.
     """
 
     def __init__(
@@ -86,6 +102,8 @@ class Ingestor:
         oom_kills: Callable[[], int | None] = oom_kill_count,
         stall_factor: float = STALL_FACTOR,
         stall_floor_s: float = STALL_FLOOR_S,
+        resume_at: tuple[int, int] | None = None,
+        skip_through_step: int | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.spec = spec
@@ -108,9 +126,18 @@ class Ingestor:
         )
         self.builder = SummaryBuilder(self.primary)
         self._replay_pending = attempt > 1
+        if resume_at is not None:
+            self._out_off, self._rep_off = resume_at
+            self._replay_pending = True
+        self._skip_through = skip_through_step
         self._splitter = LineSplitter()
+        self._noise = NoiseFilter()
         self._report_pending = b""
-        self._appender = JsonlAppender(self.run_dir / METRICS)
+        self._appender: JsonlAppender | None = None
+        self._write_error: str | None = None
+        self.dropped = 0  # metric lines that could not be written
+        with contextlib.suppress(OSError):  # a full or read-only disk: opened on a retry
+            self._appender = JsonlAppender(self.run_dir / METRICS)
         self._out_fd: int | None = None
         self._rep_fd: int | None = None
         self._records: list[bytes] = []  # encoded metrics.jsonl lines not yet appended
@@ -129,6 +156,7 @@ class Ingestor:
         self._checkpoints = 0
         self._errors: set[str] = set()
         self._paused_at: float | None = None
+        self._found = CheckpointFinder.for_run(self.run_dir, spec, since=clock())
 
     # --- start-up ---------------------------------------------------------------------------
 
@@ -163,6 +191,8 @@ class Ingestor:
             rec = decode_record(obj)
             if rec is not None:
                 self.builder.add(rec)
+                if isinstance(rec, CheckpointEvent):
+                    self._found.remember(rec.path)
         self.tracker.last_step = self.builder.step
 
     def _appender_size(self) -> int:
@@ -182,11 +212,14 @@ class Ingestor:
         try:
             self._poll(final)
         except Exception as exc:
+            self.dropped += sum(1 for r in self._records if r)
             self._records = []
             kind = type(exc).__name__
             if kind not in self._errors:
                 self._errors.add(kind)
-                print(f"backprop: metrics ingestion: {kind}: {exc}", file=sys.stderr, flush=True)
+                with contextlib.suppress(OSError, ValueError):  # stderr may be on a full disk
+                    print(f"backprop: metrics ingestion: {kind}: {exc}", file=sys.stderr)
+                    sys.stderr.flush()
 
     def _poll(self, final: bool) -> None:
         now = self.clock()
@@ -195,10 +228,10 @@ class Ingestor:
             self._dirty = True
         arrived = self._read_report(final, now)
         arrived |= self._read_output(final, now)
+        for found in self._found.poll(now, final=final):
+            self._record_found(found)
         if self._records:
-            self._appender.append_raw(b"".join(self._records))
-            self._records = []
-            self._dirty = True
+            self._append()
         if arrived:
             if self._last_arrival is not None and now > self._last_arrival:
                 self._gaps.append(now - self._last_arrival)
@@ -229,6 +262,66 @@ class Ingestor:
     def output_rewritten(self, new_size: int) -> None:
         """``output.log`` was compacted to ``new_size`` bytes, all of them already consumed."""
         self._out_off = new_size
+        self._records.append(b"")  # the next batch records the new offset (even if empty)
+
+    def write_error(self) -> str | None:
+        """The first write error of ``metrics.jsonl`` (``None`` if every write succeeded)."""
+        return self._write_error
+
+    def settle(self) -> int:
+        """At the attempt's end: write what is pending if possible, else count it as dropped.
+
+        Returns:
+            How many metric lines were dropped in this attempt.
+        """
+        if self._records:
+            self._append()
+        if self._records:
+            self.dropped += sum(1 for r in self._records if r)
+            self._records = []
+        return self.dropped
+
+    def _append(self) -> None:
+        """Append the pending records plus the offsets record in one write (all or nothing)."""
+        marker = dump_json(
+            {
+                "a": self.attempt,
+                "ingest": {
+                    "o": self._out_off - self._splitter.pending_bytes,
+                    "r": self._rep_off - len(self._report_pending),
+                },
+            }
+        )
+        try:
+            if self._appender is None:
+                self._appender = JsonlAppender(self.run_dir / METRICS)
+            self._appender.append_raw(b"".join(self._records) + marker)
+        except OSError as exc:
+            if self._write_error is None:
+                self._write_error = describe_write_error(exc, METRICS)
+                with contextlib.suppress(OSError, ValueError):  # stderr may be on that disk
+                    print(f"backprop: metrics held in memory: {self._write_error}", file=sys.stderr)
+                    sys.stderr.flush()
+            self._shed()
+            return
+        self._records = []
+        self._dirty = True
+
+    def _shed(self) -> None:
+        """Keep at most :data:`MAX_PENDING_BYTES` of pending records; count the rest."""
+        total = sum(map(len, self._records))
+        drop = 0
+        while total > MAX_PENDING_BYTES and drop < len(self._records):
+            total -= len(self._records[drop])
+            self.dropped += bool(self._records[drop])
+            drop += 1
+        if drop:
+            del self._records[:drop]
+
+    @property
+    def health_flags(self) -> list[str]:
+        """The health flags as of the last poll (``nan``, ``stalled``, ...)."""
+        return self._flags
 
     def failure_hint(self) -> str | None:
         """A reason seen in the output that explains a failure (out of memory first)."""
@@ -244,7 +337,8 @@ class Ingestor:
 
     def close(self) -> None:
         """Release files (idempotent)."""
-        self._appender.close()
+        if self._appender is not None:
+            self._appender.close()
         for fd in (self._out_fd, self._rep_fd):
             if fd is not None:
                 with contextlib.suppress(OSError):
@@ -301,7 +395,13 @@ class Ingestor:
         if exc:
             self._exception = safe_label(exc, MAX_HINT)
         arrived = False
+        skip = self._noise.skip
         for line in lines:
+            self._found.hint(line, self.tracker.last_step)
+            # Another reader of output lines (paths named in the output, say) goes here,
+            # beside parse_line, on the lines the noise filter lets through.
+            if skip(line):
+                continue  # a traceback, a printed object, a banner block (capture_noise)
             parsed = parse_line(line)
             if parsed is None:
                 continue
@@ -312,7 +412,7 @@ class Ingestor:
                 continue
             step = self.tracker.resolve(parsed)
             self.builder.total_steps = self.tracker.total or self.builder.total_steps
-            if parsed.values:
+            if parsed.values and not self._already_recorded(step):
                 self._add_point(Point(self.attempt, step, now, parsed.values))
                 arrived = True
         return arrived
@@ -325,6 +425,7 @@ class Ingestor:
         if path in self._announced:
             return
         self._announced.append(path)
+        self._found.remember(path)
         step = parsed.step if parsed.step is not None else self.tracker.last_step
         event = CheckpointEvent(self.attempt, step, now, path)
         self.builder.add(event)
@@ -332,6 +433,14 @@ class Ingestor:
             dump_json(event_record(event.attempt, event.step, event.t, event.path))
         )
         self._ckpt_scanned_at = -1e18  # rescan now
+
+    def _record_found(self, found: Found) -> None:
+        """A checkpoint the script saved by itself: the same record as an announced one."""
+        step = found.step if found.step is not None else self.tracker.last_step
+        self._announced.append(found.path)
+        self.builder.add(CheckpointEvent(self.attempt, step, found.mtime, found.path))
+        self._records.append(found_record(self.attempt, step, found))
+        self._dirty = True
 
     def _read_report(self, final: bool, now: float) -> bool:
         try:
@@ -384,10 +493,19 @@ class Ingestor:
         if parsed.step_total:
             self.tracker.total = parsed.step_total
         self.builder.total_steps = self.tracker.total or self.builder.total_steps
-        if not parsed.values:
+        if not parsed.values or self._already_recorded(resolved):
             return False
         self._add_point(Point(self.attempt, resolved, t, parsed.values))
         return True
+
+    def _already_recorded(self, step: int) -> bool:
+        """Whether a continued ingestion is still at points the history already has."""
+        if self._skip_through is None:
+            return False
+        if step <= self._skip_through:
+            return True
+        self._skip_through = None
+        return False
 
     def _add_point(self, point: Point) -> None:
         self.builder.add(point)
@@ -426,7 +544,7 @@ class Ingestor:
         and a resume must then find the newest file itself (``lifecycle.latest_checkpoint``).
         """
         announced = self.builder.latest_announced
-        return announced if announced and os.path.isfile(announced) else None
+        return announced if announced and os.path.exists(announced) else None
 
     def _health(self, now: float, final: bool) -> list[str]:
         flags = set(self.builder.flags())
@@ -450,7 +568,7 @@ class Ingestor:
         summary = self.builder.to_json(
             now=now,
             attempt=self.attempt,
-            checkpoints=self._checkpoints,
+            checkpoints=self._checkpoints + self._found.count_outside(self.run_dir / CHECKPOINTS),
             latest_checkpoint=self._latest_checkpoint(),
             health=self._flags,
             running=not final,
@@ -460,7 +578,9 @@ class Ingestor:
             "report_offset": self._rep_off - len(self._report_pending),
             "epoch_base": self.tracker.epoch_base,
             "final": final,
+            "dropped": self.dropped,
         }
+        summary["recent_checkpoints"] = self._found.live()[-16:]
         with contextlib.suppress(OSError):
             write_json(self.run_dir / SUMMARY, summary, durable=False)
             self._last_write = now

@@ -1,9 +1,14 @@
-"""``backprop inspect FILE``: what a checkpoint holds, read without running any of its code.
+r"""``backprop inspect FILE``: what a checkpoint holds, read without running any of its code.
 
 PyTorch files are loaded with ``torch.load(path, map_location="cpu", weights_only=True)``,
 which refuses pickled Python objects; such a file is reported, never loaded unsafely.
 ``.safetensors`` files are read from their JSON header alone (no torch needed). torch is
 imported only here, and only when a PyTorch file is inspected.
+
+Every name and text a checkpoint holds is untrusted: the summary passes each key, module
+name, dtype and string value through :func:`runner.textsafe.safe_label` (the sanitiser of
+``backprop logs``), so a key such as ``'step\x1b]0;T\x07'`` cannot retitle, clear or write the
+clipboard of the terminal that inspects it.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import struct
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from runner.textsafe import safe_label
 
 MODEL_KEYS = ("model", "state_dict", "model_state_dict", "model_state", "module", "net", "ema")
 OPTIMIZER_KEYS = ("optimizer", "optimizer_state_dict", "optim", "opt", "optimizer_state")
@@ -53,7 +60,26 @@ def summarize(path: Path | str) -> dict[str, Any]:
     Raises:
         CheckpointError: missing, not a checkpoint, needs unsafe loading, or no PyTorch.
     """
-    p = Path(path)
+    try:
+        result = _summarize(Path(path))
+    except CheckpointError as exc:
+        raise CheckpointError(safe_label(str(exc), 400)) from None
+    cleaned: dict[str, Any] = _clean(result)
+    return cleaned
+
+
+def _clean(value: Any) -> Any:
+    """``value`` with every string in it (mapping keys too) made safe for a terminal."""
+    if isinstance(value, str):
+        return safe_label(value, 400)
+    if isinstance(value, Mapping):
+        return {_clean(str(k)): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _summarize(p: Path) -> dict[str, Any]:
     if not p.exists():
         raise CheckpointError(f"{p}: no such file")
     if not p.is_file():
@@ -105,21 +131,46 @@ def _torch_load(p: Path) -> Any:
         raise CheckpointError("backprop inspect needs PyTorch: pip install torch") from None
     import pickle
 
+    kind = _container(p)
+    if kind is None:
+        raise CheckpointError(f"{p}: not a PyTorch checkpoint (neither a zip archive nor a pickle)")
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         detail = str(exc)
-        if "weights_only" in detail or "Weights only load failed" in detail:
+        # Only a pickle that names a Python global holds objects; random bytes after a pickle
+        # opcode fail as "Unsupported operand" and are simply not a checkpoint.
+        if "GLOBAL" in detail or "Unsupported global" in detail:
             raise CheckpointError(
                 f"{p}: refuses safe loading: it holds pickled Python objects"
                 f"{_unsafe_detail(detail)}; backprop inspect never loads such files unsafely"
             ) from None
-        raise CheckpointError(f"{p}: not a PyTorch checkpoint ({_first_line(detail)})") from None
+        m = re.search(r"Unsupported operand \d+", detail)
+        why = m.group(0) if m else "damaged pickle"
+        raise CheckpointError(f"{p}: not a PyTorch checkpoint ({why})") from None
     except Exception as exc:  # torch raises many kinds for files that are not checkpoints
         reason = _first_line(str(exc)) if isinstance(exc, RuntimeError | OSError) else ""
         raise CheckpointError(
             f"{p}: not a PyTorch checkpoint ({reason or type(exc).__name__})"
         ) from None
+
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTO = 0x80
+
+
+def _container(p: Path) -> str | None:
+    """``"zip"`` or ``"pickle"`` by the first bytes (what torch.save writes), else ``None``."""
+    try:
+        with open(p, "rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        raise CheckpointError(f"{p}: unreadable ({exc.strerror})") from None
+    if head == _ZIP_MAGIC:
+        return "zip"
+    if len(head) >= 2 and head[0] == _PICKLE_PROTO and 2 <= head[1] <= 5:
+        return "pickle"
+    return None
 
 
 def _unsafe_detail(message: str) -> str:
@@ -265,7 +316,8 @@ def _build(
 
 
 def render_summary(summary: Mapping[str, Any], max_modules: int = 60) -> str:
-    """The human form of :func:`summarize`'s result."""
+    """The human form of :func:`summarize`'s result (every text in it made terminal-safe)."""
+    summary = _clean(summary)
     lines = [
         f"{summary['path']}  ({summary['format']}, {_size(summary['size_bytes'])})",
         f"  {summary['tensors']} tensors, {_count(summary['parameters'])} parameters"

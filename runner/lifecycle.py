@@ -7,6 +7,7 @@ then SIGUSR1 to the supervisor (after checking its identity) so it acts at once.
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 import json
 import os
@@ -21,10 +22,11 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from runner import identity
+from runner import identity, notify_rules, provenance
 from runner.config import Config
-from runner.durable import read_json, write_json
+from runner.durable import dump_json, read_json, write_json
 from runner.model import (
+    Dependency,
     Lineage,
     Resources,
     RunSpec,
@@ -32,7 +34,9 @@ from runner.model import (
     ShapeError,
     Status,
     validate_name,
+    validate_new_name,
 )
+from runner.notify_rules import RunRules
 from runner.registry import (
     CHECKPOINTS,
     REQUESTS,
@@ -113,6 +117,8 @@ def default_name(command: Sequence[str], script: str | None) -> str:
     """A readable default name: the script's stem or the command's base name."""
     base = Path(script).stem if script else Path(command[0]).name
     cleaned = "".join(c if c.isalnum() or c in "._-" else "_" for c in base).lstrip("._-")
+    if cleaned.isdigit():  # `123.py` must not name its run like run id 123
+        cleaned = f"run-{cleaned}"
     return (cleaned or "run")[:64]
 
 
@@ -134,12 +140,18 @@ def submit(
     priority: int = 0,
     retry: RetryPolicy | None = None,
     fail_fast: bool = False,
+    notify: RunRules | None = None,
+    after: Sequence[Dependency] = (),
+    checkpoint_globs: Sequence[str] = (),
 ) -> RunSpec:
     """Record a new run durably and put it in the queue. Returns the spec.
 
     The run counts as submitted once ``spec.json`` and its place in the queue are on disk.
     Nothing is started here: the caller asks the dispatcher (``governor.dispatcher.kick``),
-    which starts it at once when it fits. ``start=False`` records the spec only.
+    which starts it at once when it fits. ``start=False`` records the spec only. The run's
+    provenance (git commit, diff, interpreter, host) and its own notification rules are
+    written first. ``after``: the runs it waits for (checked by
+    :func:`runner.pipeline.resolve_dependencies`); the dispatcher decides when they are met.
     """
     return submit_many(
         registry,
@@ -157,6 +169,9 @@ def submit(
         priority=priority,
         retry=retry,
         fail_fast=fail_fast,
+        notify=notify,
+        after=after,
+        checkpoint_globs=checkpoint_globs,
     )[0]
 
 
@@ -177,6 +192,9 @@ def submit_many(
     priority: int = 0,
     retry: RetryPolicy | None = None,
     fail_fast: bool = False,
+    notify: RunRules | None = None,
+    after: Sequence[Dependency] = (),
+    checkpoint_globs: Sequence[str] = (),
 ) -> list[RunSpec]:
     """Submit ``(command, name)`` runs sharing everything else, made durable in one flush.
 
@@ -189,9 +207,13 @@ def submit_many(
     if group is not None:
         validate_name(group)
     for command, name in runs:
-        validate_name(name)
+        validate_new_name(name)
         if not command:
             raise LifecycleError("nothing to run")
+        if after or any("{after" in a for a in command):
+            from runner.pipeline import check_placeholders
+
+            check_placeholders(command, len(after))  # DependencyError: a ValueError (usage)
     queue = Queue(registry.root)
     base_env = captured_env() if env is None else env
     specs: list[RunSpec] = []
@@ -218,6 +240,9 @@ def submit_many(
                     priority=priority,
                     policy=policy,
                     fail_fast=fail_fast,
+                    notify=notify,
+                    after=after,
+                    checkpoint_globs=checkpoint_globs,
                 )
             )
     sync_tree(registry.root)
@@ -246,6 +271,9 @@ def _record(
     priority: int,
     policy: RetryPolicy,
     fail_fast: bool,
+    notify: RunRules | None,
+    after: Sequence[Dependency],
+    checkpoint_globs: Sequence[str],
 ) -> RunSpec:
     """Write one run's spec and, with ``start``, its place in the queue (lock held; no sync)."""
     spec = RunSpec(
@@ -267,8 +295,14 @@ def _record(
         primary_metric=config.run.primary_metric,
         stall_factor=config.run.stall_factor,
         stall_after_s=config.run.stall_after_s,
+        after=tuple(after),
+        checkpoint_globs=tuple(dict.fromkeys((*config.run.checkpoint_globs, *checkpoint_globs))),
     )
-    registry.create(spec, durable=False)
+    folder = registry.create(spec, durable=False)
+    with contextlib.suppress(Exception):  # provenance is a record, never a reason not to run
+        provenance.record(folder, Path(spec.cwd), spec.command, script)
+    if notify is not None:
+        notify_rules.write_run_rules(folder, notify)
     if start:
         ticket = Ticket(
             run_id=run_id,
@@ -336,14 +370,27 @@ def send_request(
     """Leave a control request for the run's supervisor and nudge it. Returns if nudged.
 
     ``reason`` (optional) is what the run's status will say, e.g. why the governor paused it.
+    A stop or force-stop that cannot be written (full disk, read-only registry) is sent as a
+    signal to the supervisor instead (SIGTERM, SIGUSR2).
     """
     folder = registry.run_dir(run_id) / REQUESTS
-    folder.mkdir(exist_ok=True)
     name = f"{time.time_ns():020d}-{os.urandom(3).hex()}.json"
     doc: dict[str, object] = {"action": action, "at": time.time(), "by": os.getpid()}
     if reason:
         doc["reason"] = reason
-    write_json(folder / name, doc)
+    try:
+        folder.mkdir(exist_ok=True)
+        write_json(folder / name, doc)
+    except OSError as exc:
+        from runner.recordkeeper import describe_write_error
+
+        fallback = {"stop": signal.SIGTERM, "kill": signal.SIGUSR2}.get(action)
+        with contextlib.suppress(ShapeError, OSError):
+            state = registry.read_state(run_id)
+            if fallback and state and identity.send_signal(state.supervisor, fallback):
+                return True
+        why = describe_write_error(exc, REQUESTS)
+        raise LifecycleError(f"cannot {action} run {run_id}: {why}") from None
     with contextlib.suppress(ShapeError, OSError):
         state = registry.read_state(run_id)
         if state is not None:
@@ -357,19 +404,22 @@ def stop(registry: Registry, run_id: str, *, force: bool = False) -> str:
     Returns a one-line description of what was done.
     """
     view = registry.load(run_id)
-    if view.status is Status.LOST and view.state and view.state.trainer:
-        # The supervisor is gone but its trainer lives on: signal it ourselves, by identity.
-        trainer = view.state.trainer
-        if not identity.matches(trainer):
+    if view.status is Status.LOST:
+        # The supervisor is gone: end every process of the run ourselves, by identity.
+        from runner.members import stop_unsupervised
+
+        ending = stop_unsupervised(
+            view.state.trainer if view.state else None,
+            run_id,
+            registry.root,
+            force=force,
+            grace_s=view.spec.grace_int_s if view.spec else 30.0,
+        )
+        if not ending.ended and not ending.survivors:
             raise LifecycleError(f"cannot stop run {run_id}: it is lost and nothing is running")
-        sig = signal.SIGKILL if force else signal.SIGINT
-        identity.signal_group(trainer, sig)
-        if not force and view.spec:
-            deadline = time.monotonic() + view.spec.grace_int_s
-            while identity.matches(trainer) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            identity.signal_group(trainer, signal.SIGKILL)
-        return f"signalled the unsupervised trainer of run {run_id}"
+        if ending.survivors:
+            raise LifecycleError(f"run {run_id} had no supervisor: {ending.describe()}")
+        return f"run {run_id} had no supervisor: {ending.describe()}"
     _require(view, {Status.STARTING, Status.QUEUED, Status.RUNNING, Status.PAUSED}, "stop")
     if view.status is Status.QUEUED and cancel_queued(registry, run_id, "stopped while queued"):
         return f"stopped queued run {run_id}"
@@ -424,25 +474,34 @@ def start_now(registry: Registry, run_id: str) -> str:
 
 
 def latest_checkpoint(registry: Registry, run_id: str) -> str | None:
-    """The run's newest checkpoint: the newer of the announced one and the newest on disk.
+    """The run's newest whole checkpoint, by modification time.
 
-    A script may save into ``checkpoints/`` without announcing, or announce a file elsewhere.
+    Candidates: the checkpoints the run announced or saved by itself (the summary's latest
+    and recent ones) and the files in ``checkpoints/`` (a script may save there without
+    announcing). A file or folder whose format shows it was cut short is passed over.
     """
+    from runner.checkpoint_forms import is_whole
+
     folder = registry.run_dir(run_id)
-    best: tuple[float, str] | None = None
-    announced = registry.read_summary(run_id).get("latest_checkpoint")
-    if isinstance(announced, str):
-        path = Path(announced) if os.path.isabs(announced) else folder / announced
-        with contextlib.suppress(OSError):
-            if path.is_file():
-                best = (path.stat().st_mtime, str(path))
+    summary = registry.read_summary(run_id)
+    named: list[str] = []
+    recent = summary.get("recent_checkpoints")
+    if isinstance(recent, list):
+        named += [p for p in recent if isinstance(p, str)]
+    if isinstance(summary.get("latest_checkpoint"), str):
+        named.append(summary["latest_checkpoint"])
+    candidates = [p if os.path.isabs(p) else str(folder / p) for p in named]
     with contextlib.suppress(FileNotFoundError):
         for entry in os.scandir(folder / CHECKPOINTS):
-            if entry.name.startswith(".") or not entry.is_file():
-                continue
-            key = (entry.stat().st_mtime, entry.path)
-            if best is None or key[0] > best[0]:
-                best = key
+            with contextlib.suppress(OSError):
+                if not entry.name.startswith(".") and entry.is_file():
+                    candidates.append(entry.path)
+    best: tuple[float, str] | None = None
+    for path in dict.fromkeys(candidates):
+        with contextlib.suppress(OSError):
+            mtime = os.stat(path).st_mtime
+            if (best is None or mtime > best[0]) and is_whole(path) is not False:
+                best = (mtime, path)
     return best[1] if best else None
 
 
@@ -453,17 +512,27 @@ def resume(
     timeout_s: float | None = None,
     retry: dict[str, object] | None = None,
     priority: int | None = None,
+    dependents: bool = True,
 ) -> int:
     """Queue the next attempt of a finished run, from its latest checkpoint. Returns it.
 
     ``retry`` marks an automatic retry (what the tree shows). The caller asks the dispatcher
-    to start it (``governor.dispatcher.kick``).
+    to start it (``governor.dispatcher.kick``). With ``dependents`` (the default), runs that
+    were skipped because this one did not complete are queued again as well, and theirs in
+    turn: they wait for this attempt.
     """
     with registry.lock(f".resume-{run_id}.lock"):
         view = registry.load(run_id)
         _require(
             view,
-            {Status.COMPLETED, Status.FAILED, Status.STOPPED, Status.TIMEBOXED, Status.LOST},
+            {
+                Status.COMPLETED,
+                Status.FAILED,
+                Status.STOPPED,
+                Status.TIMEBOXED,
+                Status.LOST,
+                Status.SKIPPED,
+            },
             "resume",
         )
         if registry.supervisor_locked(run_id):
@@ -488,8 +557,27 @@ def resume(
             fail_fast=previous.fail_fast if previous else False,
         )
         enqueue(Queue(registry.root), ticket)
+    if dependents:
+        requeue_skipped_dependents(registry, run_id)
     Queue(registry.root).poke()
     return attempt
+
+
+def requeue_skipped_dependents(registry: Registry, run_id: str) -> list[str]:
+    """Queue again the runs skipped because ``run_id`` did not complete; return their ids.
+
+    Each is resumed (a new attempt that waits for its dependencies again), and so are its
+    own skipped dependents, transitively.
+    """
+    from runner.pipeline import dependents_of
+
+    requeued: list[str] = []
+    for other in dependents_of(registry, run_id):
+        with contextlib.suppress(LifecycleError, ValueError, OSError):
+            if registry.load(other).status is Status.SKIPPED:
+                resume(registry, other, dependents=False)
+                requeued += [other, *requeue_skipped_dependents(registry, other)]
+    return requeued
 
 
 def merge_args(command: Sequence[str], changes: Sequence[str]) -> list[str]:
@@ -561,6 +649,8 @@ def fork(
         script=parent_spec.script,
         parent=Lineage(run_id=run_id, checkpoint=ckpt),
         resume_from=ckpt,
+        after=parent_spec.after,
+        checkpoint_globs=parent_spec.checkpoint_globs,
     )
 
 
@@ -581,6 +671,8 @@ def rerun(registry: Registry, run_id: str, *, config: Config | None = None) -> R
         resources=s.resources,
         env=s.env,
         script=s.script,
+        after=s.after,
+        checkpoint_globs=s.checkpoint_globs,
     )
 
 
@@ -589,39 +681,102 @@ def _fork_name(name: str) -> str:
     return f"{base}-fork"
 
 
-def remove(registry: Registry, run_id: str) -> None:
-    """Delete a finished run's folder (a run still active must be stopped first)."""
+def live_processes(registry: Registry, run_id: str, view: RunView | None = None) -> list[str]:
+    """What still runs of a run: its supervisor and trainer, identity-checked (one line each).
+
+    The status alone is not enough: a ``lost`` run's trainer may live on without its
+    supervisor.
+    """
+    view = view or registry.load(run_id)
+    found = []
+    if registry.supervisor_locked(run_id):
+        found.append("its supervisor")
+    st = view.state
+    if st is not None:
+        if "its supervisor" not in found and identity.matches(st.supervisor):
+            found.append(f"its supervisor (pid {st.supervisor.pid})")
+        if st.trainer is not None and identity.matches(st.trainer):
+            found.append(f"its trainer (pid {st.trainer.pid})")
+    return found
+
+
+def remove(registry: Registry, run_id: str, *, force: bool = False, wait_s: float = 15.0) -> str:
+    """Delete a finished run's folder; returns a one-line description of what was done.
+
+    A run with any live process (an active run, or a ``lost`` run whose trainer lives on) is
+    refused: deleting its record would leave that process untracked. With ``force`` it is
+    force-stopped first and removed once nothing of it runs.
+    """
     view = registry.load(run_id)
-    if view.status.active or registry.supervisor_locked(run_id):
+    alive = live_processes(registry, run_id, view)
+    stopped = ""
+    if (alive or view.status.active) and not force:
+        what = " and ".join(alive) if alive else "it"
+        verb = "are" if len(alive) > 1 else "is"
         raise LifecycleError(
-            f"cannot remove run {run_id}: it is {view.status.value}; stop it first"
+            f"cannot remove run {run_id}: {what} {verb} still running ({view.status.value}); "
+            "stop it first or use rm --force"
         )
+    if alive or view.status.active:
+        with contextlib.suppress(LifecycleError):
+            stop(registry, run_id, force=True)
+        deadline = time.monotonic() + wait_s
+        while live_processes(registry, run_id) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = live_processes(registry, run_id)
+        if left:
+            raise LifecycleError(
+                f"cannot remove run {run_id}: {' and '.join(left)} survived a forced stop"
+            )
+        stopped = " after stopping it"
     folder = registry.run_dir(run_id)
     trash = registry.runs_dir / f".trash-{run_id}-{os.urandom(4).hex()}"
     os.rename(folder, trash)  # vanishes from listings atomically
     shutil.rmtree(trash, ignore_errors=True)
+    return f"removed run {run_id}{stopped}"
 
 
-_EXPORT_SKIP = {SUPERVISOR_LOCK, REQUESTS}
+_EXPORT_SKIP = {SUPERVISOR_LOCK, REQUESTS, ".reserve", "cgroup"}  # this machine's only
 
 
-def export_run(registry: Registry, run_id: str, out: Path) -> Path:
-    """Write the run folder as a portable ``.tar.gz`` bundle."""
+def export_run(registry: Registry, run_id: str, out: Path, *, with_env: bool = False) -> Path:
+    """Write the run folder as a portable ``.tar.gz`` bundle (0600, like the run's files).
+
+    The run's environment (tokens and keys included) stays out of the bundle unless
+    ``with_env``: its ``spec.json`` is written with an empty ``env``, and a run imported from
+    it inherits the importer's environment on resume.
+    """
     folder = registry.run_dir(run_id)
     if not (folder / SPEC).is_file():
         raise LifecycleError(f"cannot export run {run_id}: it has no spec.json")
+    spec_bytes: bytes | None = None
+    if not with_env:
+        try:
+            raw = read_json(folder / SPEC)
+        except ShapeError as exc:
+            raise LifecycleError(f"cannot export run {run_id}: spec.json: {exc}") from None
+        if isinstance(raw, dict):
+            raw["env"] = {}
+        spec_bytes = dump_json(raw)
 
     def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
         parts = Path(info.name).parts
         if len(parts) > 1 and parts[1] in _EXPORT_SKIP:
             return None
+        if spec_bytes is not None and parts[1:] == (SPEC,):
+            return None  # added below without the environment
         if not (info.isfile() or info.isdir()):
             return None
         return info
 
     tmp = out.with_name(f".{out.name}.{os.urandom(3).hex()}.tmp")
-    with tarfile.open(tmp, "w:gz") as tar:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as raw_out, tarfile.open(fileobj=raw_out, mode="w:gz") as tar:
         tar.add(folder, arcname=run_id, filter=keep)
+        if spec_bytes is not None:
+            info = tar.gettarinfo(str(folder / SPEC), arcname=f"{run_id}/{SPEC}")
+            info.size = len(spec_bytes)
+            tar.addfile(info, io.BytesIO(spec_bytes))
     os.replace(tmp, out)
     return out
 
@@ -647,7 +802,8 @@ def import_run(registry: Registry, bundle: Path) -> str:
         except (FileNotFoundError, ShapeError) as exc:
             raise LifecycleError(f"{bundle}: bundle has no valid spec.json ({exc})") from None
         new_id = registry.allocate_id()
-        write_json(src / SPEC, replace(old_spec, id=new_id).to_json())
+        # Its dependencies were runs of another registry: their ids mean nothing here.
+        write_json(src / SPEC, replace(old_spec, id=new_id, after=()).to_json())
         with contextlib.suppress(FileNotFoundError):
             raw = read_json(src / STATE)
             try:

@@ -18,6 +18,7 @@ SCHEMA = 1
 ID_RE = re.compile(r"^[0-9]{6,12}$")
 NAME_RE = re.compile(r"^\w[\w.,:=+@ -]{0,127}$")
 MAX_NAME = 128
+MAX_DEPENDENCIES = 64
 
 
 class ShapeError(ValueError):
@@ -36,6 +37,7 @@ class Status(StrEnum):
     STOPPED = "stopped"
     TIMEBOXED = "timeboxed"
     LOST = "lost"
+    SKIPPED = "skipped"
     CORRUPT = "corrupt"
 
     @property
@@ -51,7 +53,14 @@ class Status(StrEnum):
 
 ACTIVE = frozenset({Status.STARTING, Status.QUEUED, Status.RUNNING, Status.PAUSED})
 FINISHED = frozenset(
-    {Status.COMPLETED, Status.FAILED, Status.STOPPED, Status.TIMEBOXED, Status.LOST}
+    {
+        Status.COMPLETED,
+        Status.FAILED,
+        Status.STOPPED,
+        Status.TIMEBOXED,
+        Status.LOST,
+        Status.SKIPPED,
+    }
 )
 
 
@@ -73,6 +82,22 @@ def validate_name(name: str) -> str:
             f"run name {name!r} may contain only letters, digits, spaces and . , : = + @ - _ "
             "and must start with a letter, digit or _"
         )
+    return name
+
+
+def validate_new_name(name: str) -> str:
+    """Return ``name`` if a new run may take it: :func:`validate_name`, and not id-shaped.
+
+    ``backprop stop 42`` reads an all-digit reference as a run id, so a run named ``000001``
+    would pose as run 000001. Specs already on disk are read with :func:`validate_name`
+    only, so a run named so before this rule still lists.
+
+    Raises:
+        ValueError: with a one-line explanation.
+    """
+    validate_name(name)
+    if name.strip().isdigit():
+        raise ValueError(f"run name {name!r} looks like a run id; use a name with a letter in it")
     return name
 
 
@@ -236,6 +261,32 @@ class Lineage:
         )
 
 
+# How a run depends on another: "ok" (it must complete) or "any" (it must end, however).
+DEPENDENCY_KINDS = ("ok", "any")
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """A run this run waits for (``backprop run --after`` / ``--after-any``)."""
+
+    run_id: str
+    kind: str = "ok"
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the JSON form."""
+        return {"id": self.run_id, "kind": self.kind}
+
+    @classmethod
+    def from_json(cls, d: Any) -> Dependency:
+        """Parse the JSON form strictly."""
+        if not isinstance(d, dict):
+            raise ShapeError("dependency is not an object")
+        kind = _get(d, "kind", str)
+        if kind not in DEPENDENCY_KINDS:
+            raise ShapeError(f"unknown dependency kind {kind!r}")
+        return cls(run_id=validate_run_id_shape(_get(d, "id", str)), kind=kind)
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """What to run. Written once by the launcher, before anything starts; never rewritten."""
@@ -258,6 +309,8 @@ class RunSpec:
     primary_metric: str = "loss"
     stall_factor: float = 10.0
     stall_after_s: float = 60.0
+    after: tuple[Dependency, ...] = ()
+    checkpoint_globs: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """Return the JSON form (with schema)."""
@@ -281,6 +334,8 @@ class RunSpec:
             "primary_metric": self.primary_metric,
             "stall_factor": self.stall_factor,
             "stall_after_s": self.stall_after_s,
+            "after": [d.to_json() for d in self.after],
+            "checkpoint_globs": list(self.checkpoint_globs),
         }
 
     @classmethod
@@ -329,7 +384,23 @@ class RunSpec:
             primary_metric=_get(d, "primary_metric", str, optional=True) or "loss",
             stall_factor=_num(d, "stall_factor", optional=True) or 10.0,
             stall_after_s=_num(d, "stall_after_s", optional=True) or 60.0,
+            after=_dependencies(d.get("after"), run_id),
+            checkpoint_globs=(
+                _str_list(d, "checkpoint_globs") if d.get("checkpoint_globs") is not None else ()
+            ),
         )
+
+
+def _dependencies(raw: Any, run_id: str) -> tuple[Dependency, ...]:
+    """The spec's ``after`` list (absent in specs written before dependencies existed)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or len(raw) > MAX_DEPENDENCIES:
+        raise ShapeError(f"'after' must be a list of at most {MAX_DEPENDENCIES} dependencies")
+    deps = tuple(Dependency.from_json(x) for x in raw)
+    if any(d.run_id == run_id for d in deps):
+        raise ShapeError("a run cannot depend on itself")
+    return deps
 
 
 # --- state ----------------------------------------------------------------------------------

@@ -9,11 +9,18 @@ Recognised forms, one line at a time:
   ``iter 100: loss 2.3456, time 12.34ms``, ``epoch 1 | step 20/200``;
 - progress counters ``45/100`` (tqdm, Lightning, Keras) and ``200/2983 batches``.
 
-Keys are normalised (:func:`normalize_key`): ``train loss`` is ``loss`` (the training loss),
-``val loss``/``valid loss``/``validation_loss`` are ``val_loss``, ``test loss`` is
-``test_loss``, ``eval_loss`` stays. :class:`LineSplitter` turns raw reads into lines (``\r``
-redraws, invalid UTF-8, reads that split lines, a capped buffer for endless lines) and
-:class:`StepTracker` gives every record a step, inferring one when the line has none.
+The frameworks' own forms are read too: bare ``step 10 loss 1.0853``; nanoGPT, llm.c; HF
+Trainer's dicts with plain (4.x) or quoted (5.x) values; Lightning's bars (``train_loss_step``);
+fairseq's ``num_updates``; timm's ``Train: 0 [ 100/1251 ...]``; torchvision references'
+``Epoch: [0]  [ 10/5005]``; detectron2's ``iter: 19  total_loss: 2.1`` (a ``total_loss`` is
+the loss when there is no plain one); mmengine's ``Epoch(train) [1][ 50/500]``; Keras; and any
+of these behind a Python ``logging``, glog or ``[rank0]:`` prefix. What is *not* a metric
+(prefixes, other ranks, tracebacks, warnings, banners, download bars) is
+:mod:`runner.capture_noise`'s precision rule.
+
+Keys are normalised by :func:`runner.metric_names.normalize_key`. :class:`LineSplitter`
+(:mod:`runner.line_split`) turns raw reads into lines and :class:`StepTracker`
+(:mod:`runner.steps`) gives every record a step, inferring one when the line has none.
 """
 
 from __future__ import annotations
@@ -21,23 +28,62 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
 
+from runner.capture_noise import message_start, strip_rank
+from runner.line_split import MAX_LINE, LineSplitter
+from runner.metric_names import (
+    COUNTER_WORDS,
+    IGNORED_KEYS,
+    QUALIFIERS,
+    STEP_WORDS,
+    TOTAL_KEYS,
+    normalize_key,
+)
+from runner.steps import MAX_STEP, ParsedLine, StepTracker
 from runner.textsafe import collapse_redraws, strip_escapes
 
-MAX_LINE = 32 * 1024
-MAX_KEY = 64
+# parse_line's public companions, long imported from here.
+__all__ = [
+    "COUNTER_WORDS",
+    "IGNORED_KEYS",
+    "MAX_LINE",
+    "STEP_WORDS",
+    "TOTAL_KEYS",
+    "LineSplitter",
+    "ParsedLine",
+    "StepTracker",
+    "normalize_key",
+    "parse_line",
+    "to_float",
+]
+
 MAX_VALUES = 64
-MAX_STEP = 2**53
 
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?i:nan|inf(?:inity)?)(?![A-Za-z])"
-_WRAP = r"(?:tensor\(|np\.float\d*\(|float\d*\()?"
-# What may follow a value: a unit, then not a word, a time ("0:01:23"), a version or a date.
-_END = r"(?P<{0}>%|[a-zA-Zµ]{{1,3}}(?:/[a-zA-Z]{{1,5}})?)?(?!\w|[:.]\d|-\d)"
+_WRAP = r"(?:tensor\(|np\.float\d*\(|float\d*\(|\[)?"
+# What may follow a value: a unit, then not a word, a time ("0:01:23"), a version, a date or
+# the rest of a number grouped in thousands ("1,000").
+_END = r"(?P<{0}>%|[a-zA-Zµ]{{1,3}}(?:/[a-zA-Z]{{1,5}})?)?(?!\w|[:.]\d|-\d|,\d{{3}}(?!\d))"
 _KEY = r"[A-Za-z_][\w./-]*"
-_LEAD = r"(?:^|(?<=[|,;\[\]\t{(])|(?<= - )|(?<=: ))[ \t]*"
-# ... followed by a delimiter, or by an explicit pair ("step 5 loss=0.5").
-_TAIL = r"(?=[ \t]*(?:$|[|,;\[\]:)}]|-[ \t])|[ \t]+[A-Za-z_][\w./-]*[ \t]*[:=][ \t]*[-+.\dnNiI])"
+# Words that never end a key: "Epoch 3 of 10", "Seed set to 42", "Saving 3 files to 2 dirs".
+_STOP = (
+    r"(?:of|to|in|at|by|for|from|with|and|or|the|a|an|is|are|was|be|on|per|than|into|over"
+    r"|after|every|each|as|if|x)"
+)
+# A key of up to three words written without ":" or "=" ("val loss 0.61", "step 10").
+_WORD_KEY = rf"(?:[A-Za-z][\w/-]* ){{0,2}}(?!{_STOP}\b)[A-Za-z][\w/-]*"
+# Before a key without ":"/"=": the line's start, a delimiter, or the previous pair's value
+# ("step 10 loss 1.0853", "time 12.3ms loss 0.5").
+_LEAD = (
+    r"(?:^|(?<=[|,;\[\]\t{(])|(?<= - )|(?<=: )|(?<=\d )|(?<=\d[%a-zA-Z] )"
+    r"|(?<=\d[a-zA-Z]{2} ))[ \t]*"
+)
+# ... followed by a delimiter, by an explicit pair ("step 5 loss=0.5") or by another bare pair
+# ("step 10 loss 1.0853").
+_TAIL = (
+    r"(?=[ \t]*(?:$|[|,;\[\]:()}]|-[ \t])|[ \t]+[A-Za-z_][\w./-]*[ \t]*[:=][ \t]*[-+.\dnNiI]"
+    rf"|[ \t]+{_WORD_KEY}[ \t]+[-+]?\.?\d)"
+)
 # Words that may qualify the key of an explicit pair ("val loss: 0.6", "Learning rate: 1e-3").
 _QUALIFYING = (
     r"(?i:val|valid|validation|eval|evaluation|test|train|training|average|avg|mean|running"
@@ -47,10 +93,12 @@ _QUALIFYING = (
 # One pass per line; each alternative is one form.
 _PAIR_RE = re.compile(
     # key: value, key=value, 'key': value, "key": value (two-word keys: "val loss: 0.6")
-    rf"(?<![\w./-])['\"]?(?P<k>(?:{_QUALIFYING} )?{_KEY})['\"]?[ \t]*[:=][ \t]*{_WRAP}"
-    rf"(?P<v>{_NUM})(?:[ \t]*/[ \t]*(?P<tot>\d+))?{_END.format('u')}"
-    # key value between delimiters: "| lr 5.00 |", "iter 100: ...", "val loss 0.61,"
-    rf"|{_LEAD}(?P<wk>(?:[A-Za-z][\w/-]* ){{0,2}}[A-Za-z][\w/-]*)[ \t]+"
+    # (HF Trainer 5.x quotes its values: 'loss': '4.855')
+    rf"(?<![\w./-])['\"]?(?P<k>(?:{_QUALIFYING} )?{_KEY})['\"]?[ \t]*[:=][ \t]*(?P<q>['\"])?"
+    rf"{_WRAP}(?P<v>{_NUM})(?:[ \t]*/[ \t]*(?P<tot>\d+))?{_END.format('u')}(?(q)['\"])"
+    # key value between delimiters or in a row: "| lr 5.00 |", "iter 100: ...", "step 10 loss 1"
+    # ("Epoch [1/10], Step [100/600]" too)
+    rf"|{_LEAD}(?P<wk>{_WORD_KEY})[ \t]+\[?"
     rf"(?P<wv>{_NUM})(?:[ \t]*/[ \t]*(?P<wtot>\d+))?{_END.format('wu')}{_TAIL}"
     # counters: "45/100 [", "| 200/2983 batches |", "1875/1875 ━━━"
     rf"|{_LEAD}(?P<cn>\d+)[ \t]*/[ \t]*(?P<ct>\d+)(?:[ \t]+(?P<cw>[A-Za-z]+))?(?=\s|$|[|,;\[\]])"
@@ -66,110 +114,22 @@ _SHAPE = str.maketrans("123456789", "000000000")
 _CONTEXT_RE = re.compile(
     r"^\W*(val|valid|validation|validating|eval|evaluation|evaluating|test|testing)\b", re.I
 )
-_SPLIT_KEY_RE = re.compile(r"[\s_./-]+")
-
-STEP_WORDS = frozenset(
-    {"step", "steps", "global_step", "iter", "iters", "iteration", "iterations", "update"}
+# fairseq's "epoch 001 | valid on 'valid' subset | loss 7.9 | ...".
+_SUBSET_CONTEXT_RE = re.compile(r"\|[ \t]*(valid|validation|eval|test)[ \t]+on\b", re.I)
+# mmengine's "Epoch(train)  [1][ 50/500]" and "Iter(train) [  50/1000]".
+_MM_RE = re.compile(
+    r"\b(?P<kind>Epoch|Iter)\((?P<phase>train|val|test)\)[ \t]*"
+    r"\[[ \t]*(?P<a>\d+)(?:[ \t]*/[ \t]*(?P<at>\d+))?[ \t]*\]"
+    r"(?:[ \t]*\[[ \t]*(?P<b>\d+)[ \t]*/[ \t]*(?P<bt>\d+)[ \t]*\])?"
 )
-COUNTER_WORDS = frozenset({"batch", "batches"})
-TOTAL_KEYS = frozenset({"total_steps", "max_steps", "num_steps", "max_iters", "total_iters"})
+# Words before a step key that make it a total ("Total optimization steps = 375").
+_TOTAL_WORDS = ("total", "max", "num", "optimization", "number of")
+# The loss when a line has no plain one (detectron2, mmdet: "total_loss: 2.1  loss_cls: 0.8").
+TOTAL_LOSS_KEYS = ("total_loss", "loss_total", "overall_loss")
 _SPECIAL = STEP_WORDS | COUNTER_WORDS | TOTAL_KEYS | {"epoch"}
-IGNORED_KEYS = frozenset({"v_num", "eta", "it", "s", "ms", "t", "time_stamp", "timestamp", "pid"})
-_QUALIFIERS = {
-    "val": "val",
-    "valid": "val",
-    "validation": "val",
-    "validating": "val",
-    "dev": "val",
-    "eval": "eval",
-    "evaluation": "eval",
-    "evaluating": "eval",
-    "test": "test",
-    "testing": "test",
-}
-_DROPPED = frozenset({"train", "training", "trn", "avg", "average", "mean", "running", "smoothed"})
 
 
-@dataclass(slots=True)
-class ParsedLine:
-    """What one line of output says (every field optional).
-
-    Attributes:
-        values: metric values by normalised name (non-finite values kept as ``nan``/``inf``).
-        step: an explicit step (``step 20``, ``iter 100``, ``"step": 3``).
-        step_total: its total when written ``step 20/200`` or given as ``total_steps``.
-        epoch: an integer epoch (``Epoch 1/10``, ``epoch 3``).
-        epoch_total: the number of epochs when written ``Epoch 1/10``.
-        counter: a progress counter within an epoch (``45/100``, ``200/2983 batches``).
-        counter_total: its total.
-        checkpoint: the path of a checkpoint announced by a JSON event line.
-    """
-
-    values: dict[str, float] = field(default_factory=dict)
-    step: int | None = None
-    step_total: int | None = None
-    epoch: int | None = None
-    epoch_total: int | None = None
-    counter: int | None = None
-    counter_total: int | None = None
-    checkpoint: str | None = None
-
-    def empty(self) -> bool:
-        """Whether the line said nothing usable."""
-        return (
-            not self.values
-            and self.step is None
-            and self.epoch is None
-            and self.counter is None
-            and self.checkpoint is None
-            and self.step_total is None
-        )
-
-
-# --- keys and numbers ------------------------------------------------------------------------
-
-_key_cache: dict[tuple[str, str], str] = {}
-
-
-def normalize_key(raw: str, context: str = "") -> str:
-    """The canonical metric name for a key as written.
-
-    ``Train Loss`` → ``loss``; ``valid loss``/``val/loss``/``validation_loss`` → ``val_loss``;
-    ``Test loss`` → ``test_loss``; ``eval_loss`` → ``eval_loss``; ``ms/batch`` → ``ms_batch``.
-    ``context`` is a qualifier (``val``, ``eval``, ``test``) that the line as a whole carries
-    (``Test set: Average loss: 0.05``); it applies to keys that have none of their own.
-    Returns ``""`` for a key that cannot be a metric name.
-    """
-    memo = (raw, context)
-    hit = _key_cache.get(memo)
-    if hit is not None:
-        return hit
-    tokens = [t for t in _SPLIT_KEY_RE.split(raw.lower()) if t]
-    qualifier = ""
-    while len(tokens) > 1:
-        head = tokens[0]
-        if head in _QUALIFIERS:
-            qualifier = _QUALIFIERS[head]
-            tokens.pop(0)
-        elif head in _DROPPED:
-            tokens.pop(0)
-        else:
-            break
-    if len(tokens) > 1 and tokens[-1] in ("epoch", "step", "iter", "iteration"):
-        tokens = tokens[-1:]  # "end of epoch 1", "global step"
-    name = "_".join(tokens)
-    if name in ("epoch", "step", "iter", "iteration", "global_step"):
-        qualifier = ""  # counters are never val/test metrics
-    elif not qualifier and context and name not in STEP_WORDS and name not in COUNTER_WORDS:
-        qualifier = context
-    if qualifier:
-        name = f"{qualifier}_{name}"
-    if len(name) > MAX_KEY or not name.isprintable():
-        name = ""  # too long, or control characters (a key from a JSON line can hold anything)
-    if len(_key_cache) > 4096:
-        _key_cache.clear()
-    _key_cache[memo] = name
-    return name
+# --- numbers ---------------------------------------------------------------------------------
 
 
 def to_float(text: str) -> float | None:
@@ -214,6 +174,14 @@ def _parse(line: str) -> ParsedLine | None:
     s = line.strip()
     if not s:
         return None
+    if s[0] == "[":
+        rank, rest = strip_rank(s)
+        if rank is not None:
+            if rank != 0:
+                return None  # another rank's line: rank 0 speaks for the run
+            s = rest.strip()
+            if not s:
+                return None
     if s[0] == "{" and len(s) > 1 and s[1] == '"':
         return _parse_json(s)
     marker = s.find("METRICS:")
@@ -223,7 +191,7 @@ def _parse(line: str) -> ParsedLine | None:
     if len(parts) == 1:
         return None  # no number, no metric
     if len(s) > MAX_TEMPLATE:
-        return _apply_spans(s, _find_pairs(s))
+        return _apply_spans(s, _pairs_of(s))
     # Training logs repeat a few templates with new numbers: parse each template once. The
     # regular expressions decide from the text and the numbers' shapes, never their digits.
     numbers = parts[1::2]
@@ -235,7 +203,7 @@ def _parse(line: str) -> ParsedLine | None:
             _plans.clear()
         _plans[template] = plan
     if plan is _UNCACHEABLE:
-        return _apply_spans(s, _find_pairs(s))
+        return _apply_spans(s, _pairs_of(s))
     return _apply_plan(plan, numbers)
 
 
@@ -253,18 +221,51 @@ MAX_PLANS = 1024
 MAX_TEMPLATE = 512
 
 
+def _pairs_of(s: str) -> list[_Pair]:
+    """The pairs of a stripped line's message.
+
+    None when the line is noise (a log prefix, a traceback, a warning, a banner...; see
+    :mod:`runner.capture_noise`).
+    """
+    start = message_start(s)
+    if start < 0:
+        return []
+    if start == 0:
+        return _find_pairs(s)
+    return [
+        (kind, name, _shift(a, start), None if b is None else _shift(b, start), _shift(k, start))
+        for kind, name, a, b, k in _find_pairs(s[start:])
+    ]
+
+
+def _shift(span: _Span, by: int) -> _Span:
+    return (span[0] + by, span[1] + by) if span != (0, 0) else span
+
+
 def _find_pairs(s: str) -> list[_Pair]:
     pairs: list[_Pair] = []
     ctx_match = _CONTEXT_RE.match(s)
-    context = _QUALIFIERS[ctx_match.group(1).lower()] if ctx_match else ""
+    context = QUALIFIERS[ctx_match.group(1).lower()] if ctx_match else ""
+    if not context and " on " in s:
+        sub = _SUBSET_CONTEXT_RE.search(s)
+        context = QUALIFIERS[sub.group(1).lower()] if sub else ""
+    pos = 0
+    if "(train)" in s or "(val)" in s or "(test)" in s:
+        mm = _MM_RE.search(s)
+        if mm is not None:
+            pos = mm.end()
+            context = _mm_pairs(mm, pairs)
     hf_summary = "train_runtime" in s
-    for m in _PAIR_RE.finditer(s):
+    hf_dict = s.startswith("{'")  # HF Trainer: its "epoch" is a fraction, not a label
+    for m in _PAIR_RE.finditer(s, pos):
         key = m.group("k")
         if key is not None:
             v, tot = "v", "tot"
         else:
             key = m.group("wk")
             if key is None:
+                if context:
+                    continue  # a validation/test progress counter is not a training step
                 word = (m.group("cw") or "").lower()
                 pairs.append((_COUNTER, word, m.span("cn"), m.span("ct"), (0, 0)))
                 continue
@@ -272,13 +273,40 @@ def _find_pairs(s: str) -> list[_Pair]:
         name = normalize_key(key, context)
         if not name or name in IGNORED_KEYS:
             continue
-        if hf_summary and name == "loss" and "train" in key.lower():
-            name = "train_loss"  # HF's end-of-training average, not a step's loss
         k = "k" if v == "v" else "wk"
-        pairs.append((_PAIR, name, m.span(v), m.span(tot) if m.group(tot) else None, m.span(k)))
+        kind = _PAIR
+        if hf_summary and key[:6].lower() == "train_" and key.isidentifier():
+            name = key.lower()  # HF's end-of-training digest: "train_loss" is no step's loss
+        elif name in STEP_WORDS and k == "k" and s[: m.start(k)].rstrip()[-1:].isalpha():
+            if not s[: m.start(k)].rstrip().lower().endswith(_TOTAL_WORDS):
+                continue  # a setting: "Gradient Accumulation steps = 1", "warmup steps: 100"
+            name = "total_steps"  # "Total optimization steps = 375"
+        elif name == "train" and v == "v":
+            name = "epoch"  # timm: "Train: 3 [ 100/1251 ...]"
+        elif name == "epoch" and hf_dict:
+            kind = _PLAIN
+        pairs.append((kind, name, m.span(v), m.span(tot) if m.group(tot) else None, m.span(k)))
         if len(pairs) >= MAX_VALUES:
             break
     return pairs
+
+
+def _mm_pairs(mm: re.Match[str], pairs: list[_Pair]) -> str:
+    """The pairs of mmengine's ``Epoch(train) [1][ 50/500]``; returns the line's context."""
+    phase = mm.group("phase")
+    if phase != "train":
+        return "val" if phase == "val" else "test"
+    key = mm.span("kind")
+    if mm.group("kind") == "Iter":
+        if mm.group("at"):
+            pairs.append((_COUNTER, "iter", mm.span("a"), mm.span("at"), (0, 0)))
+        else:
+            pairs.append((_PAIR, "step", mm.span("a"), None, key))
+        return ""
+    pairs.append((_PAIR, "epoch", mm.span("a"), None, key))
+    if mm.group("b"):
+        pairs.append((_COUNTER, "", mm.span("b"), mm.span("bt"), (0, 0)))
+    return ""
 
 
 def _make_plan(s: str, parts: list[str]) -> list[_PlanItem]:
@@ -289,7 +317,7 @@ def _make_plan(s: str, parts: list[str]) -> list[_PlanItem]:
             index[(pos, pos + len(text))] = i // 2
         pos += len(text)
     plan: list[_PlanItem] = []
-    for kind, name, span, total, key in _find_pairs(s):
+    for kind, name, span, total, key in _pairs_of(s):
         a = index.get(span)
         b = index.get(total) if total is not None else -1
         if a is None or b is None or any(key[0] < end and start < key[1] for start, end in index):
@@ -299,6 +327,12 @@ def _make_plan(s: str, parts: list[str]) -> list[_PlanItem]:
         if kind == _PAIR and b < 0 and name not in _SPECIAL:
             kind = _PLAIN
         plan.append((kind, name, a, b))
+    names = {item[1] for item in plan}
+    if "loss" not in names:  # what _finish does, decided once per template
+        for alias in TOTAL_LOSS_KEYS:
+            if alias in names:
+                plan = [(k, "loss" if n == alias else n, i, j) for k, n, i, j in plan]
+                break
     return plan
 
 
@@ -323,8 +357,22 @@ def _apply_spans(s: str, pairs: list[_Pair]) -> ParsedLine | None:
             _counter(out, s[a0:a1], tot or "0", name)
             continue
         value = to_float(s[a0:a1])
-        if value is not None:
+        if value is None:
+            continue
+        if kind == _PLAIN:
+            out.values[name] = value
+        else:
             _assign(out, name, value, _positive_int(tot))
+    return _finish(out)
+
+
+def _finish(out: ParsedLine) -> ParsedLine | None:
+    values = out.values
+    if "loss" not in values:
+        for key in TOTAL_LOSS_KEYS:
+            if key in values:
+                values["loss"] = values.pop(key)  # the loss when there is no plain one
+                break
     return None if out.empty() else out
 
 
@@ -384,7 +432,7 @@ def _parse_json(text: str) -> ParsedLine | None:
             return out
         return None
     _flatten(out, obj, "", 0)
-    return None if out.empty() else out
+    return _finish(out)
 
 
 def _flatten(out: ParsedLine, obj: dict[object, object], prefix: str, depth: int) -> None:
@@ -411,140 +459,3 @@ def _flatten(out: ParsedLine, obj: dict[object, object], prefix: str, depth: int
         name = normalize_key(prefix + key)
         if name and name not in IGNORED_KEYS:
             _assign(out, name, value, None)
-
-
-# --- raw bytes into lines --------------------------------------------------------------------
-
-
-class LineSplitter:
-    r"""Cuts a byte stream into text lines as it arrives.
-
-    ``\n``, ``\r\n`` and bare ``\r`` (progress-bar redraws) end a line; a line split across
-    reads is joined; invalid UTF-8 becomes U+FFFD. The unfinished line is kept up to
-    ``max_line`` bytes: the excess of an endless line is dropped, never buffered.
-    """
-
-    def __init__(self, max_line: int = MAX_LINE) -> None:
-        self.max_line = max_line
-        self._pending = b""
-        self._overflow = False
-
-    @property
-    def pending_bytes(self) -> int:
-        """How many bytes of an unfinished line are held (never more than ``max_line``)."""
-        return len(self._pending)
-
-    def feed(self, data: bytes) -> list[str]:
-        """Add bytes; return the lines completed by them."""
-        if not data:
-            return []
-        if b"\r" in data:
-            data = data.replace(b"\r", b"\n")
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            self._hold(data)
-            return []
-        head = data[: cut + 1]
-        first_nl = head.find(b"\n")
-        if self._pending or self._overflow:
-            self._hold(head[:first_nl])
-            block = self._pending + head[first_nl:]
-            self._pending, self._overflow = b"", False
-        else:
-            block = head
-        self._hold(data[cut + 1 :])
-        return self._lines(block[:-1])
-
-    def flush(self) -> list[str]:
-        """Return the unfinished line, if any, as a last line (at end of stream)."""
-        if not self._pending:
-            self._overflow = False
-            return []
-        block, self._pending, self._overflow = self._pending, b"", False
-        return self._lines(block)
-
-    def _hold(self, data: bytes) -> None:
-        room = self.max_line - len(self._pending)
-        if len(data) > room:
-            data = data[: max(room, 0)]
-            self._overflow = True
-        if data:
-            self._pending += data
-
-    def _lines(self, block: bytes) -> list[str]:
-        lines = block.decode("utf-8", "replace").split("\n")
-        if len(block) > self.max_line:
-            cap = self.max_line
-            lines = [ln if len(ln) <= cap else ln[:cap] for ln in lines]
-        return lines
-
-
-# --- steps ------------------------------------------------------------------------------------
-
-
-class StepTracker:
-    """Gives each parsed record a step, inferring one when the line has none (per attempt).
-
-    An explicit step wins. A progress counter within an epoch becomes a global step
-    (``(epoch - first_epoch) * per_epoch + n``; counters that restart without an epoch
-    label add the previous total). A line without either continues from the last step: it
-    takes the next step if it carries the training metric, else it joins the last step.
-
-    Args:
-        last_step: the step reached before this attempt (a resume continues from it).
-        epoch_base: 0 or 1, the first epoch's number if a previous attempt learned it.
-        primary: the training metric whose presence makes a stepless line a new step.
-    """
-
-    def __init__(
-        self, last_step: int | None = None, epoch_base: int | None = None, primary: str = "loss"
-    ) -> None:
-        self.last_step = last_step
-        self.epoch_base = epoch_base
-        self.primary = primary
-        self.total: int | None = None
-        self._explicit = False
-        self._epoch: int | None = None
-        self._epoch_total: int | None = None
-        self._counter_offset = 0
-        self._last_counter: tuple[int, int] | None = None
-
-    def resolve(self, parsed: ParsedLine) -> int:
-        """The step of ``parsed``; updates :attr:`last_step` and :attr:`total`."""
-        if parsed.epoch is not None:
-            if self.epoch_base is None:
-                self.epoch_base = 0 if parsed.epoch == 0 else 1
-            self._epoch = parsed.epoch
-            if parsed.epoch_total:
-                self._epoch_total = parsed.epoch_total
-        if parsed.step is not None:
-            step = parsed.step
-            self._explicit = True
-            if parsed.step_total:
-                self.total = parsed.step_total
-        elif parsed.counter is not None and parsed.counter_total:
-            step = self._from_counter(parsed.counter, parsed.counter_total)
-            self._explicit = True
-        else:
-            if parsed.step_total:
-                self.total = parsed.step_total
-            last = self.last_step
-            if last is None:
-                step = 0 if self._explicit else 1
-            elif self._explicit or self.primary not in parsed.values:
-                step = last
-            else:
-                step = last + 1
-        self.last_step = step
-        return step
-
-    def _from_counter(self, n: int, total: int) -> int:
-        if self._epoch is not None:
-            if self._epoch_total:
-                self.total = self._epoch_total * total
-            return max(self._epoch - (self.epoch_base or 0), 0) * total + n
-        last = self._last_counter
-        if last is not None and n < last[0] and total == last[1]:
-            self._counter_offset += last[1]  # a new bar: the counter started again
-        self._last_counter = (n, total)
-        return self._counter_offset + n

@@ -7,6 +7,16 @@ import os
 import signal
 from typing import Any
 
+# Sessions whose processes are not part of any run's tree: notification hooks started by the
+# supervisor (runner.notify), which must outlive the run's clean-up. A session id is its
+# leader's pid; a recycled pid that starts a new session inside the run is not plausible.
+_spared_sessions: set[int] = set()
+
+
+def spare_session(sid: int) -> None:
+    """Leave the processes of session ``sid`` out of :func:`descendants` (and so of kills)."""
+    _spared_sessions.add(sid)
+
 
 def _parent_map() -> dict[int, int]:
     parents: dict[int, int] = {}
@@ -21,6 +31,8 @@ def _parent_map() -> dict[int, int]:
         close = raw.rfind(b")")
         fields = raw[close + 2 :].split()
         if len(fields) > 1 and fields[0] not in (b"Z", b"X"):
+            if _spared_sessions and len(fields) > 3 and int(fields[3]) in _spared_sessions:
+                continue
             parents[int(name)] = int(fields[1])
     return parents
 

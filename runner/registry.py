@@ -12,6 +12,8 @@ Files in a run folder and their single writers:
 ``summary.json``    the supervisor: a rebuildable digest of the history
 ``requests/``       anyone: control requests the supervisor consumes
 ``checkpoints/``    the trainer
+``cgroup``          the supervisor: the path of the attempt's cgroup, if it has one
+``.reserve``        the supervisor: space given back to record an exit on a full disk
 ==================  =========================================================
 
 Reading is strict (a wrong-shaped file marks the run ``corrupt``; nothing is ever deleted
@@ -26,13 +28,14 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from runner import identity
 from runner.durable import read_json, write_json
+from runner.listing_cache import ListingCache
 from runner.model import (
     ID_RE,
     SCHEMA,
@@ -42,6 +45,7 @@ from runner.model import (
     Status,
     validate_run_id,
 )
+from runner.privacy import PRIVATE_DIR, make_private_dir, tighten_registry
 from runner.tickets import Queue, Ticket, ticket_status
 
 SPEC = "spec.json"
@@ -154,6 +158,7 @@ class RunView:
             "parent": spec.parent.to_json() if spec and spec.parent else None,
             "queue": _queue_json(self.ticket),
             "attempt_text": _attempt_text(self.attempt, self.ticket),
+            "after": [d.to_json() for d in spec.after] if spec else [],
         }
 
 
@@ -220,15 +225,19 @@ def reconcile(
 class Registry:
     """Access to the run folders under one root. Cheap to construct; holds no open files."""
 
-    def __init__(self, root: Path | str | None = None) -> None:
+    def __init__(self, root: Path | str | None = None, *, adopt: bool = True) -> None:
         self.root = Path(root) if root is not None else default_home()
         self.runs_dir = self.root / "runs"
+        # Reconciling a lost run whose trainer lives starts a supervisor for it (runner.adopt).
+        self.adopt = adopt
 
     # --- paths ----------------------------------------------------------------------------
 
     def ensure(self) -> None:
-        """Create the root and ``runs/`` if missing."""
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        """Create the root and ``runs/`` if missing, both 0700; tighten a looser root."""
+        make_private_dir(self.root, parents=True)
+        make_private_dir(self.runs_dir)
+        tighten_registry(self.root)
 
     def run_dir(self, run_id: str) -> Path:
         """The folder of ``run_id``; a malformed id raises ``ValueError`` (never a path)."""
@@ -238,7 +247,7 @@ class Registry:
     def lock(self, name: str = ".lock") -> Iterator[None]:
         """Hold an exclusive ``flock`` on a registry-wide lock file (short sections only)."""
         self.ensure()
-        fd = os.open(self.root / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(self.root / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -268,7 +277,7 @@ class Registry:
             while len(out) < count:
                 run_id = f"{n:0{ID_WIDTH}d}"
                 try:
-                    os.mkdir(self.runs_dir / run_id)
+                    os.mkdir(self.runs_dir / run_id, PRIVATE_DIR)
                     out.append(run_id)
                     n += 1
                 except FileExistsError:
@@ -288,10 +297,9 @@ class Registry:
         ``durable=False``: the caller makes a whole batch durable at once afterwards.
         """
         folder = self.run_dir(spec.id)
-        folder.mkdir(exist_ok=True)
-        (folder / CHECKPOINTS).mkdir(exist_ok=True)
-        (folder / REQUESTS).mkdir(exist_ok=True)
-        write_json(folder / SPEC, spec.to_json(), durable=durable)
+        for path in (folder, folder / CHECKPOINTS, folder / REQUESTS):
+            make_private_dir(path)
+        write_json(folder / SPEC, spec.to_json(), durable=durable)  # 0600: it holds the env
         return folder
 
     # --- reading --------------------------------------------------------------------------
@@ -396,6 +404,8 @@ class Registry:
                 alive=identity.matches,
                 supervisor_locked=lambda: self.supervisor_locked(run_id),
             )
+            if status is Status.LOST and state is not None:
+                status, reason, state = self._after_lost(run_id, state, status, reason)
         return RunView(
             id=run_id,
             status=status,
@@ -406,27 +416,57 @@ class Registry:
             ticket=ticket,
         )
 
+    def _after_lost(
+        self, run_id: str, state: RunState, status: Status, reason: str
+    ) -> tuple[Status, str, RunState]:
+        """Re-adopt a lost run whose trainer lives; else end its time at its last sign of life."""
+        if self.adopt and state.status.active:
+            from runner.adopt import adopt_orphan  # local: rarely needed, spawns a process
+
+            try:
+                action = adopt_orphan(self, run_id, state)
+            except Exception:  # no process to spare, say: listing must go on; next time
+                action = None
+            if action == "adopt":
+                return state.status, "re-adopting: a new supervisor takes over", state
+        if state.ended_at is None:
+            state = replace(state, ended_at=self.last_sign_of_life(run_id, state))
+        return status, reason, state
+
+    def last_sign_of_life(self, run_id: str, state: RunState) -> float:
+        """When a run last showed it was alive: its newest record or output."""
+        folder = self.run_dir(run_id)
+        latest = state.updated_at
+        for name in (OUTPUT, REPORT, METRICS, EVENTS):
+            with contextlib.suppress(OSError):
+                latest = max(latest, os.stat(folder / name).st_mtime)
+        return latest
+
     def list_runs(self, *, use_cache: bool = True) -> list[RunView]:
         """Every run, newest first, reconciled.
 
-        Finished runs whose folder has not changed since the last listing come from a cache
-        (``index.cache``), so listing 10,000 runs reads one file plus two ``stat`` per run.
-        The cache is rebuilt from the folders whenever it is missing, stale or damaged.
+        Finished runs whose files have not changed since the last listing come from a cache
+        (``index.cache``, see :mod:`runner.listing_cache`), so listing 10,000 runs reads one
+        file plus three ``stat`` per run. The cache is rebuilt from the folders whenever it is
+        missing, stale or damaged.
         """
-        from runner.listing_cache import ListingCache  # local: only listing needs it
-
-        cache = ListingCache(self.root / INDEX) if use_cache else None
+        cache = ListingCache(self.root / INDEX, CACHE_SETTLE_S) if use_cache else None
         views: list[RunView] = []
         now = time.time()
+        runs_dir = str(self.runs_dir)
         for run_id in reversed(self.ids()):
-            view = cache.get(self, run_id, now) if cache else None
-            if view is None:
+            folder = f"{runs_dir}/{run_id}"
+            hit = cache.get(folder, run_id) if cache else None
+            if hit is not None:
+                view = RunView(id=run_id, status=hit.status, reason=hit.reason, raw=hit.raw)
+            else:
                 try:
                     view = self.load(run_id, now=now)
                 except RunNotFound:
                     continue
                 if cache:
-                    cache.put(self, run_id, view, now)
+                    raw = json.dumps(view.to_json(), separators=(",", ":"), default=str)
+                    cache.put(folder, run_id, view.status, view.reason, raw, now)
             views.append(view)
         if cache:
             cache.save()

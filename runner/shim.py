@@ -33,17 +33,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner import identity, proctree
+from runner import identity, proctree, runcgroup
 
 if TYPE_CHECKING:
     from runner.ingest import Ingestor
-from runner.durable import append_jsonl, write_json
+from runner.exits import classify, with_write_note
 from runner.model import ProcessIdentity, RunSpec, RunState, ShapeError, Status
+from runner.recordkeeper import RecordKeeper, describe_write_error
 from runner.registry import (
-    EVENTS,
     OUTPUT,
     REQUESTS,
-    STATE,
     SUPERVISOR_LOCK,
     Registry,
 )
@@ -157,6 +156,7 @@ class Supervisor:
             queued_at=self.ticket.queued_at or None,
         )
         self.trainer_pid: int | None = None
+        self.cgroup: Path | None = None
         self.stop_kind: str | None = None  # "stop", "kill" or "timeout"
         self.stop_phase = 0  # 0 none, 1 SIGINT sent, 2 SIGTERM sent, 3 SIGKILL sent
         self.phase_at = 0.0
@@ -164,18 +164,38 @@ class Supervisor:
         self.paused_total = 0.0
         self.trimmed_at = 0.0
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        # State and events go through the keeper: a write error never ends supervision.
+        self.keeper = RecordKeeper(self.run_dir)
+        self.write_trouble: str | None = None  # the first write error of this attempt
 
     # --- records ---------------------------------------------------------------------------
 
     def record(self, event: str, /, **fields: Any) -> None:
-        """Append a lifecycle event."""
+        """Append a lifecycle event (an end also fires its notifications)."""
         entry = {"t": self.clock(), "attempt": self.attempt, "event": event, **fields}
-        append_jsonl(self.run_dir / EVENTS, [entry])
+        self.keeper.put_event(entry)
+        self._note_write_trouble(self.keeper.error)
+        if event in _ENDS:
+            _notify(self, getattr(self, "ingestor", None))
 
     def set_state(self, **changes: Any) -> None:
-        """Durably replace ``state.json`` with the current state plus ``changes``."""
+        """Durably replace ``state.json`` with the current state plus ``changes``.
+
+        While writes fail the newest state waits in memory (see :class:`RecordKeeper`).
+        """
         self.state = replace(self.state, updated_at=self.clock(), **changes)
-        write_json(self.run_dir / STATE, self.state.to_json())
+        self.keeper.put_state(self.state.to_json())
+        self._note_write_trouble(self.keeper.error)
+
+    def _note_write_trouble(self, error: str | None) -> None:
+        if error is not None and self.write_trouble is None:
+            self.write_trouble = error
+
+    def sync_records(self) -> None:
+        """Retry records that could not be written yet (on the keeper's schedule)."""
+        failing = self.keeper.error
+        if failing is not None and self.keeper.flush():
+            self.record("write_recovered", error=failing)
 
     # --- signals ---------------------------------------------------------------------------
 
@@ -186,6 +206,8 @@ class Supervisor:
             signal.signal(sig, lambda s, f: None)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_terminate)
+        # A force-stop that could not be written as a request (full disk, read-only registry).
+        signal.signal(signal.SIGUSR2, self._on_force_stop)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
@@ -193,6 +215,11 @@ class Supervisor:
         if self.stop_kind is None:
             self.stop_kind = "stop"
             self._terminate_reason = f"supervisor received {signal.Signals(signum).name}"
+
+    def _on_force_stop(self, signum: int, frame: object) -> None:
+        if self.stop_kind != "kill":
+            self.stop_kind = "kill"
+            self._terminate_reason = ""  # classify words it: "stopped (forced: SIGKILL)"
 
     def wait(self, timeout: float) -> None:
         """Sleep until a signal arrives or ``timeout`` passes."""
@@ -209,6 +236,7 @@ class Supervisor:
         self._terminate_reason = ""
         self.install_signal_handlers()
         proctree.set_child_subreaper()
+        self.keeper.make_reserve()
         self.set_state(status=Status.STARTING, reason="supervisor started")
         self.record(
             "supervisor_started",
@@ -235,7 +263,9 @@ class Supervisor:
                 reason=f"supervisor error: {type(exc).__name__}: {exc}"[:300],
             )
             self.record("supervisor_error", error=repr(exc)[:300])
-            raise
+            self.drain_records()
+            if not isinstance(exc, OSError):
+                raise
         return self.state.status
 
     def stopped_before_start(self) -> bool:
@@ -280,6 +310,10 @@ class Supervisor:
         does not (``--init_from=resume``) applies to every attempt after the first.
         """
         cmd = list(self.spec.command)
+        if self.spec.after:  # {after.checkpoint} and the like, from the dispatcher's gate
+            from runner.pipeline import substitute
+
+            cmd = substitute(cmd, self.ticket.env)
         if self.spec.resume_args:
             needs_ckpt = any("{checkpoint}" in a for a in self.spec.resume_args)
             if self.resume_from or (self.attempt > 1 and not needs_ckpt):
@@ -296,10 +330,20 @@ class Supervisor:
         """Start the trainer: own process group, default signals, output straight to a file."""
         import subprocess
 
-        out = os.open(
-            self.run_dir / OUTPUT, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
-        )
         cmd = self.trainer_command()
+        # Every process of the run in one cgroup where allowed (see runner.runcgroup).
+        self.cgroup = runcgroup.create(self.run_dir, self.run_id, self.attempt)
+        try:
+            out = os.open(
+                self.run_dir / OUTPUT, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
+            )
+        except OSError as exc:
+            reason = f"could not start: {describe_write_error(exc, OUTPUT)}"
+            self.set_state(status=Status.FAILED, reason=reason, ended_at=self.clock())
+            self.record("failed_to_start", reason=reason)
+            self.drain_records()
+            runcgroup.remove(self.cgroup)
+            raise _StartFailed from None
         try:
             proc = subprocess.Popen(
                 cmd,
@@ -310,7 +354,7 @@ class Supervisor:
                 stderr=out,
                 close_fds=True,
                 process_group=0,
-                preexec_fn=proctree.reset_signals,
+                preexec_fn=runcgroup.preexec(self.cgroup),
             )
         except OSError as exc:
             os.close(out)
@@ -323,6 +367,8 @@ class Supervisor:
                 exit_code=127,
             )
             self.record("failed_to_start", reason=reason)
+            self.drain_records()
+            runcgroup.remove(self.cgroup)
             raise _StartFailed from None
         os.close(out)
         # We reap children ourselves (we are a subreaper and adopt orphans too).
@@ -387,7 +433,9 @@ class Supervisor:
                 self.stop_kind = "timeout"
             self.escalate(now)
             self.ingestor.poll()
+            _notify(self, self.ingestor)
             self.enforce_output_cap()
+            self.sync_records()
             if now - self.trimmed_at >= TRIM_EVERY_S:
                 proctree.trim_heap()
                 self.trimmed_at = now
@@ -432,6 +480,12 @@ class Supervisor:
             self.set_state(status=Status.RUNNING, reason="running")
             self.record("continued", reason=reason or "continued by user")
 
+    def signal_group(self, sig: int) -> None:
+        """Signal the trainer's process group (our unreaped child's: never a reused pid)."""
+        assert self.trainer_pid is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.trainer_pid, sig)
+
     def signal_trainer(self, sig: int) -> None:
         """Signal the trainer's process group and every other descendant."""
         assert self.trainer_pid is not None
@@ -451,8 +505,7 @@ class Supervisor:
             elif self.stop_kind == "timeout":
                 self.set_state(stop_requested="timeout", reason="time limit reached")
             # SIGINT goes to the group only: the trainer decides what its children do.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.trainer_pid, signal.SIGINT)
+            self.signal_group(signal.SIGINT)
             if self.paused_at is not None:
                 self.signal_trainer(signal.SIGCONT)
                 self.paused_at = None
@@ -490,7 +543,11 @@ class Supervisor:
         except OSError:
             return
         self.ingestor.poll()
-        new_size = compact_output(path, self.spec.output_cap_bytes)
+        try:
+            new_size = compact_output(path, self.spec.output_cap_bytes)
+        except OSError as exc:  # read-only or full: the cap waits, the run goes on
+            self._note_write_trouble(describe_write_error(exc, OUTPUT))
+            return
         if new_size is not None:
             self.ingestor.output_rewritten(new_size)
             self.record("output_compacted", size=new_size)
@@ -520,6 +577,7 @@ class Supervisor:
         """Clean up the tree, take the last metrics and record a truthful exit."""
         ended = self.clock()
         self.kill_everything()
+        left = runcgroup.clear(self.cgroup)
         self.ingestor.poll(final=True)
         self.enforce_output_cap()
         code = os.waitstatus_to_exitcode(wait_status)
@@ -532,55 +590,42 @@ class Supervisor:
             self.ingestor.failure_hint(),
             self._terminate_reason,
         )
-        self.ingestor.close()
+        self._note_write_trouble(self.ingestor.write_error())
+        self.keeper.make_room(self.ingestor.write_error())  # the last metrics go first
+        reason = with_write_note(reason, self.write_trouble, self.ingestor.settle())
+        if left:
+            reason += f"; could not end pid {', '.join(map(str, left[:10]))}"
         self.set_state(
             status=status, reason=reason, ended_at=ended, exit_code=exit_code, signal=sig
         )
         self.record("exited", status=status.value, exit_code=exit_code, signal=sig, reason=reason)
+        if self.drain_records() is not None:
+            self.ingestor.poll(final=True)  # the summary could not be written either
+        self.ingestor.close()
+
+    def drain_records(self) -> str | None:
+        """Stay until the last records are written; return the error that delayed them.
+
+        The trainer has ended, so there is nothing left to watch (see
+        :meth:`RecordKeeper.drain`). A final state written late says why.
+        """
+        delayed = self.keeper.drain(self.wait)
+        if delayed is not None and not self.state.status.active:
+            self.record("write_recovered", error=delayed)
+            if delayed not in self.state.reason:
+                self.set_state(reason=with_write_note(self.state.reason, delayed, 0))
+            self.keeper.drain(self.wait)
+        self.keeper.close()
+        return delayed
 
 
-def classify(
-    code: int,
-    stop_kind: str | None,
-    stop_phase: int,
-    hint: str | None,
-    terminate_reason: str = "",
-) -> tuple[Status, str]:
-    """Name an exit truthfully (pure).
-
-    Args:
-        code: the exit code, or minus the signal number (as ``waitstatus_to_exitcode``).
-        stop_kind: ``"stop"``/``"kill"`` (the user asked), ``"timeout"``, or ``None``.
-        stop_phase: how far the stop sequence went (1 SIGINT, 2 SIGTERM, 3 SIGKILL).
-        hint: a failure reason seen in the output (out of memory, ...).
-        terminate_reason: why the supervisor itself was asked to stop, if it was.
-    """
-    how = _describe(code)
-    escalated = {2: " after SIGTERM", 3: " after SIGKILL"}.get(stop_phase, "")
-    if stop_kind == "timeout":
-        return Status.TIMEBOXED, f"time limit reached; {how}{escalated}"
-    if stop_kind in ("stop", "kill"):
-        who = terminate_reason or (
-            "force-stopped by user" if stop_kind == "kill" else "stopped by user"
-        )
-        return Status.STOPPED, f"{who}; {how}{escalated}"
-    if code == 0:
-        return Status.COMPLETED, "exit 0"
-    if hint:
-        return Status.FAILED, f"{hint}; {how}"
-    if code == -signal.SIGKILL:
-        return Status.FAILED, f"{how} (not by Backprop: possibly the out-of-memory killer)"
-    return Status.FAILED, how
+_ENDS = frozenset({"exited", "stopped", "supervisor_error", "failed_to_start"})
 
 
-def _describe(code: int) -> str:
-    if code >= 0:
-        return f"exit {code}"
-    try:
-        name = signal.Signals(-code).name
-    except ValueError:
-        name = f"signal {-code}"
-    return f"killed by {name}"
+def _notify(sup: Supervisor, ingestor: object | None) -> None:
+    from runner import notify  # only once a run is admitted or ends: queued shims stay small
+
+    notify.observe(sup, ingestor)
 
 
 def _substitute(template: str, values: dict[str, str]) -> str:
@@ -606,6 +651,14 @@ class _NoIngestor:
         """No hint without capture."""
         return None
 
+    def write_error(self) -> str | None:
+        """Nothing was written, so nothing failed."""
+        return None
+
+    def settle(self) -> int:
+        """No pending metric lines."""
+        return 0
+
     def close(self) -> None:
         """Nothing to close."""
 
@@ -616,7 +669,10 @@ class _StartFailed(Exception):
 
 def acquire_lock(run_dir: Path) -> int | None:
     """Take the run's supervisor lock for the life of this process (``None``: already held)."""
-    fd = os.open(run_dir / SUPERVISOR_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fd = os.open(run_dir / SUPERVISOR_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError:  # a read-only registry: flock needs no write access
+        fd = os.open(run_dir / SUPERVISOR_LOCK, os.O_RDONLY | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -3,18 +3,20 @@
 Listing and the TUI read it instead of whole histories: the last and best value of the
 primary metric, the step, the speed, progress and ETA when a total is known, checkpoints and
 health. The supervisor feeds a :class:`SummaryBuilder` record by record; :func:`summarize`
-gives the same digest of a whole :class:`~runner.history.History`.
+gives the same digest of a whole :class:`~runner.history.History`. Both read the history by
+:class:`~runner.history.StepRule`, the rule the TUI's curves follow too.
 """
 
 from __future__ import annotations
 
 import math
 from array import array
+from bisect import bisect_left
 from collections import deque
 from typing import Any
 
 from runner.health import data_flags, higher_is_better
-from runner.history import CheckpointEvent, History, Point
+from runner.history import CheckpointEvent, History, Point, StepRule
 from runner.model import SCHEMA
 
 MAX_METRIC_NAMES = 256
@@ -26,7 +28,10 @@ class SummaryBuilder:
     """The digest of a history, kept incrementally (what ``summary.json`` holds).
 
     Only the primary metric's latest points are kept (steps, values, running best), in
-    compact arrays, so that a resume that rewinds the history also rewinds the best value.
+    compact arrays in step order, so that a resume that rewinds the history also rewinds the
+    best value. Records are placed by :class:`~runner.history.StepRule`; :attr:`metrics`
+    holds each metric's value at its highest step (one a resume dropped is gone until
+    reported again).
     Past :data:`KEEP_POINTS` the older half folds into a floor (its best and count), so a
     run of millions of steps costs the supervisor no more memory than a short one; a rewind
     further back than the kept points keeps the floor's best.
@@ -42,6 +47,8 @@ class SummaryBuilder:
         self.step: int | None = None
         self.records = 0
         self.metrics: dict[str, float] = {}
+        self._metric_steps: dict[str, int] = {}
+        self._rule = StepRule()
         self.total_steps: int | None = None
         self.latest_announced: str | None = None
         self._steps = array("q")
@@ -63,35 +70,79 @@ class SummaryBuilder:
         if isinstance(rec, CheckpointEvent):
             self.latest_announced = rec.path
             return
-        self.attempt = rec.attempt
+        claim = self._rule.admit(rec.attempt, rec.step)
+        if claim is None:
+            return  # a later attempt owns this step
+        self.attempt, self.step = self._rule.attempt, self._rule.step
         s = rec.step
-        value = rec.values.get(self.primary)
+        lo, hi = claim
         steps = self._steps
-        while steps and (
-            steps[-1] > s
-            or (steps[-1] == s and (value is not None or self._attempts[-1] != rec.attempt))
-        ):
+        i = bisect_left(steps, lo)
+        j = len(steps) if hi is None else bisect_left(steps, hi)
+        if i < j:
             for arr in (steps, self._attempts, self._values, self._best, self._best_step):
-                arr.pop()
+                del arr[i:j]
+            self._rebest(i)
+        if hi is None or lo < hi:  # values of dropped steps are gone until reported again
+            gone = [
+                k for k, at in self._metric_steps.items() if at >= lo and (hi is None or at < hi)
+            ]
+            for k in gone:
+                del self._metric_steps[k], self.metrics[k]
+            if self.primary in gone and self._values:  # the primary's history is kept
+                self.metrics[self.primary] = self._values[-1]
+                self._metric_steps[self.primary] = self._steps[-1]
+        value = rec.values.get(self.primary)
         if value is not None:
-            best = self._best[-1] if self._best else self._floor_best
-            best_step = self._best_step[-1] if self._best_step else self._floor_best_step
-            if math.isfinite(value) and (
-                math.isnan(best) or (value > best if self.higher_better else value < best)
-            ):
-                best, best_step = value, s
-            steps.append(s)
-            self._attempts.append(rec.attempt)
-            self._values.append(value)
-            self._best.append(best)
-            self._best_step.append(best_step)
-            if len(steps) > KEEP_POINTS:
-                self._fold(KEEP_POINTS // 2)
-        self.step = s
+            self._place(rec.attempt, s, value)
         for k, v in rec.values.items():
-            if k in self.metrics or len(self.metrics) < MAX_METRIC_NAMES:
-                self.metrics[k] = v
-        self._track_rate(rec.attempt, rec.t, s)
+            if k in self.metrics:
+                if s >= self._metric_steps[k]:
+                    self.metrics[k], self._metric_steps[k] = v, s
+            elif len(self.metrics) < MAX_METRIC_NAMES:
+                self.metrics[k], self._metric_steps[k] = v, s
+        if rec.attempt == self._rule.attempt:
+            self._track_rate(rec.attempt, rec.t, s)
+
+    def _place(self, attempt: int, s: int, value: float) -> None:
+        """Put the primary metric's value at step ``s`` (replacing one there)."""
+        steps = self._steps
+        if self._floor_points and (not steps or s < steps[0]):
+            # Older than every kept point: only the floor's best can still change.
+            self._floor_points += 1
+            if math.isfinite(value) and (
+                math.isnan(self._floor_best)
+                or (value > self._floor_best if self.higher_better else value < self._floor_best)
+            ):
+                self._floor_best, self._floor_best_step = value, s
+                self._rebest(0)
+            return
+        i = bisect_left(steps, s)
+        if i < len(steps) and steps[i] == s:
+            self._attempts[i] = attempt
+            self._values[i] = value
+        else:
+            steps.insert(i, s)
+            self._attempts.insert(i, attempt)
+            self._values.insert(i, value)
+            self._best.insert(i, math.nan)
+            self._best_step.insert(i, -1)
+        self._rebest(i)
+        if len(steps) > KEEP_POINTS:
+            self._fold(KEEP_POINTS // 2)
+
+    def _rebest(self, i: int) -> None:
+        """Recompute the running best from kept point ``i`` on (O(1) for an append)."""
+        best = self._best[i - 1] if i > 0 else self._floor_best
+        best_step = self._best_step[i - 1] if i > 0 else self._floor_best_step
+        higher = self.higher_better
+        for n in range(i, len(self._steps)):
+            value = self._values[n]
+            if math.isfinite(value) and (
+                math.isnan(best) or (value > best if higher else value < best)
+            ):
+                best, best_step = value, self._steps[n]
+            self._best[n], self._best_step[n] = best, best_step
 
     def _fold(self, n: int) -> None:
         """Fold the oldest ``n`` kept points into the floor."""
@@ -105,8 +156,10 @@ class SummaryBuilder:
         if attempt != self._rate_attempt:
             window.clear()
             self._rate_attempt = attempt
-        if window and (step < window[-1][1] or t < window[-1][0]):
-            window.clear()  # rewound: the rate restarts
+        if window and step < window[-1][1]:
+            return  # a late record for an earlier step: not progress
+        if window and t < window[-1][0]:
+            window.clear()  # the clock went back: the rate restarts
         if len(window) >= 2 and t - window[-1][0] < 0.05:
             window[-1] = (window[-1][0], step)  # keep the window small at high rates
         else:

@@ -64,5 +64,24 @@ def _plain(text: str) -> str:
 
 
 def safe_label(text: str, max_len: int = 200) -> str:
-    """A short single-line label (names, reasons) with nothing a terminal would interpret."""
-    return sanitize_line(text.replace("\n", " "), max_len=max_len)
+    """A short single-line label (names, reasons) with nothing a terminal would interpret.
+
+    A label longer than ``max_len`` characters is cut at a word, with an ellipsis.
+    """
+    return clip(sanitize_line(text.replace("\n", " "), max_len=max(max_len, MAX_LINE)), max_len)
+
+
+def clip(text: str, max_len: int) -> str:
+    """``text`` in at most ``max_len`` characters: cut at a word, with an ellipsis, if longer.
+
+    A word is never split unless it alone is longer than most of the room.
+    """
+    if len(text) <= max_len:
+        return text
+    if max_len <= 1:
+        return "…"[:max_len]
+    room = max_len - 1
+    cut = text.rfind(" ", 0, room + 1)
+    if cut < room * 0.5:
+        cut = room  # one long word: cut inside it
+    return text[:cut].rstrip(" ,;:-") + "…"

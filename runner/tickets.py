@@ -82,7 +82,8 @@ class Ticket:
         env: environment the placement sets (``CUDA_VISIBLE_DEVICES``, framework settings).
         gpus: the GPUs it was placed on.
         forced: started by the user, limits bypassed.
-        end_status: for ``cancelled``: the status the run ends with (``stopped``/``failed``).
+        end_status: for ``cancelled``: the status the run ends with (``stopped``, ``failed``,
+            or ``skipped``: a dependency can no longer be met).
         retry: retry bookkeeping: ``n`` (retries made), ``of`` (attempts allowed),
             ``after`` (the cause), ``early`` (deaths before a first metric in a row),
             ``stopped`` (why retrying stopped).
@@ -156,8 +157,8 @@ class Ticket:
         if not all(isinstance(g, int) and not isinstance(g, bool) for g in gpus):
             raise ShapeError("gpus must be integers")
         end = _get(raw, "end_status", str, optional=True) or ""
-        if end and end not in (Status.STOPPED.value, Status.FAILED.value):
-            raise ShapeError("a cancelled ticket ends stopped or failed")
+        if end and end not in (Status.STOPPED.value, Status.FAILED.value, Status.SKIPPED.value):
+            raise ShapeError("a cancelled ticket ends stopped, failed or skipped")
         retry = _get(raw, "retry", dict, optional=True) or {}
         policy = _get(raw, "policy", dict, optional=True) or {}
         return cls(

@@ -40,6 +40,7 @@ class Shot:
     readonly: bool = False
     gpus: bool = True
     mark: tuple[str, ...] = field(default_factory=tuple)
+    registry: str = "build"  # the sample_registry function that writes its registry
 
 
 SHOTS = (
@@ -55,6 +56,14 @@ SHOTS = (
         "loss curves of four runs marked with Space, overlaid (c)",
         mark=("000008", "000009", "000001", "000002"),
         keys=("c",),
+    ),
+    Shot(
+        "compare-seeds",
+        "a seed group (mean ± std band) against another run, with what differs (c)",
+        cursor="000004",
+        mark=("000001", "000002", "000003", "000004"),
+        keys=("c",),
+        registry="build_seeds",
     ),
     Shot("grid", "running runs' output side by side (g)", keys=("g",)),
     Shot("follow", "every running run's new output, interleaved (a)", keys=("a",)),
@@ -92,7 +101,7 @@ def no_gpu() -> GpuSnapshot:
 
 async def take(shot: Shot, home: Path, out: Path) -> Path:
     """Open the app on the sample registry in ``home`` and save ``shot`` under ``out``."""
-    registry = sample_registry.build(home)
+    registry = getattr(sample_registry, shot.registry)(home)
     app = build_app(
         registry,
         actions=None,

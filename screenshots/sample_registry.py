@@ -55,6 +55,7 @@ def _write_run(
     checkpoints: int = 0,
     health: tuple[str, ...] = (),
     vram: int | None = None,
+    args: tuple[str, ...] = ("--lr", "3e-4", "--batch", "64"),
 ) -> None:
     folder = registry.runs_dir / run_id
     folder.mkdir(parents=True, exist_ok=True)
@@ -64,7 +65,7 @@ def _write_run(
     spec = RunSpec(
         id=run_id,
         name=name,
-        command=("/usr/bin/python3", "-u", script, "--lr", "3e-4", "--batch", "64"),
+        command=("/usr/bin/python3", "-u", script, *args),
         cwd="/home/ml/project",
         created_at=created,
         timeout_s=timeout_s,
@@ -326,3 +327,57 @@ def host_info() -> HostInfo:
         ram_total=64 * GIB,
         ram_available=int(41.6 * GIB),
     )
+
+
+def _provenance(registry: Registry, run_id: str, commit: str, dirty: bool) -> None:
+    git = {"root": "/home/ml/project", "commit": commit, "branch": "main", "dirty": dirty}
+    if dirty:
+        git.update(diff_bytes=1834, diff_truncated=False, diff_file="git.diff")
+    doc = {
+        "schema": 1,
+        "recorded_at": T0,
+        "git": git,
+        "python": {"executable": "/usr/bin/python3", "version": "3.11.7"},
+        "packages": {"torch": "2.5.1", "numpy": "2.1.3"},
+        "host": {"hostname": "gpu-box", "platform": "Linux-6.8", "machine": "x86_64"},
+    }
+    write_json(registry.run_dir(run_id) / "provenance.json", doc)
+
+
+def build_seeds(root: Path) -> Registry:
+    """A seed sweep (three runs differing only in --seed) and one run with another lr."""
+    registry = Registry(root)
+    registry.ensure()
+    h = 3600.0
+    for i, seed in enumerate((0, 1, 2)):
+        run_id = f"00000{i + 1}"
+        _write_run(
+            registry,
+            run_id,
+            f"resnet seed={seed}",
+            status=Status.COMPLETED,
+            created=T0 + i * 60,
+            steps=600,
+            seed=seed + 2,
+            group="resnet-seeds",
+            ended=T0 + h,
+            exit_code=0,
+            reason="exit code 0",
+            args=("--lr", "3e-4", "--batch", "64", "--seed", str(seed)),
+        )
+        _provenance(registry, run_id, "9f2c1e7a4b3d8e6f0a1b2c3d4e5f60718293a4b5", False)
+    _write_run(
+        registry,
+        "000004",
+        "resnet lr=1e-3",
+        status=Status.COMPLETED,
+        created=T0 + 0.5 * h,
+        steps=600,
+        seed=9,
+        ended=T0 + 1.5 * h,
+        exit_code=0,
+        reason="exit code 0",
+        args=("--lr", "1e-3", "--batch", "128", "--seed", "0"),
+    )
+    _provenance(registry, "000004", "c41d0b9e2f7a6c5b4a3928171605f4e3d2c1b0a9", True)
+    return registry

@@ -65,6 +65,28 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.delenv("BACKPROP_CONFIG", raising=False)
     yield root
     _kill_processes_mentioning(str(root))
+    from runner.runcgroup import leftovers
+
+    for run_dir in root.glob("runs/*"):  # a run's cgroup outlives a killed supervisor
+        for path in leftovers(run_dir, run_dir.name):
+            with contextlib.suppress(OSError):
+                _remove_cgroup(path)
+
+
+def _remove_cgroup(path: Path) -> None:
+    if not path.name.startswith("backprop-") or not path.is_dir():
+        return
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            path.rmdir()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            with contextlib.suppress(OSError):
+                (path / "cgroup.kill").write_text("1")
+            time.sleep(0.05)
 
 
 class Cli:

@@ -18,7 +18,7 @@ from governor import dispatcher as dispatch
 from runner import lifecycle
 from runner.config import Config, ConfigError, load_config, parse_duration, parse_size
 from runner.lifecycle import LifecycleError
-from runner.model import Resources, validate_name
+from runner.model import Resources, validate_new_name
 from runner.registry import Registry, RunNotFound
 from tui.messages import NewRunRequest
 
@@ -105,7 +105,7 @@ def parse_new_run(request: NewRunRequest) -> ParsedRun:
     target, args = parts[0], [*parts[1:], *args]
     name = request.name.strip() or None
     if name is not None:
-        validate_name(name)
+        validate_new_name(name)
     gpus: int | None = None
     if request.gpus.strip():
         try:

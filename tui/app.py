@@ -19,13 +19,16 @@ from rich.markup import escape
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.driver import Driver
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import ContentSwitcher
 
 from runner.model import Status
 from runner.registry import Registry
+from tui import compare_view, palette_export, seed_view
 from tui.actions import ActionError, LocalActions, RunActions
+from tui.alerts import FailureAlerts, driver_class
 from tui.data import Interest, RunRow, Snapshot, load_prefs, save_prefs
 from tui.messages import (
     ActionFinished,
@@ -42,6 +45,7 @@ from tui.messages import (
     VisibleRunsChanged,
 )
 from tui.producer import GpuSource, HostSource, Producer
+from tui.widgets.compare_table import CompareTable
 from tui.widgets.gpu_footer import GpuFooter
 from tui.widgets.output_grid import OutputGrid
 from tui.widgets.output_pane import OutputLog
@@ -146,6 +150,7 @@ class BackpropApp(App[int]):
         self._plot_drawn_at = self._details_at = -1e9
         self._plot_dirty = False
         self._active = False  # whether a run is active (spinners turn, durations move on)
+        self.alerts = FailureAlerts(self.bell, compare_view.terminal_signals(registry))
 
     # --- layout -------------------------------------------------------------------------------
 
@@ -158,7 +163,9 @@ class BackpropApp(App[int]):
                     yield MetricPlot(id="plot")
                 yield OutputGrid(id="grid")
                 yield OutputLog(id="follow")
-                yield MetricPlot(id="compare", empty="mark runs with Space, then press c")
+                with Vertical(id="compare"):
+                    yield MetricPlot(id="compare-plot", empty="mark runs with Space, then press c")
+                    yield CompareTable(id="compare-table")
         yield GpuFooter(id="footer")
 
     @property
@@ -170,7 +177,7 @@ class BackpropApp(App[int]):
         self.tree.empty_text = "loading runs…"
         self.query_one("#follow", OutputLog).border_title = "All running output"
         self.query_one("#grid", OutputGrid).border_title = "Running output"
-        self.query_one("#compare", MetricPlot).border_title = "Compare"
+        self.query_one("#compare-plot", MetricPlot).border_title = "Compare"
         self.tree.focus()
         self._ticker = self.set_interval(TICK_S, self._tick, pause=True)
         if self.watch:
@@ -179,6 +186,14 @@ class BackpropApp(App[int]):
             self.call_after_refresh(self.producer.start)
         else:
             self._apply(self.producer.scan())
+
+    def get_driver_class(self) -> type[Driver]:
+        # The platform's driver, made to hand itself to driver_ready (for the alerts' OSC 9).
+        return driver_class(super().get_driver_class())
+
+    def driver_ready(self, driver: Driver) -> None:
+        """The terminal driver exists: failure alerts can write their escape sequences."""
+        self.alerts.write = driver.write
 
     def on_unmount(self) -> None:
         self.producer.stop()
@@ -194,6 +209,7 @@ class BackpropApp(App[int]):
         tree = self.tree
         tree.empty_text = self._empty_text(snap)
         tree.update_rows(snap.runs, snap.gpu)
+        self.alerts.check(snap.runs)
         running = sum(1 for r in snap.runs if r.status is Status.RUNNING)
         self._active = any(r.status.active for r in snap.runs)
         title = f"Runs {len(snap.runs)}" + (f" · {running} running" if running else "")
@@ -263,12 +279,12 @@ class BackpropApp(App[int]):
             set_title(plot, f"{escape(', '.join(names) or 'metrics')} · {escape(row.name)}")
             plot.show_curves(curves, empty="no metrics yet")
         elif self.mode == "compare":
-            curves = []
-            for run_id in sorted(self.tree.selected, reverse=True):
-                row, series = self.row(run_id), snap.series.get(run_id)
-                if row and series and row.primary_metric in series.metrics:
-                    curves.append(Curve(row.name, *series.metrics[row.primary_metric]))
-            self.query_one("#compare", MetricPlot).show_curves(curves)
+            rows = [r for i in sorted(self.tree.selected, reverse=True) if (r := self.row(i))]
+            curves = seed_view.compare_curves(
+                rows, snap.series, {r.id: r.primary_metric for r in rows}
+            )
+            self.query_one("#compare-plot", MetricPlot).show_curves(curves)
+            compare_view.refresh_table(self, every_s=compare_view.REFRESH_EVERY_S)
 
     def _grid_runs(self) -> list[tuple[str, str]]:
         limit = 6 if self.size.height >= 40 else 4
@@ -318,6 +334,7 @@ class BackpropApp(App[int]):
         self._update_interest()
         if self.mode == "compare":
             self._draw_plot()
+            compare_view.refresh_table(self)
 
     def on_visible_runs_changed(self, message: VisibleRunsChanged) -> None:
         self._update_interest()
@@ -350,6 +367,7 @@ class BackpropApp(App[int]):
                 key = "Esc" if c.key == "escape" else c.key
                 run = partial(self.run_action, c.action)
                 yield SystemCommand(f"{c.title} ({key})", c.help, run)
+        yield from palette_export.commands(self)
         yield from (
             cmd for cmd in super().get_system_commands(screen) if cmd.title not in ("Quit",)
         )
@@ -466,6 +484,7 @@ class BackpropApp(App[int]):
         if not self.tree.selected:
             self.notify("Mark runs with Space first, then press c.", severity="warning")
         self._set_mode("compare")
+        compare_view.refresh_table(self)
 
     def action_grid(self) -> None:
         self._set_mode("grid")

@@ -1,7 +1,9 @@
 """The ``backprop`` command line. Every command has ``--json``; errors are one line.
 
-Exit codes: 0 success, 1 failure (the run or the action failed), 2 usage error. This module
-never imports textual: only ``backprop tui`` (and ``demo``) load the app.
+Exit codes: 0 success, 1 failure (the run or the action failed), 2 usage error, 141 when
+the reader of our output went away (``backprop ls | head -1``): the status a Unix tool killed
+by SIGPIPE reports, with no message. This module never imports textual: only ``backprop tui``
+(and ``demo``) load the app.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from runner import lifecycle
+from runner import lifecycle, provenance
+from runner.checkpoint_forms import glob_error
 from runner.config import (
     CONFIG_NAME,
     Config,
@@ -30,11 +33,14 @@ from runner.config import (
 )
 from runner.lifecycle import LifecycleError
 from runner.model import Resources, Status
+from runner.notify_rules import run_rules
+from runner.privacy import masked_env, tighten_registry
 from runner.registry import OUTPUT, Registry, RunNotFound, RunView
 from runner.textsafe import safe_label, sanitize_line
-from tui import queue_cli
+from tui import cli_conventions, cli_pipeline, queue_cli
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_PIPE = 128 + signal.SIGPIPE  # what `git log | head -1` reports for git under pipefail
 
 
 class UsageError(Exception):
@@ -47,6 +53,7 @@ class Context:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.registry = Registry(args.home)
+        tighten_registry(self.registry.root)  # a registry made before it was private
         self.json = bool(getattr(args, "json", False))
         self._config: Config | None = None
 
@@ -143,9 +150,14 @@ def print_table(views: Sequence[RunView]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
 
 
-def print_details(view: RunView, events: list[dict[str, Any]]) -> None:
-    """The human ``show`` page."""
-    d = view.to_json()
+def print_details(
+    view: RunView,
+    events: list[dict[str, Any]],
+    doc: dict[str, Any] | None = None,
+    extra: Sequence[tuple[str, str]] = (),
+) -> None:
+    """The human ``show`` page (``extra``: more label/value lines, such as provenance)."""
+    d = view.to_json() if doc is None else doc
     fields = [
         ("id", d["id"]),
         ("name", safe_label(str(d["name"]))),
@@ -174,9 +186,11 @@ def print_details(view: RunView, events: list[dict[str, Any]]) -> None:
     ]
     if d.get("parent"):
         fields.append(("forked from", f"{d['parent']['run_id']} @ {d['parent']['checkpoint']}"))
+    fields += cli_pipeline.dependency_fields(d)
     metrics = d.get("metrics") or {}
     if metrics:
         fields.append(("metrics", ", ".join(f"{k}={_fmt_num(v)}" for k, v in metrics.items())))
+    fields += [(k, safe_label(v, 200)) for k, v in extra]
     for k, v in fields:
         print(f"{k:>12}  {v}")
     if events:
@@ -225,15 +239,34 @@ def _split_sweep_options(args: Sequence[str]) -> tuple[list[str], list[str], str
     return rest, sweeps, template
 
 
+def _check_visible_devices(env: dict[str, str], gpus: int | None, cfg: Any) -> None:
+    """Refuse at once a ``CUDA_VISIBLE_DEVICES`` the governor could never place (MIG, junk)."""
+    from governor import visible
+    from governor.settings import GovernorSettings
+
+    value = visible.restriction(env)
+    if value is None or gpus == 0:
+        return
+    try:
+        if not GovernorSettings.from_config(cfg).enabled:
+            return  # no governor: the variable reaches the trainer untouched
+    except ConfigError:
+        pass  # the supervisor reports the section and uses the defaults (governor on)
+    try:
+        visible.check(value)
+    except visible.VisibleDevicesError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def cmd_run(ctx: Context) -> int:
     """``backprop run``."""
     a = ctx.args
     cfg = ctx.config
     timeout = _duration(a.timeout) if a.timeout else cfg.run.timeout_s
-    for label in (a.name, a.group):
+    for label, check in ((a.name, lifecycle.validate_new_name), (a.group, lifecycle.validate_name)):
         if label is not None:
             try:
-                lifecycle.validate_name(label)
+                check(label)
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
     target, raw_args = a.target, list(a.args)
@@ -245,6 +278,10 @@ def cmd_run(ctx: Context) -> int:
     a.sweep = (a.sweep or []) + swept
     a.sweep_template = template or a.sweep_template
     command, script = lifecycle.build_command(target, script_args, python=a.python, config=cfg)
+    for pattern in a.checkpoint_glob or ():
+        problem = glob_error(pattern)
+        if problem:
+            raise UsageError(f"--checkpoint-glob: {problem}")
     gpu_ids = None
     if a.gpu_ids:
         try:
@@ -264,11 +301,14 @@ def cmd_run(ctx: Context) -> int:
         if not sep or not key:
             raise UsageError(f"--env takes KEY=VALUE: {item!r}")
         env[key] = value
+    _check_visible_devices(env, a.gpus, cfg)
+    notify = run_rules(a.notify, a.notify_cmd, a.notify_timeout)
     base = a.name or lifecycle.default_name(command, script)
     try:
-        lifecycle.validate_name(base)
+        lifecycle.validate_new_name(base)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    after = cli_pipeline.dependencies(ctx)
     if a.sweep:
         points = lifecycle.sweep_points(a.sweep)
         group = a.group or f"{base}-sweep"
@@ -288,6 +328,9 @@ def cmd_run(ctx: Context) -> int:
             env=env,
             script=script,
             **queue_cli.submit_options(ctx),
+            notify=notify,
+            after=after,
+            checkpoint_globs=a.checkpoint_glob or (),
         )
         queue_cli.kick(ctx)
         ctx.emit(
@@ -306,6 +349,9 @@ def cmd_run(ctx: Context) -> int:
         env=env,
         script=script,
         **queue_cli.submit_options(ctx),
+        notify=notify,
+        after=after,
+        checkpoint_globs=a.checkpoint_glob or (),
     )
     queue_cli.kick(ctx)
     if not a.follow:
@@ -395,14 +441,15 @@ def _render(line: bytes, raw: bool) -> str:
 def cmd_ls(ctx: Context) -> int:
     """``backprop ls``."""
     queue_cli.ensure(ctx)
-    views = ctx.registry.list_runs()
+    everything = views = ctx.registry.list_runs()
     if ctx.args.status:
         wanted = set(ctx.args.status.split(","))
         views = [v for v in views if v.status.value in wanted]
     if ctx.args.group:
         views = [v for v in views if v.to_json().get("group") == ctx.args.group]
+    views = cli_pipeline.filter_runs(views, ctx.args)
     if ctx.json:
-        sys.stdout.write("[" + ",".join(v.to_json_text() for v in views) + "]\n")
+        sys.stdout.write(cli_pipeline.ls_json(views, everything))
     elif not views:
         print(f"no runs in {ctx.registry.root}")
     else:
@@ -411,16 +458,30 @@ def cmd_ls(ctx: Context) -> int:
 
 
 def cmd_show(ctx: Context) -> int:
-    """``backprop show``."""
+    """``backprop show`` (environment values masked unless ``--show-env``)."""
     queue_cli.ensure(ctx)
     run_id = ctx.resolve(ctx.args.id)
     view = ctx.registry.load(run_id)
     events = lifecycle.events(ctx.registry, run_id)
+    doc = cli_pipeline.show_doc(ctx.registry, view)
+    prov = provenance.read(ctx.registry.run_dir(run_id))
+    env = masked_env(view.spec.env if view.spec else {}, show=ctx.args.show_env)
     if ctx.json:
-        print(json.dumps({**view.to_json(), "events": events}, indent=2, default=str))
+        doc = {**doc, "env": env, "provenance": prov, "events": events}
+        print(json.dumps(doc, indent=2, default=str))
     else:
-        print_details(view, events)
+        print_details(view, events, doc, provenance.describe(prov))
+        _print_env(env, shown=ctx.args.show_env)
     return EXIT_OK
+
+
+def _print_env(env: dict[str, str], *, shown: bool) -> None:
+    if not shown:
+        print(f"{'env':>12}  {len(env)} variables, values hidden (--show-env shows them)")
+        return
+    print(f"{'env':>12}")
+    for k, v in env.items():
+        print(f"{'':>12}  {safe_label(k, 80)}={safe_label(v, 200)}")
 
 
 def cmd_logs(ctx: Context) -> int:
@@ -517,12 +578,7 @@ def cmd_start(ctx: Context) -> int:
 
 def cmd_rm(ctx: Context) -> int:
     """``backprop rm``."""
-
-    def remove(run_id: str) -> str:
-        lifecycle.remove(ctx.registry, run_id)
-        return f"removed run {run_id}"
-
-    return _each(ctx, remove)
+    return _each(ctx, lambda i: lifecycle.remove(ctx.registry, i, force=ctx.args.force))
 
 
 def cmd_resume(ctx: Context) -> int:
@@ -532,13 +588,19 @@ def cmd_resume(ctx: Context) -> int:
     if not ctx.args.id:
         raise UsageError("resume needs a run id or --group")
     run_id = ctx.resolve(ctx.args.id)
-    attempt = lifecycle.resume(ctx.registry, run_id, timeout_s=_duration(ctx.args.timeout))
-    queue_cli.kick(ctx)
+    attempt = lifecycle.resume(
+        ctx.registry, run_id, timeout_s=_duration(ctx.args.timeout), dependents=False
+    )
     ckpt = lifecycle.latest_checkpoint(ctx.registry, run_id)
+    requeued = []
+    if not ctx.args.no_dependents:
+        requeued = lifecycle.requeue_skipped_dependents(ctx.registry, run_id)
+    queue_cli.kick(ctx)
     ctx.emit(
-        {"id": run_id, "attempt": attempt, "resume_from": ckpt},
+        {"id": run_id, "attempt": attempt, "resume_from": ckpt, "requeued": requeued},
         f"resumed run {run_id} as attempt {attempt}"
-        + (f" from {ckpt}" if ckpt else " (no checkpoint: from the start)"),
+        + (f" from {ckpt}" if ckpt else " (no checkpoint: from the start)")
+        + (f"; queued its skipped dependents {', '.join(requeued)} again" if requeued else ""),
     )
     return EXIT_OK
 
@@ -548,7 +610,7 @@ def cmd_fork(ctx: Context) -> int:
     run_id = ctx.resolve(ctx.args.id)
     if ctx.args.name:
         try:
-            lifecycle.validate_name(ctx.args.name)
+            lifecycle.validate_new_name(ctx.args.name)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     spec = lifecycle.fork(
@@ -580,8 +642,18 @@ def cmd_rerun(ctx: Context) -> int:
 def cmd_export(ctx: Context) -> int:
     """``backprop export``."""
     run_id = ctx.resolve(ctx.args.id)
-    out = lifecycle.export_run(ctx.registry, run_id, Path(ctx.args.output))
-    ctx.emit({"id": run_id, "file": str(out)}, f"exported run {run_id} to {out}")
+    with_env = bool(ctx.args.with_env)
+    out = lifecycle.export_run(ctx.registry, run_id, Path(ctx.args.output), with_env=with_env)
+    if not with_env:
+        print(
+            f"backprop: run {run_id}'s environment was left out of {out} "
+            "(it may hold tokens); --with-env includes it",
+            file=sys.stderr,
+        )
+    ctx.emit(
+        {"id": run_id, "file": str(out), "env_included": with_env},
+        f"exported run {run_id} to {out}",
+    )
     return EXIT_OK
 
 
@@ -651,16 +723,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="backprop",
         description="Launch, supervise and monitor training runs from the terminal.",
+        epilog=cli_conventions.exit_epilog(None),
     )
     p.add_argument(
         "--home", default=None, help="registry folder (default $BACKPROP_HOME or ~/.backprop)"
+    )
+    p.add_argument(
+        "--version", action=cli_conventions.VersionAction, help="print the version and exit"
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def cmd(
         name: str, fn: Callable[[Context], int], help_: str, json_flag: bool = True
     ) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help_, description=help_)
+        sp = sub.add_parser(
+            name, help=help_, description=help_, epilog=cli_conventions.exit_epilog(name)
+        )
         sp.set_defaults(func=fn)
         if json_flag:
             sp.add_argument("--json", action="store_true", help="machine-readable output")
@@ -697,14 +775,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--env", action="append", metavar="KEY=VALUE", help="extra environment")
     queue_cli.add_run_options(r)
+    r.add_argument(
+        "--notify",
+        metavar="EVENTS",
+        help="run the hook on these events, e.g. failed,nan,done (see [notify] in backprop.toml)",
+    )
+    r.add_argument("--notify-cmd", metavar="CMD", help="hook: shell command, event JSON on stdin")
+    r.add_argument("--notify-timeout", metavar="T", help="kill the hook after T (default 10s)")
+    cli_pipeline.add_dependency_options(r)
+    r.add_argument(
+        "--checkpoint-glob",
+        action="append",
+        metavar="GLOB",
+        help="also count files matching GLOB (relative to the cwd) as checkpoints",
+    )
     r.add_argument("target", metavar="SCRIPT.py|COMMAND")
     r.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
 
     ls = cmd("ls", cmd_ls, "list runs, newest first")
     ls.add_argument("--status", help="only these statuses, e.g. running,queued")
     ls.add_argument("--group", help="only this group")
+    cli_pipeline.add_ls_filters(ls)
+    cli_pipeline.add_wait_arguments(
+        cmd("wait", cli_pipeline.cmd_wait, "block until runs end; one line per run as it ends")
+    )
 
-    cmd("show", cmd_show, "show one run in detail").add_argument("id")
+    sh = cmd("show", cmd_show, "show one run in detail")
+    sh.add_argument("id")
+    sh.add_argument(
+        "--show-env", action="store_true", help="print the run's environment values (secrets!)"
+    )
     lg = cmd("logs", cmd_logs, "print a run's output", json_flag=False)
     lg.add_argument("id")
     lg.add_argument("-f", "--follow", action="store_true", help="keep printing until it ends")
@@ -726,6 +826,12 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("id", nargs="?")
     rs.add_argument("--timeout", help="time limit for the new attempt")
     rs.add_argument("--group", help="every run of this group (a sweep) that did not complete")
+    rs.add_argument(
+        "--no-dependents",
+        action="store_true",
+        help="leave the runs skipped because this one failed as they are (default: queue "
+        "them again, to wait for this attempt)",
+    )
     fk = cmd("fork", cmd_fork, "new run from another run's checkpoint with changed arguments")
     fk.add_argument("--name")
     fk.add_argument("--timeout")
@@ -733,10 +839,18 @@ def build_parser() -> argparse.ArgumentParser:
     fk.add_argument("id")
     fk.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
     cmd("rerun", cmd_rerun, "run a run's command again as a new run").add_argument("id")
-    cmd("rm", cmd_rm, "delete finished runs").add_argument("ids", nargs="+", metavar="ID")
+    rm = cmd("rm", cmd_rm, "delete finished runs (refuses a run with a live process)")
+    rm.add_argument("ids", nargs="+", metavar="ID")
+    rm.add_argument("--force", action="store_true", help="force-stop what still runs, then delete")
+    from tui.cmd_reingest import cmd_reingest
+
+    cmd("reingest", cmd_reingest, "re-read a run's metrics from its output.log").add_argument("id")
     ex = cmd("export", cmd_export, "write a run as a portable .tar.gz bundle")
     ex.add_argument("id")
     ex.add_argument("-o", "--output", required=True)
+    ex.add_argument(
+        "--with-env", action="store_true", help="include the run's environment (tokens, keys)"
+    )
     cmd("import", cmd_import, "add a bundle made by export as a new run").add_argument("file")
     it = cmd("init", cmd_init, "write a commented backprop.toml in this folder")
     it.add_argument("--force", action="store_true")
@@ -755,6 +869,17 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", cmd_demo, "run the examples concurrently and open the TUI on them", json_flag=False
     )
     dm.add_argument("--no-tui", action="store_true", help="launch the runs and list them")
+    from tui import cli_compare, cli_export  # here: they import this module's helpers
+
+    cli_export.register(cmd)
+    cli_compare.register(cmd)
+    cmd(
+        "completion",
+        cli_conventions.cmd_completion,
+        "print the shell completion script, e.g. backprop completion bash > "
+        "~/.local/share/bash-completion/completions/backprop",
+        json_flag=False,
+    ).add_argument("shell", choices=cli_conventions.SHELLS)
     return p
 
 
@@ -771,6 +896,7 @@ def _protect_run_separator(argv: list[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``backprop`` console script."""
     parser = build_parser()
+    cli_conventions.autocomplete(parser)  # only when the shell's completion script asks
     argv = _protect_run_separator(list(sys.argv[1:] if argv is None else argv))
     try:
         args = parser.parse_args(argv)
@@ -784,7 +910,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
     try:
         ctx = Context(args)
-        return int(args.func(ctx))
+        code = int(args.func(ctx))
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit flush
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
     except UsageError as exc:
         print(f"backprop: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -799,6 +929,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _reader_gone() -> int:
+    """The reader of stdout left: exit quietly, as Unix tools do on SIGPIPE.
+
+    stdout is pointed at /dev/null first, so the interpreter's final flush of what is still
+    buffered cannot raise (and print) a second BrokenPipeError.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return EXIT_PIPE
+
+
 def _tui_available() -> bool:
     try:
         import importlib.util
@@ -809,6 +952,4 @@ def _tui_available() -> bool:
 
 
 if __name__ == "__main__":
-    with contextlib.suppress(BrokenPipeError):
-        sys.exit(main())
-    os._exit(EXIT_FAIL)  # pragma: no cover - stdout closed under us
+    sys.exit(main())

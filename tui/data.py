@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from governor.probes import GpuSnapshot, HostInfo
+from runner.history import Point, StepRule, decode_record
 from runner.model import Status
 from runner.registry import RunView
 from runner.textsafe import safe_label, sanitize_line
@@ -72,11 +73,12 @@ class SeriesView:
 class MetricTail:
     """Incremental reader of one run's ``metrics.jsonl``.
 
-    Reads whole lines from a byte offset (a torn last line waits for the next poll). Where
-    steps repeat across attempts the latest attempt wins, and a new attempt's first step
-    drops the older attempts' points from that step on (the run went back to a checkpoint).
-    Each metric keeps at most ``max_points``: beyond that, the older half is thinned, so
-    recent points stay dense and memory stays bounded however long a run trains.
+    Reads whole lines from a byte offset (a torn last line waits for the next poll) and
+    places records by :class:`runner.history.StepRule`, the rule the summary and ``show``
+    follow: within an attempt a record belongs at its step (a late one does not rewind);
+    where attempts overlap in steps the latest attempt wins. Each metric keeps at most
+    ``max_points``: beyond that, the older half is thinned, so recent points stay dense and
+    memory stays bounded however long a run trains.
     """
 
     def __init__(
@@ -89,7 +91,8 @@ class MetricTail:
         self.version = 0
         self.last_step: int | None = None
         self.last_values: dict[str, float] = {}
-        self._attempt = 0
+        self._rule = StepRule()
+        self._last_at: dict[str, int] = {}  # metric -> the step of its value in last_values
         self._points: dict[str, dict[int, float]] = {}
         self._view: SeriesView | None = None
         self._digest: dict[tuple[str, int], MetricDigest] = {}
@@ -108,8 +111,9 @@ class MetricTail:
             self._points.clear()
             self._spark.clear()
             self.last_values.clear()
+            self._last_at.clear()
             self.last_step = None
-            self._attempt = 0
+            self._rule = StepRule()
         if self._first_poll:
             self._first_poll = False
             # A huge history: the latest part is what a curve needs.
@@ -140,39 +144,43 @@ class MetricTail:
 
     def _ingest(self, line: bytes) -> bool:
         try:
-            rec = json.loads(line)
+            rec = decode_record(json.loads(line))
         except (UnicodeDecodeError, ValueError, RecursionError):
             return False
-        if not isinstance(rec, dict) or "e" in rec:
+        if not isinstance(rec, Point):
             return False
-        step, attempt, values = rec.get("s"), rec.get("a", 1), rec.get("v")
-        if not isinstance(step, int) or isinstance(step, bool) or not isinstance(values, dict):
-            return False
-        if not isinstance(attempt, int) or isinstance(attempt, bool):
-            attempt = 1
-        if attempt < self._attempt:
-            return False  # an older attempt's late line: superseded
-        if attempt > self._attempt:
-            # A new attempt went back to a checkpoint: what older ones wrote from there on
-            # is superseded (the latest attempt wins).
+        step = rec.step
+        claim = self._rule.admit(rec.attempt, step)
+        if claim is None:
+            return False  # a later attempt owns this step
+        lo, hi = claim
+        changed = False
+        if hi is None or lo < hi:
+            # Steps an earlier attempt loses (the run went back to a checkpoint).
             for points in self._points.values():
-                for s in [s for s in points if s >= step]:
+                gone = [s for s in points if s >= lo and (hi is None or s < hi)]
+                for s in gone:
                     del points[s]
-            self._attempt = attempt
-        got = False
-        for name, raw in values.items():
-            value = _finite(raw)
-            if value is None or not isinstance(name, str):
-                continue
+                changed |= bool(gone)
+            for name, at in list(self._last_at.items()):
+                if at >= lo and (hi is None or at < hi):  # its latest value was dropped
+                    points = self._points[name]
+                    if points:
+                        self._last_at[name] = last = max(points)
+                        self.last_values[name] = points[last]
+                    else:
+                        del self._last_at[name], self.last_values[name]
+        for name, value in rec.values.items():
             points = self._points.setdefault(name, {})
             points[step] = value
-            self.last_values[name] = value
-            got = True
+            if step >= self._last_at.get(name, step):
+                self.last_values[name] = value
+                self._last_at[name] = step
+            changed = True
             if len(points) > self.max_points:
                 self._thin(points)
-        if got:  # lines arrive in the order they were written: the last one is the latest
-            self.last_step = step
-        return got
+        self.last_step = self._rule.step
+        return changed
 
     @staticmethod
     def _thin(points: dict[int, float]) -> None:
@@ -374,6 +382,7 @@ class RunRow:
     gpus: tuple[int, ...] = ()
     vram_request: int | None = None
     parent: str | None = None
+    after: tuple[tuple[str, str], ...] = ()  # (run id, "ok" | "any"): what it waits for
     spark: tuple[float, ...] = ()
     metric_names: tuple[str, ...] = ()
 
@@ -469,7 +478,19 @@ def _row_from_json(view: RunView, d: Mapping[str, Any], metric: str) -> RunRow:
         gpus=tuple(g for g in (d.get("gpus") or []) if isinstance(g, int)),
         vram_request=_int(resources.get("vram_bytes")) if isinstance(resources, dict) else None,
         parent=lineage,
+        after=_after(d.get("after")),
     )
+
+
+def _after(raw: Any) -> tuple[tuple[str, str], ...]:
+    """A listing entry's dependencies, only well-formed ones (ids are digits: safe to draw)."""
+    if not isinstance(raw, list):
+        return ()
+    out = []
+    for d in raw:
+        if isinstance(d, dict) and isinstance(d.get("id"), str) and d["id"].isdigit():
+            out.append((d["id"][:12], "any" if d.get("kind") == "any" else "ok"))
+    return tuple(out)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ max_parallel = {MAX_PARALLEL}
 TORCH_HELP = """backprop demo: the examples train small PyTorch models, and torch is not installed.
 Install it (CPU build, about 200 MB) with one of:
     pip install 'backprop[torch]'
-    pip install torch --index-url https://download.pytorch.org/whl/cpu
+    pip install numpy && pip install torch --index-url https://download.pytorch.org/whl/cpu
 then run `backprop demo` again."""
 
 

@@ -244,7 +244,7 @@ def test_stubborn_trainer_is_killed_on_schedule_with_its_whole_tree(cli: Cli) ->
     cli("stop", run_id)
     d = cli.wait_status(run_id, "stopped", timeout=20)
     assert d["signal"] == signal.SIGKILL
-    assert "after SIGKILL" in d["reason"]
+    assert "stopped (forced: SIGKILL)" in d["reason"]
     assert d["ended_at"] - t0 >= 2.0 - 0.2  # 1 s after SIGINT, then 1 s after SIGTERM
     assert d["ended_at"] - t0 < 8.0
     wait_until(
@@ -260,7 +260,7 @@ def test_force_stop_kills_at_once(cli: Cli) -> None:
     pid = trainer_pid(cli, run_id)
     cli("stop", "--force", run_id)
     d = cli.wait_status(run_id, "stopped", timeout=10)
-    assert d["signal"] == signal.SIGKILL and "force-stopped" in d["reason"]
+    assert d["signal"] == signal.SIGKILL and "(forced: SIGKILL)" in d["reason"]
     assert not pid_alive(pid)
     assert not (cli.home / "runs" / run_id / "checkpoints" / "interrupted.txt").exists()
 
@@ -299,19 +299,55 @@ def test_pause_and_continue(cli: Cli) -> None:
     assert cli("pause", "999999", check=False).returncode == 1
 
 
-def test_kill_9_of_supervisor_is_lost_never_running(cli: Cli) -> None:
+def test_kill_9_of_supervisor_is_re_adopted_never_left_unsupervised(cli: Cli) -> None:
     run_id = cli.run_script(TRAINER)
     cli.wait_status(run_id, "running")
     pid = trainer_pid(cli, run_id)
     sup = state_of(cli, run_id).supervisor
     os.kill(sup.pid, signal.SIGKILL)
+    wait_until(lambda: not pid_alive(sup.pid), message="supervisor gone")
+    # The next command re-adopts: a new supervisor, the same trainer, never "running" alone.
+    d = cli.wait_status(run_id, "running")
+    new = wait_until(
+        lambda: (lambda s: s.supervisor if s.supervisor.pid != sup.pid else None)(
+            state_of(cli, run_id)
+        ),
+        message="a new supervisor",
+    )
+    assert identity.matches(new) and state_of(cli, run_id).trainer.pid == pid  # type: ignore[union-attr]
+    assert "adopted" in [e["event"] for e in cli.show(run_id)["events"]]
+    cli("stop", "--force", run_id)
+    d = cli.wait_status(run_id, "stopped")
+    assert not pid_alive(pid) and d["reason"].startswith("stopped (forced")
+
+
+# A trainer that replaces itself by one without Backprop's environment: nothing marks it as
+# the run's, so no new supervisor may take it over; it stays "lost", never "running".
+UNMARKED = textwrap.dedent(
+    """
+    import os, sys
+    os.execve(sys.executable, [sys.executable, "-c", "import time; time.sleep(600)"], {})
+    """
+)
+
+
+def test_kill_9_of_supervisor_of_unmarked_trainer_is_lost_never_running(cli: Cli) -> None:
+    run_id = cli.run_script(UNMARKED)
+    cli.wait_status(run_id, "running")
+    state = state_of(cli, run_id)
+    assert state.trainer is not None
+    pid = state.trainer.pid
+    os.kill(state.supervisor.pid, signal.SIGKILL)
     d = cli.wait_status(run_id, "lost", timeout=10)
     assert "trainer pid" in d["reason"]  # the trainer lives on, and the reason says so
-    assert pid_alive(pid)
-    cli("stop", "--force", run_id)  # kills the unsupervised trainer by identity
+    assert pid_alive(pid) and state_of(cli, run_id).supervisor == state.supervisor
+    out = cli("stop", "--force", run_id).stdout  # kills the unsupervised trainer by identity
+    assert "ended 1 process" in out
     wait_until(lambda: not pid_alive(pid), message="trainer gone")
     d = cli.show(run_id)
     assert d["status"] == "lost" and "without recording an exit" in d["reason"]
+    # Its time stops at its last sign of life instead of counting on.
+    assert d["ended_at"] is not None and d["ended_at"] <= time.time()
 
 
 def test_crash_exits_record_code_and_signal(cli: Cli) -> None:

@@ -266,7 +266,7 @@ async def test_space_marks_runs_and_compare_overlays_them(make_app):
         await pilot.press("c")
         await pilot.pause()
         assert app.mode == "compare"
-        plot = app.query_one("#compare")
+        plot = app.query_one("#compare-plot")
         assert {c.label for c in plot.curves} == {"gpt2-small", "mnist-baseline"}
         await goto(pilot, RUNNING)
         await pilot.press("space")  # unmark

@@ -47,3 +47,18 @@ async def test_output_pane_writes_only_new_lines_and_starts_over_for_another_run
         pane.show("b", OutputView(("other",), 1))
         await pilot.pause()
         assert list(pane.lines) == ["other"]
+
+
+async def test_footer_key_hints_fit_80_columns_whole(make_app):
+    """At 80x24 the footer shows whole key hints only (it read "u resu…")."""
+    from tui.widgets.gpu_footer import GpuFooter
+
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        footer = app.query_one(GpuFooter)
+        hints = app.hints().split("  ")
+        line = str(footer.render()).splitlines()[-1]
+        assert len(line) <= 80 and "│ " in line
+        shown = line.split("│ ", 1)[1].rstrip().split("  ")
+        assert shown and shown == hints[: len(shown)], shown  # whole hints, in order

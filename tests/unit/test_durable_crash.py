@@ -41,7 +41,7 @@ class ModelFs:
     log: list[tuple[str, object]] = field(default_factory=list)
 
     # --- FileOps ---
-    def create(self, path: str) -> int:
+    def create(self, path: str, mode: int = 0o600) -> int:
         ino = len(self.inodes)
         self.inodes.append(Inode())
         self.names[path] = ino

@@ -136,7 +136,9 @@ def test_merged_steps_always_strictly_increase(records: list[tuple[int, int]]) -
     got = [p.step for p in s.points]
     assert got == sorted(set(got))
     if records:
-        assert got[-1] == sorted(records, key=lambda r: r[0])[-1][1]
+        ordered = sorted(records, key=lambda r: r[0])
+        latest = ordered[-1][0]  # the run's step: the latest attempt's highest
+        assert got[-1] == max(step for attempt, step in ordered if attempt == latest)
 
 
 def test_read_history_ignores_a_torn_last_line_and_garbage(tmp_path: Path) -> None:
@@ -403,9 +405,10 @@ def test_after_a_lost_supervisor_the_next_attempt_skips_old_records(tmp_path: Pa
     ]
 
 
-def test_an_ingestion_failure_never_reaches_the_supervisor(
+def test_a_write_failure_never_reaches_the_supervisor_and_loses_no_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """A full disk holds the lines in memory (said once on stderr) and writes them later."""
     run_dir, spec = make_run(tmp_path)
     ing = Ingestor(run_dir, spec, 1, clock=Clock(), oom_kills=lambda: None)
 
@@ -420,8 +423,10 @@ def test_an_ingestion_failure_never_reaches_the_supervisor(
     monkeypatch.undo()
     write(run_dir / OUTPUT, "step 2 loss: 0.4\n")
     ing.poll(final=True)
+    assert ing.settle() == 0 and ing.write_error() is not None
+    assert ing.write_error().startswith("disk full: metrics.jsonl")
     ing.close()
-    assert steps(run_dir) == [2]
+    assert steps(run_dir) == [1, 2]
 
 
 def test_a_long_run_keeps_bounded_memory_and_the_right_best() -> None:

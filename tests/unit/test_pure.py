@@ -84,15 +84,35 @@ def test_reconcile(st, alive, locked, age, expected, why) -> None:  # type: igno
         (1, None, 0, "out of memory (CUDA)", Status.FAILED, "out of memory (CUDA); exit 1"),
         (0, "stop", 1, None, Status.STOPPED, "stopped by user; exit 0"),
         (-signal.SIGINT, "stop", 1, None, Status.STOPPED, "killed by SIGINT"),
-        (-signal.SIGKILL, "stop", 3, None, Status.STOPPED, "after SIGKILL"),
-        (-signal.SIGKILL, "kill", 3, None, Status.STOPPED, "force-stopped by user"),
+        (-signal.SIGKILL, "stop", 3, None, Status.STOPPED, "stopped (forced: SIGKILL)"),
+        (-signal.SIGKILL, "kill", 3, None, Status.STOPPED, "stopped (forced: SIGKILL)"),
+        (1, "stop", 2, None, Status.STOPPED, "stopped by user; exit 1 after SIGTERM"),
         (0, "timeout", 1, None, Status.TIMEBOXED, "time limit reached; exit 0"),
-        (-signal.SIGTERM, "timeout", 2, None, Status.TIMEBOXED, "after SIGTERM"),
+        (
+            -signal.SIGTERM,
+            "timeout",
+            2,
+            None,
+            Status.TIMEBOXED,
+            "time limit reached (forced: SIGTERM)",
+        ),
     ],
 )
 def test_classify(code, kind, phase, hint, status, text) -> None:  # type: ignore[no-untyped-def]
     got, reason = classify(code, kind, phase, hint)
     assert got is status and text in reason
+    assert "SIGKILL after SIGKILL" not in reason and "SIGTERM after SIGTERM" not in reason
+
+
+def test_labels_are_cut_at_a_word_with_an_ellipsis() -> None:
+    from runner.textsafe import clip, safe_label
+
+    reason = "stopped by user (forced: SIGKILL); the trainer ignored SIGINT and SIGTERM for 20 s"
+    label = safe_label(reason, 60)
+    assert label == "stopped by user (forced: SIGKILL); the trainer ignored…"
+    assert len(label) <= 60 and "more characters" not in label
+    assert clip("x" * 100, 10) == "x" * 9 + "…"  # one long word: cut inside it
+    assert clip("short", 10) == "short"
 
 
 @pytest.mark.parametrize(
@@ -223,3 +243,15 @@ def test_stall_settings_reach_the_run_spec(tmp_path: Path) -> None:
         (tmp_path / "backprop.toml").write_text(f"[run]\n{bad}\n")
         with pytest.raises(ConfigError):
             load_config(tmp_path, cwd=tmp_path)
+
+
+def test_ls_cuts_a_long_reason_at_a_word(capsys: pytest.CaptureFixture[str]) -> None:
+    """``ls`` showed "… [6 more characters]" at the end of a long reason."""
+    from runner.registry import RunView
+    from tui.cli import print_table
+
+    reason = "stopped by user (forced: SIGKILL); the trainer ignored SIGINT and SIGTERM for 20 s"
+    print_table([RunView("000001", Status.STOPPED, reason)])
+    row = capsys.readouterr().out.splitlines()[1]
+    assert row.endswith("stopped by user (forced: SIGKILL); the trainer ignored…")
+    assert "more characters" not in row

@@ -76,3 +76,12 @@ def _env_with_root() -> dict[str, str]:
 
     # The contracts are about this checkout, wherever the package is installed from.
     return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def test_the_torch_extra_installs_numpy() -> None:
+    """Without numpy, importing torch warns "Failed to initialize NumPy" in every demo run."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    torch_extra = project["optional-dependencies"]["torch"]
+    assert any(req.split(">")[0].split("=")[0].strip() == "numpy" for req in torch_extra)

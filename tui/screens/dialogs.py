@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from runner.model import validate_name
+from runner.model import validate_new_name
 from tui.actions import parse_duration_text, parse_new_run
 from tui.messages import NewRunRequest
 from tui.screens.form import Field, FormDialog
@@ -90,7 +90,7 @@ def fork_dialog(name: str) -> FormDialog[ForkAnswer]:
             raise ValueError(f"arguments: {exc}") from None
         new_name = values["name"].strip() or None
         if new_name is not None:
-            validate_name(new_name)
+            validate_new_name(new_name)
         try:
             timeout = parse_duration_text(values["timeout"])
         except ValueError as exc:

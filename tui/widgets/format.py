@@ -27,6 +27,7 @@ ICONS: dict[Status, str] = {
     Status.STOPPED: "■",
     Status.TIMEBOXED: "◷",
     Status.LOST: "?",
+    Status.SKIPPED: "⊘",
     Status.CORRUPT: "!",
 }
 SPARK_CHARS = "▁▂▃▄▅▆▇█"
@@ -36,6 +37,7 @@ __all__ = [
     "SPARK_CHARS",
     "SPINNER",
     "fit",
+    "fit_items",
     "fmt_clock",
     "fmt_loss",
     "fmt_step",
@@ -131,3 +133,20 @@ def truncate(text: str, width: int) -> str:
 def fit(text: str, width: int) -> str:
     """``text`` cut or padded to exactly ``width`` cells."""
     return set_cell_size(truncate(text, width), width)
+
+
+def fit_items(text: str, width: int, sep: str = "  ") -> str:
+    """The leading ``sep``-separated items of ``text`` that fit ``width`` cells, whole.
+
+    Key hints (``"? help  q quit  u resume"``) are cut between hints, never inside one: a
+    hint cut to ``u resu…`` says nothing.
+    """
+    if cell_len(text) <= width:
+        return text
+    kept = ""
+    for item in text.split(sep):
+        candidate = f"{kept}{sep}{item}" if kept else item
+        if cell_len(candidate) > width:
+            break
+        kept = candidate
+    return kept

@@ -16,7 +16,7 @@ from textual.widget import Widget
 from governor.probes import GpuInfo, GpuSnapshot, HostInfo
 from runner.model import Status
 from tui.data import RunRow
-from tui.widgets.format import truncate
+from tui.widgets.format import fit_items, truncate
 
 GIB = 1024**3
 
@@ -89,9 +89,16 @@ def host_line(
     room = width - text.cell_len - 3
     if hints and room > 8:
         text.append(" │ ", style=st.get("muted"))
-        text.append(truncate(hints, room), style=st.get("keys"))
+        text.append(fit_items(hints, room), style=st.get("keys"))
     text.truncate(width, overflow="ellipsis")
     return text
+
+
+def gpu_names(gpu: GpuSnapshot) -> str:
+    """What each GPU is, for the footer's tooltip (the line itself has no room for names)."""
+    if not gpu.gpus:
+        return f"GPU: n/a ({gpu.error or 'no GPU found'})"
+    return "\n".join(f"GPU{g.index}: {g.name} ({g.uuid}, bus {g.pci_bus_id})" for g in gpu.gpus)
 
 
 class GpuFooter(Widget):
@@ -132,6 +139,7 @@ class GpuFooter(Widget):
         if key != self._key:
             lines_before = self._line_count()
             self._key = key
+            self.tooltip = gpu_names(gpu)
             self.refresh(layout=self._line_count() != lines_before)
 
     def _line_count(self) -> int:

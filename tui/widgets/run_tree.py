@@ -26,6 +26,7 @@ from governor.probes import GpuSnapshot
 from runner.model import Status
 from tui.data import RunRow
 from tui.messages import RunHighlighted, SelectionChanged, VisibleRunsChanged
+from tui.seed_view import group_spread
 from tui.widgets.format import (
     fit,
     fmt_clock,
@@ -37,6 +38,7 @@ from tui.widgets.format import (
     sparkline,
     truncate,
 )
+from tui.widgets.pipeline_text import after_text, dependents_index, needed_by_text, waiting_for
 
 DETAIL_FIELDS = (
     "id",
@@ -144,6 +146,7 @@ class RunTree(ScrollView, can_focus=True):
         self.order: tuple[str, ...] = ()
         self.lines: list[Line] = []
         self.expanded: set[str] = set()
+        self._dependents: tuple[object, dict[str, tuple[str, ...]]] = (None, {})
         self.collapsed: set[str] = set()
         self.selected: set[str] = set()
         self.filter_text = ""
@@ -231,7 +234,8 @@ class RunTree(ScrollView, can_focus=True):
             for run_id in members:
                 lines.append(Line("run", run_id))
                 if run_id in self.expanded:
-                    lines.extend(Line("detail", run_id, i) for i in range(len(DETAIL_FIELDS)))
+                    count = len(self.detail_keys(self.rows[run_id]))
+                    lines.extend(Line("detail", run_id, i) for i in range(count))
         self.lines = lines
         self._drawn_at = {k: t for k, t in self._drawn_at.items() if k in self.rows}
         self._line_of = {ln.key: i for i, ln in enumerate(lines) if ln.kind == "run"}
@@ -257,7 +261,7 @@ class RunTree(ScrollView, can_focus=True):
         y = self._line_of.get(run_id)
         if y is None:
             return
-        count = 1 + (len(DETAIL_FIELDS) if run_id in self.expanded else 0)
+        count = 1 + (len(self.detail_keys(self.rows[run_id])) if run_id in self.expanded else 0)
         self.refresh_lines(y, count)
 
     def refresh_details(self, *, active_only: bool = False) -> None:
@@ -371,7 +375,8 @@ class RunTree(ScrollView, can_focus=True):
     def _after_move(self) -> None:
         if self.lines:
             y = self.cursor
-            extra = len(DETAIL_FIELDS) if self.current_run in self.expanded else 0
+            run_id = self.current_run
+            extra = len(self.detail_keys(self.rows[run_id])) if run_id in self.expanded else 0
             self.scroll_to_region(Region(0, y, 1, 1 + extra), animate=False, immediate=True)
             self.scroll_to_region(Region(0, y, 1, 1), animate=False, immediate=True)
         run_id = self.current_run
@@ -446,6 +451,9 @@ class RunTree(ScrollView, can_focus=True):
             1 for r in self.rows.values() if r.group == name and r.status is Status.RUNNING
         )
         extra = f" ({size}" + (f", {running} running)" if running else ")")
+        spread = group_spread([r for r in self.rows.values() if r.group == name])
+        if spread:  # runs that differ only in seed: their spread
+            extra += f" {spread}"
         label = truncate(name, max(1, width - 3 - len(extra)))
         return [
             Segment(f" {arrow} {label}", self._style("group")),
@@ -462,8 +470,14 @@ class RunTree(ScrollView, can_focus=True):
         segments = [
             Segment(self._mark(row.id) + indent, self._style("selected") if selected else None),
             Segment(icon(row.status, self._frame), self._style(row.status.value)),
-            Segment(" " + fit(row.name, name_w) + " ", name_style),
         ]
+        waits = waiting_for(row, self.rows)
+        label = f" ← {waits}" if waits else ""
+        if label and name_w - len(label) >= 4:  # a dependent shows what it waits for
+            segments.append(Segment(" " + fit(row.name, name_w - len(label)), name_style))
+            segments.append(Segment(label + " ", self._style("muted")))
+        else:
+            segments.append(Segment(" " + fit(row.name, name_w) + " ", name_style))
         if spark_w:
             segments.append(Segment(_spark_text(row.spark, spark_w), self._style("spark")))
         segments.append(Segment(fmt_step(row.step).rjust(step_w) + " ", self._style("muted")))
@@ -471,10 +485,13 @@ class RunTree(ScrollView, can_focus=True):
         return segments
 
     def _detail_segments(self, row: RunRow, index: int, width: int) -> list[Segment]:
-        key = DETAIL_FIELDS[index]
+        keys = self.detail_keys(row)
+        if index >= len(keys):
+            return []
+        key = keys[index]
         indent = "    " if row.group is not None else "  "
         value = self.detail_value(row, key)
-        label = f"{indent}{key:<8}"
+        label = f"{indent}{key:<8}" if len(key) < 8 else f"{indent}{key} "
         return [
             Segment(label, self._style("key")),
             Segment(truncate(value, max(1, width - len(label))), self._style("value")),
@@ -534,4 +551,27 @@ class RunTree(ScrollView, can_focus=True):
             return f"code {row.exit_code if row.exit_code is not None else '-'}{sig}"
         if key == "lineage":
             return f"forked from {row.parent}" if row.parent else "-"
+        if key == "after":
+            return after_text(row, self.rows)
+        if key == "needed by":
+            return needed_by_text(self.dependents().get(row.id, ()), self.rows)
         return "-"
+
+    def dependents(self) -> dict[str, tuple[str, ...]]:
+        """Who waits for whom, among the rows shown.
+
+        A run's dependencies never change, so the index is rebuilt only when runs appear or
+        vanish (``order`` is a new tuple exactly then), not on every snapshot.
+        """
+        if self._dependents[0] is not self.order:
+            self._dependents = (self.order, dependents_index(self.rows))
+        return self._dependents[1]
+
+    def detail_keys(self, row: RunRow) -> tuple[str, ...]:
+        """The detail lines of ``row``: the dependency lines only for runs in a pipeline."""
+        keys = DETAIL_FIELDS
+        if row.after:
+            keys += ("after",)
+        if row.id in self.dependents():
+            keys += ("needed by",)
+        return keys

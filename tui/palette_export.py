@@ -1,0 +1,71 @@
+"""The command palette's export entries: the marked runs' metrics as CSV, their curves as PNG.
+
+The files go to the folder the TUI was started in; the work runs in a worker thread and
+ends in a notification naming the file (or the error).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from textual.app import SystemCommand
+
+from runner.lifecycle import LifecycleError
+
+if TYPE_CHECKING:
+    from tui.app import BackpropApp
+
+
+def chosen_runs(app: BackpropApp) -> list[str]:
+    """The marked runs, else the run under the cursor."""
+    tree = app.tree
+    ids = sorted(tree.selected) or ([tree.current_run] if tree.current_run else [])
+    return [i for i in ids if i]
+
+
+def file_name(run_ids: list[str], suffix: str) -> Path:
+    """``backprop-000001-000002.csv`` in the current folder (a count beyond four runs)."""
+    label = "-".join(run_ids) if len(run_ids) <= 4 else f"{run_ids[0]}-and-{len(run_ids) - 1}"
+    return Path.cwd() / f"backprop-{label}.{suffix}"
+
+
+def export(app: BackpropApp, kind: str) -> None:
+    """Write the chosen runs' metrics (``csv``) or curves (``png``) in a worker thread."""
+    run_ids = chosen_runs(app)
+    if not run_ids:
+        app.notify("Nothing to export: mark runs with Space or put the cursor on one.")
+        return
+
+    def work() -> None:
+        from tui.cli_export import export_to_file, plot_to_file
+
+        out = file_name(run_ids, kind)
+        try:
+            if kind == "csv":
+                count = export_to_file(app.registry, run_ids, out, "csv")
+                text, ok = f"wrote {count} rows to {out}", True
+            else:
+                curves, metric = plot_to_file(app.registry, run_ids, out)
+                text, ok = f"drew {curves} curve(s) of {metric} to {out}", True
+        except (LifecycleError, OSError, ValueError) as exc:
+            text, ok = f"export failed: {exc}", False
+        app.call_from_thread(app.notify, text, severity="information" if ok else "error")
+
+    app.run_worker(work, thread=True, group="export", description=f"export {kind}")
+
+
+def commands(app: BackpropApp) -> Iterator[SystemCommand]:
+    """The palette entries."""
+    yield SystemCommand(
+        "Export metrics to CSV",
+        "The marked runs' metrics (or the current run's), one row per step, in this folder",
+        partial(export, app, "csv"),
+    )
+    yield SystemCommand(
+        "Plot curves to PNG",
+        "The marked runs' primary metric as an image in this folder (needs matplotlib)",
+        partial(export, app, "png"),
+    )
