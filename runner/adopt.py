@@ -324,6 +324,11 @@ def main(argv: list[str] | None = None) -> int:
     if action == "finalize":
         assert state is not None
         finalize(registry, args.run, state)
+        os.close(lock)  # notify_lost takes the run's lock itself (it keeps the hook to once)
+        with contextlib.suppress(Exception):  # a hook's trouble never changes the record
+            from runner import notify
+
+            notify.notify_lost(registry, args.run)
         _poke(registry)  # lost for good: the dispatcher's retry policy looks at it now
         return 0
     if action != "adopt":

@@ -343,7 +343,7 @@ def test_runs_lost_in_a_reboot_are_retried_by_the_next_round(reg: Registry) -> N
     write_json(reg.run_dir(a.id) / STATE, state.to_json())
     assert (reg.load(a.id).status, reg.load(a.id).reason) == (Status.LOST, "host rebooted")
     res = rnd.run()
-    assert res.ended == [(a.id, 1)]
+    assert res.ended == [(a.id, 1)] and res.lost == [a.id]  # its lost hook is due
     view = reg.load(a.id)
     assert view.status is Status.QUEUED and view.attempt == 2
     assert view.to_json()["attempt_text"] == "attempt 2 of 3, retry after lost"
@@ -400,3 +400,16 @@ def test_the_fast_paths_host_probe_agrees_with_psutil() -> None:
     fast, full = admission_host(), probe_host()
     assert (fast.ram_total, fast.cpu_count) == (full.ram_total, full.cpu_count)
     assert abs(fast.ram_available - full.ram_available) < 512 << 20  # read moments apart
+
+
+def test_the_dispatcher_fires_lost_for_runs_its_round_found_lost(
+    reg: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from governor import dispatcher
+    from governor.admit_round import RoundResult
+    from runner import notify
+
+    fired: list[str] = []
+    monkeypatch.setattr(notify, "notify_lost", lambda registry, run_id: fired.append(run_id))
+    dispatcher.start_admitted(reg, RoundResult(lost=["000007"]))
+    assert fired == ["000007"]
