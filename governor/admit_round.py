@@ -38,18 +38,18 @@ from governor.round_inputs import (
     build_request,
     foreign_alive,
     lease_alive,
-    metrics_tail,
     note_peaks,
     placement_env,
     prune_foreign,
     with_processes,
 )
+from governor.round_retry import after_end, may_retry
 from governor.settings import GovernorSettings
 from governor.store import GovernorState, store_for
-from runner import identity, retry
+from runner import identity
 from runner.model import RunSpec, ShapeError, Status
 from runner.registry import Registry, RunNotFound
-from runner.tickets import ADMITTED, CANCELLED, QUEUED, Entry, Queue, Ticket, band_of
+from runner.tickets import ADMITTED, CANCELLED, QUEUED, Entry, Queue, Ticket
 
 # Waiting runs whose reason is kept up to date (the rest say "queued" until they move up).
 SHOWN = 16
@@ -174,14 +174,17 @@ class Round:
         for rid, lease in list(st.leases.items()):
             if not lease_alive(self.registry, lease):
                 with contextlib.suppress(ShapeError, OSError, ValueError, RunNotFound):
-                    if self._after_end(lease, now) is Status.LOST:
+                    if (
+                        after_end(self.registry, self.queue, lease, now, self._fail_fast)
+                        is Status.LOST
+                    ):
                         res.lost.append(rid)
                 del st.leases[rid]
                 res.ended.append((rid, lease.attempt))
                 if lease.peak_vram > 0:
                     peaks.append(lease)
                 continue
-            if self._may_retry(rid, lease):
+            if may_retry(self.queue, rid, lease):
                 res.hint(WATCH_POLL_S)  # its end must be seen, even one nobody announces
             if lease.gpus and (self.settings.learn_vram or self.settings.pause_temperature > 0):
                 res.hint(self.settings.sample_interval_s)  # the dispatcher watches GPU runs
@@ -199,74 +202,6 @@ class Round:
                 elif lease.started_at is None or lease.trainer is None:
                     # Who runs it, for other users of a shared governor (their liveness check).
                     st.leases[rid] = with_processes(lease, state, now)
-
-    def _may_retry(self, run_id: str, lease: Lease) -> bool:
-        try:
-            t = self.queue.read_ticket(run_id)
-        except (ShapeError, OSError, ValueError):
-            return False
-        if t is None or t.attempt != lease.attempt:
-            return False
-        if t.fail_fast:
-            return True
-        if not t.policy:
-            return False
-        return int(t.retry.get("n", 0)) < retry.RetryPolicy.from_json(t.policy).retries
-
-    def _after_end(self, lease: Lease, now: float) -> Status | None:
-        """Apply the run's retry policy to an attempt that just ended (queue lock held).
-
-        Returns how the attempt ended (``None``: retried already, or not over).
-        """
-        view = self.registry.load(lease.run_id)
-        t = view.ticket
-        if view.attempt != lease.attempt or not view.status.finished:
-            return None  # retried already (a crash after the re-queue), or not over
-        if t is None or t.attempt != lease.attempt or not (t.policy or t.fail_fast):
-            return view.status
-        policy = retry.RetryPolicy.from_json(t.policy)
-        verdict = retry.decide(
-            policy,
-            view.status,
-            view.reason,
-            used=int(t.retry.get("n", 0)),
-            early_before=int(t.retry.get("early", 0)),
-            died_early=not retry.had_metric(
-                metrics_tail(self.registry, lease.run_id), lease.attempt
-            ),
-        )
-        if not verdict.retry:
-            if verdict.reason:
-                stopped = {**t.retry, "stopped": verdict.reason, "after": verdict.cause}
-                self.queue.write_ticket(replace(t, retry=stopped))
-            if t.fail_fast and view.status is Status.FAILED and view.spec and view.spec.group:
-                self._fail_fast(lease.run_id, view.spec.group)
-            return view.status
-        from runner.lifecycle import latest_checkpoint
-
-        nxt = Ticket(
-            run_id=lease.run_id,
-            attempt=lease.attempt + 1,
-            queued_at=now,
-            priority=t.priority,
-            timeout_s=t.timeout_s,
-            resume_from=latest_checkpoint(self.registry, lease.run_id),
-            policy=dict(t.policy),
-            not_before=now + verdict.delay_s,
-            reason=f"retry {verdict.number} after {verdict.cause}, "
-            f"in {verdict.delay_s:g}s (backoff)",
-            retry={
-                "n": verdict.number,
-                "of": t.retry.get("of") or lease.attempt + policy.retries,
-                "after": verdict.cause,
-                "early": verdict.early,
-            },
-        )
-        # The place in line first, then the ticket (see runner.tickets): a crash between
-        # leaves a stale entry the next round drops, and the lease, so it decides again.
-        self.queue.add(Entry(band_of(nxt.priority), int(now * 1e9), lease.run_id, nxt.attempt))
-        self.queue.write_ticket(nxt)
-        return view.status
 
     def _fail_fast(self, failed: str, group: str) -> None:
         """Stop the queued siblings of a sweep whose run failed for good (``--fail-fast``)."""
