@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from runner import identity, notify_rules, provenance
 from runner.config import Config
@@ -217,6 +218,10 @@ def submit_many(
     queue = Queue(registry.root)
     base_env = captured_env() if env is None else env
     specs: list[RunSpec] = []
+    prov: tuple[dict[str, Any], bytes] | None = None
+    with contextlib.suppress(Exception):  # provenance is a record, never a reason not to run
+        # Once for a whole sweep: its runs share the code, the interpreter and the host.
+        prov = provenance.collect(Path(cwd or os.getcwd()).resolve(), runs[0][0], script)
     ids = registry.allocate_ids(len(runs))
     with queue.locked():
         for run_id, (command, name) in zip(ids, runs, strict=True):
@@ -243,6 +248,7 @@ def submit_many(
                     notify=notify,
                     after=after,
                     checkpoint_globs=checkpoint_globs,
+                    prov=prov,
                 )
             )
     sync_tree(registry.root)
@@ -274,6 +280,7 @@ def _record(
     notify: RunRules | None,
     after: Sequence[Dependency],
     checkpoint_globs: Sequence[str],
+    prov: tuple[dict[str, Any], bytes] | None,
 ) -> RunSpec:
     """Write one run's spec and, with ``start``, its place in the queue (lock held; no sync)."""
     spec = RunSpec(
@@ -299,8 +306,9 @@ def _record(
         checkpoint_globs=tuple(dict.fromkeys((*config.run.checkpoint_globs, *checkpoint_globs))),
     )
     folder = registry.create(spec, durable=False)
-    with contextlib.suppress(Exception):  # provenance is a record, never a reason not to run
-        provenance.record(folder, Path(spec.cwd), spec.command, script)
+    if prov is not None:
+        with contextlib.suppress(Exception):  # provenance is a record, never a reason not to run
+            provenance.write(folder, *prov)
     if notify is not None:
         notify_rules.write_run_rules(folder, notify)
     if start:
