@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import gpu_poll, listing, logging_cost, monitor, supervision
+from bench import gpu_poll, listing, logging_cost, monitor, queue_scale, supervision
 from bench.common import MIN_REPEATS, ROOT, Section, machine_table
 
 ITEMS: dict[str, Callable[[bool, int], Section]] = {
@@ -30,6 +30,7 @@ ITEMS: dict[str, Callable[[bool, int], Section]] = {
     "3": listing.run,
     "4": monitor.run,
     "5": gpu_poll.run,
+    "6": queue_scale.run,
 }
 TITLES = {
     "1": "1. Cost of logging one metric inside a training loop",
@@ -37,6 +38,7 @@ TITLES = {
     "3": "3. Listing at scale",
     "4": "4. The monitor's own cost",
     "5": "5. GPU: polling, training, footer",
+    "6": "6. The queue at sweep scale",
 }
 
 

@@ -19,15 +19,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from governor.admit_round import Round  # noqa: E402
 from governor.bucket import BucketState  # noqa: E402
 from governor.fake_nvml import FakeNvml  # noqa: E402
-from governor.hook import GovernorHook  # noqa: E402
 from governor.policy import Queued, Request, Snapshot, admit  # noqa: E402
 from governor.probes import HostInfo, RealNvml, probe_gpus, probe_host  # noqa: E402
 from governor.reservations import Lease  # noqa: E402
 from governor.settings import GovernorSettings  # noqa: E402
 from runner.model import Resources, RunSpec  # noqa: E402
 from runner.registry import Registry  # noqa: E402
+from runner.tickets import Queue, Ticket, enqueue  # noqa: E402
 
 GIB = 1 << 30
 
@@ -139,19 +140,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
 
-    # 3. One poll of a queued run: probe + flock'd read/decide/write of the shared state.
+    # 3. One dispatcher round: lock, leases, the queue in order, decide, write what changed.
     with tempfile.TemporaryDirectory() as d:
         reg = Registry(Path(d))
         reg.ensure()
-        hook = GovernorHook(
-            reg.root,
-            GovernorSettings(max_parallel=1),
-            nvml=fake8,
-            host_probe=host,
-            watch_threads=False,
-            resolve_run=None,
-        )
-        specs = []
+        settings = GovernorSettings(max_parallel=1)
+        rnd = Round(reg, settings, lambda: Snapshot(host(), probe_gpus(fake8), time.time()))
+        queue = Queue(reg.root)
         for _ in range(33):
             run_id = reg.allocate_id()
             spec = RunSpec(
@@ -163,18 +158,12 @@ def main(argv: list[str] | None = None) -> int:
                 resources=Resources(vram_bytes=GIB),
             )
             reg.create(spec)
-            specs.append(spec)
-        for s in specs:  # one holds the slot, 32 wait
-            hook.request(s, reg.run_dir(s.id), 1, force=False)
-        last = specs[-1]
+            enqueue(queue, Ticket(run_id=run_id, attempt=1, queued_at=spec.created_at))
+        rnd.run()  # one is admitted and holds the slot (its supervisor is "starting"), 32 wait
         rows.append(
             (
-                "hook.request while queued (8 GPUs, 32 waiters)",
-                measure(
-                    lambda: hook.request(last, reg.run_dir(last.id), 1, force=False),
-                    20 if small else 300,
-                    repeats,
-                ),
+                "one admission round while 32 wait (8 GPUs, max_parallel 1)",
+                measure(rnd.run, 20 if small else 300, repeats),
             )
         )
 

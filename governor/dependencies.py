@@ -7,9 +7,9 @@ stopped, timed out, was lost, was skipped itself, is corrupt or was removed) end
 dependent without running it: the answer is :class:`Never`, with a reason naming the
 dependency, and the caller records the run as ``skipped``.
 
-The per-run supervisor asks this through :class:`governor.dependency_gate.DependencyGate`
-before it asks the governor for resources; a dispatcher calls the same function with the
-states it has read. Nothing here reads a file or the clock.
+The dispatcher's admission round asks this through
+:func:`governor.dependency_gate.dependency_gate` before the governor's policy, with the states
+it has read. Nothing here reads a file or the clock.
 """
 
 from __future__ import annotations

@@ -1,29 +1,19 @@
-"""The queue: runs waiting for admission, kept in the governor's shared state file.
+"""The old per-supervisor queue entry, kept only so older state files still parse.
 
-There is no queue daemon. Each queued run's own supervisor registers its run here on its
-first request and asks again every ``poll_interval`` (runs deep in the queue ask less often);
-FIFO fairness comes from every supervisor reading the same ordered list under one lock.
-
-Order is submission order: the spec's ``created_at`` for a first attempt, the first request
-for a resume. A run submitted earlier whose supervisor has not asked yet (supervisors start
-in parallel) is found in the registry and counted as queued ahead of us, so a fast supervisor
-cannot overtake a slow one. A waiter whose supervisor is gone (killed, crashed, machine
-rebooted) is dropped the next time anyone looks, so it never blocks the queue.
+Queued runs no longer wait in processes: the queue is the ``queue/`` folder and each run's
+ticket (:mod:`runner.tickets`), and the dispatcher decides (:mod:`governor.admit_round`).
+State files written before then may hold ``waiters``; they are read (strictly) and dropped
+by the next admission round.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from governor.requests import Request
-from runner.model import ProcessIdentity, RunSpec, ShapeError, Status
-from runner.registry import STARTUP_GRACE_S, Registry
-
-# How far back (in submissions) to look for earlier runs whose supervisor has not asked yet.
-MAX_PREDECESSOR_SCAN = 256
+from runner.model import ProcessIdentity, ShapeError
 
 
 @dataclass(frozen=True)
@@ -104,44 +94,3 @@ def order_key(order_t: float, run_id: str) -> tuple[float, int, str]:
 def ordered(waiters: Iterable[Waiter]) -> list[Waiter]:
     """Waiters in queue order, first in line first."""
     return sorted(waiters, key=lambda w: w.key)
-
-
-def pending_predecessors(
-    registry: Registry,
-    spec: RunSpec,
-    known: set[str],
-    *,
-    request_of: Callable[[RunSpec], Request],
-) -> list[tuple[Request, float]]:
-    """Runs submitted shortly before ``spec`` whose supervisor has not asked yet.
-
-    Looks only at runs created within the startup grace before ``spec`` (older ones have
-    asked by now or are lost) that are still ``starting`` and not ``known`` to the governor.
-
-    Returns:
-        ``(request, created_at)`` for each, oldest first.
-    """
-    mine = order_key(spec.created_at, spec.id)
-    found: list[tuple[Request, float]] = []
-    ids = registry.ids()
-    try:
-        pos = ids.index(spec.id)
-    except ValueError:
-        return []
-    for run_id in reversed(ids[max(0, pos - MAX_PREDECESSOR_SCAN) : pos]):
-        if run_id in known:
-            continue
-        try:
-            other = registry.read_spec(run_id)
-        except (FileNotFoundError, ShapeError, OSError, ValueError):
-            continue
-        if other.created_at < spec.created_at - STARTUP_GRACE_S:
-            break
-        if order_key(other.created_at, other.id) >= mine:
-            continue
-        with contextlib.suppress(Exception):
-            view = registry.load(run_id)
-            if view.status is Status.STARTING and (view.state is None or view.state.attempt == 1):
-                found.append((request_of(other), other.created_at))
-    found.sort(key=lambda rc: order_key(rc[1], rc[0].run_id))
-    return found

@@ -12,7 +12,7 @@ from runner.model import ShapeError, validate_run_id_shape
 
 @dataclass(frozen=True)
 class Request:
-    """What one run asks for, resolved from its spec (see :func:`governor.hook.build_request`).
+    """What one run asks for, resolved from its spec (:func:`governor.admit_round.build_request`).
 
     Attributes:
         run_id: the run.

@@ -33,11 +33,13 @@ class Lease:
         admitted_at: wall-clock time of admission.
         started_at: when the trainer started (``None`` until then).
         forced: admitted by ``backprop start`` (limits bypassed).
-        supervisor: the supervisor holding the lease (a dead one frees it).
-        trainer: the trainer, once started (a live trainer keeps the lease alive).
+        supervisor: the attempt's supervisor, once seen (the owner's own round follows the run
+            folder's truth; other users of a shared governor check this and ``trainer``).
+        trainer: the trainer, once started.
         peak_vram: the largest per-GPU usage seen for the run so far.
         command_key: the learned-VRAM key of its command.
         script_key: the learned-VRAM key of its script, if any.
+        attempt: the attempt admitted (the lease ends with it).
     """
 
     run_id: str
@@ -54,6 +56,7 @@ class Lease:
     peak_vram: int = 0
     command_key: str = ""
     script_key: str | None = None
+    attempt: int = 1
 
     def to_json(self) -> dict[str, Any]:
         """JSON form for the state file."""
@@ -72,6 +75,7 @@ class Lease:
             "peak_vram": self.peak_vram,
             "command_key": self.command_key,
             "script_key": self.script_key,
+            "attempt": self.attempt,
         }
 
     @classmethod
@@ -98,6 +102,7 @@ class Lease:
             peak_vram=_nonneg_int(d, "peak_vram"),
             command_key=_typed(d, "command_key", str, ""),
             script_key=_typed(d, "script_key", str, None),
+            attempt=max(1, _nonneg_int(d, "attempt") or 1),
         )
 
 

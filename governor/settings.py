@@ -42,6 +42,7 @@ _ENTRIES: list[tuple[str, Any, str]] = [
     ("backfill", False, "let a later run start while an earlier one cannot (else strict FIFO)"),
     ("backfill_max_wait", "30m", "with backfill: an earlier run waiting this long blocks it"),
     ("sample_interval", "5s", "how often a running GPU run samples its VRAM and temperature"),
+    ("dispatcher_idle", "30s", "the dispatcher exits after the queue has been empty this long"),
     (
         "shared_dir",
         "",
@@ -84,6 +85,7 @@ class GovernorSettings:
     backfill: bool = False
     backfill_max_wait_s: float = 1800.0
     sample_interval_s: float = 5.0
+    dispatcher_idle_s: float = 30.0
     shared_dir: str = ""
 
     @classmethod
@@ -126,6 +128,7 @@ class GovernorSettings:
             backfill=_bool(d, "backfill", dflt.backfill),
             backfill_max_wait_s=_duration(d, "backfill_max_wait", dflt.backfill_max_wait_s),
             sample_interval_s=_duration(d, "sample_interval", dflt.sample_interval_s),
+            dispatcher_idle_s=_duration(d, "dispatcher_idle", dflt.dispatcher_idle_s),
             shared_dir=_text(d, "shared_dir"),
         )
 

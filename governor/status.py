@@ -1,7 +1,8 @@
 """``backprop status``: the host, each GPU with our runs on it, the bucket, leases and queue.
 
 Read-only: it probes, reads the shared state file without taking the lock (the file is
-replaced atomically) and leaves out entries whose supervisor is gone, without writing.
+replaced atomically), leaves out leases whose attempt is over, lists the queue folder in
+order (the first :data:`QUEUE_SHOWN` with their reasons) and names the live dispatcher.
 """
 
 from __future__ import annotations
@@ -12,15 +13,19 @@ from dataclasses import asdict
 from typing import Any
 
 from governor.bucket import BucketState, refill
+from governor.dispatcher import alive as dispatcher_alive
 from governor.probes import HostInfo, NvmlLike, probe_gpus, probe_host, run_of_pid
-from governor.queue import ordered
-from governor.reservations import outstanding_vram, usage_by_run
+from governor.reservations import Lease, outstanding_vram, usage_by_run
+from governor.round_inputs import foreign_alive, lease_alive
 from governor.settings import GovernorSettings
-from governor.store import process_alive, store_for
+from governor.store import store_for
 from runner.config import Config, format_size
-from runner.model import ProcessIdentity
+from runner.model import ShapeError
 from runner.registry import Registry
 from runner.textsafe import safe_label
+from runner.tickets import QUEUED, Queue
+
+QUEUE_SHOWN = 50
 
 
 def status_report(
@@ -30,7 +35,7 @@ def status_report(
     nvml: NvmlLike | None = None,
     host_probe: Callable[[], HostInfo] = lambda: probe_host(sample_s=0.1),
     now: float | None = None,
-    alive: Callable[[ProcessIdentity | None], bool] = process_alive,
+    alive: Callable[[Lease], bool] | None = None,
 ) -> dict[str, Any]:
     """The machine's state as the governor sees it, as a JSON-able dict.
 
@@ -39,8 +44,9 @@ def status_report(
     ``gpu_error``, ``bucket`` (``tokens``, ``capacity``, ``rate_per_s``), ``reservations``
     (one per lease), ``queue`` (``id``, ``name``, ``reason``, ``queued_at``, ``position``),
     ``running`` (leases, other users' included), ``max_parallel`` (``None``: no limit),
-    ``shared_dir`` (the shared governor folder, or ``None``), ``other_users`` (``running``
-    and ``queued`` counts of other owners in it) and ``settings``.
+    ``shared_dir`` (the shared governor folder, or ``None``), ``other_users`` (``running``:
+    other owners' admitted runs in it), ``queued`` (the queue's length), ``dispatcher``
+    (``pid``, ``since``, ``queued``, or ``None``) and ``settings``.
 
     Raises:
         ConfigError: when ``[governor]`` does not validate.
@@ -51,16 +57,9 @@ def status_report(
     t = time.time() if now is None else now
     store = store_for(registry.root, settings.shared_dir)
     state = store.read()
-    foreign = [
-        lease for lease in state.foreign_leases() if alive(lease.supervisor) or alive(lease.trainer)
-    ]
-    foreign_waiting = sum(1 for w in state.foreign_waiters() if alive(w.supervisor))
-    leases = {
-        rid: lease
-        for rid, lease in state.leases.items()
-        if alive(lease.supervisor) or alive(lease.trainer)
-    }
-    waiters = [w for w in ordered(state.waiters.values()) if alive(w.supervisor)]
+    live = alive or (lambda lease: lease_alive(registry, lease))
+    leases = {rid: lease for rid, lease in state.leases.items() if live(lease)}
+    foreign = [lease for lease in state.foreign_leases() if foreign_alive(lease, t)]
     used = usage_by_run(snap.gpus)
     gpus: list[dict[str, Any]] = []
     for g in snap.gpus:
@@ -97,19 +96,32 @@ def status_report(
         }
         for rid, lease in sorted(leases.items())
     ]
-    queue = [
-        {
-            "id": w.run_id,
-            "name": w.request.name,
-            "reason": w.reason,
-            "queued_at": w.since,
-            "position": pos,
-            "gpus": w.request.gpus,
-            "vram": w.request.vram,
-            "vram_source": w.request.vram_source,
-        }
-        for pos, w in enumerate(waiters, start=1)
-    ]
+    queue: list[dict[str, Any]] = []
+    q = Queue(registry.root)
+    entries = q.entries()
+    for pos, entry in enumerate(entries[:QUEUE_SHOWN], start=1):
+        try:
+            ticket = q.read_ticket(entry.run_id)
+            spec = registry.read_spec(entry.run_id)
+        except (FileNotFoundError, ShapeError, OSError, ValueError):
+            continue
+        if ticket is None or ticket.kind != QUEUED:
+            continue
+        res = spec.resources
+        queue.append(
+            {
+                "id": entry.run_id,
+                "name": spec.name,
+                "reason": ticket.reason,
+                "queued_at": ticket.queued_at,
+                "position": pos,
+                "attempt": ticket.attempt,
+                "priority": ticket.priority,
+                "gpus": res.gpus,
+                "vram": res.vram_bytes,
+            }
+        )
+    info = dispatcher_alive(registry)
     return {
         "host": asdict(host),
         "gpus": gpus,
@@ -121,10 +133,14 @@ def status_report(
         },
         "reservations": reservations,
         "queue": queue,
+        "queued": len(entries),
+        "dispatcher": (
+            {"pid": info.pid, "since": info.since, "queued": info.queued} if info else None
+        ),
         "running": len(leases) + len(foreign),
         "max_parallel": settings.max_parallel or None,
         "shared_dir": str(store.shared_dir) if store.shared_dir is not None else None,
-        "other_users": {"running": len(foreign), "queued": foreign_waiting},
+        "other_users": {"running": len(foreign)},
         "settings": settings.to_json(),
     }
 
@@ -173,9 +189,15 @@ def render_status(report: dict[str, Any]) -> str:
     if shared:
         lines.append(
             f"shared  {safe_label(shared, 60)}: other users' runs {others.get('running', 0)} "
-            f"admitted, {others.get('queued', 0)} waiting (counted above)"
+            "admitted (counted above)"
         )
-    lines.append(f"queue   {len(report['queue'])} waiting")
+    lines.append(f"queue   {report.get('queued', len(report['queue']))} waiting")
+    d = report.get("dispatcher")
+    if d:
+        since = time.strftime("%H:%M:%S", time.localtime(d["since"]))
+        lines.append(f"dispatcher  pid {d['pid']} since {since}, {d['queued']} queued")
+    else:
+        lines.append("dispatcher  none (started on demand when runs wait)")
     for q in report["queue"]:
         lines.append(
             f"  {q['position']:>3}. {q['id']}  {safe_label(q['name'], 28):<28} "

@@ -2,14 +2,14 @@
 
 ``$BACKPROP_HOME/governor/state.json`` holds the token bucket, the leases (admitted runs and
 their reservations) and the queue (waiting runs); ``governor/lock`` is the lock file;
-``governor/learned.json`` the learned VRAM peaks. Every supervisor on the machine reads and
-changes them in a :meth:`GovernorStore.transaction`: lock, read, decide, write if changed,
-unlock, which takes well under a millisecond.
+``governor/learned.json`` the learned VRAM peaks. Admission rounds (the dispatcher's and a
+submitting command's) read and change them in a :meth:`GovernorStore.transaction`: lock,
+read, decide, write if changed, unlock.
 
-The state is soft: every lease and waiter names the supervisor that holds it and is dropped
-once that process is gone, and a damaged file reads as empty (after which the next admission
-rewrites it). It is replaced atomically but not fsynced: a power loss also ends every run it
-describes.
+The state is soft: a lease ends when its run folder says the attempt is over (see
+:func:`governor.round_inputs.lease_alive`), and a damaged file reads as empty (after which
+the next round rewrites it). It is replaced atomically but not fsynced: a power loss also
+ends every run it describes.
 
 With a shared governor folder (:mod:`governor.shared`), ``state.json`` and ``lock`` live there
 instead, and the file keeps one section per owner (user and registry) under ``owners``: a
@@ -289,6 +289,11 @@ class GovernorStore:
         if self.shared_dir is not None:
             return dump_json(state.to_shared_json(self.owner))
         return dump_json(state.to_json())
+
+    def write(self, state: GovernorState) -> None:
+        """Write ``state`` now, inside a :meth:`transaction` (a decision other files follow)."""
+        mode = SHARED_FILE_MODE if self.shared_dir is not None else PRIVATE_FILE
+        write_atomic(self.state_path, self._encode(state), durable=False, mode=mode)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[GovernorState]:

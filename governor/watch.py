@@ -1,7 +1,7 @@
-"""What a running GPU run's own supervisor keeps an eye on: its VRAM peak and GPU heat.
+"""What the dispatcher keeps an eye on for a running GPU run: its VRAM peak and GPU heat.
 
-While a run placed on GPUs runs, its supervisor samples NVML every ``sample_interval`` in a
-daemon thread (no other process is involved, so nothing is lost when a UI closes):
+While a run placed on GPUs runs, the dispatcher samples NVML every ``sample_interval``
+(:meth:`governor.dispatcher.Dispatcher.watch_gpus`; it stays alive while a GPU run runs):
 
 * the run's peak VRAM per GPU (the processes of its process group), learned at release;
 * with ``pause_temperature`` set, the temperature of its GPUs: at or above it the run is

@@ -28,7 +28,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from runner import identity, members, runcgroup
-from runner.admission import AdmitAll
 from runner.exits import classify, classify_unknown, with_write_note
 from runner.model import ProcessIdentity, RunState, ShapeError, Status
 from runner.recordkeeper import RecordKeeper
@@ -39,6 +38,7 @@ from runner.shim import (
     Supervisor,
     acquire_lock,
 )
+from runner.tickets import Queue
 
 RESPAWN_AFTER_S = 5.0
 _spawned: dict[tuple[str, str], float] = {}
@@ -186,7 +186,6 @@ class AdoptingSupervisor(Supervisor):
             previous.attempt,
             timeout_s=previous.timeout_s,
             resume_from=previous.resume_from,
-            hook=AdmitAll(),
         )
         self.previous = previous
         self.trainer_ident = trainer
@@ -325,6 +324,12 @@ def main(argv: list[str] | None = None) -> int:
     if action == "finalize":
         assert state is not None
         finalize(registry, args.run, state)
+        os.close(lock)  # notify_lost takes the run's lock itself (it keeps the hook to once)
+        with contextlib.suppress(Exception):  # a hook's trouble never changes the record
+            from runner import notify
+
+            notify.notify_lost(registry, args.run)
+        _poke(registry)  # lost for good: the dispatcher's retry policy looks at it now
         return 0
     if action != "adopt":
         return 0
@@ -339,8 +344,16 @@ def main(argv: list[str] | None = None) -> int:
     # Checked again once the pidfd is open: from now on it refers to this very process.
     if not identity.matches(trainer):
         return 0
-    AdoptingSupervisor(registry, args.run, state, trainer, pidfd).run()
+    try:
+        AdoptingSupervisor(registry, args.run, state, trainer, pidfd).run()
+    finally:
+        _poke(registry)  # its place is free: wake the dispatcher (as a supervisor's end does)
     return 0
+
+
+def _poke(registry: Registry) -> None:
+    with contextlib.suppress(OSError):
+        Queue(registry.root).poke()
 
 
 if __name__ == "__main__":

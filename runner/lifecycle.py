@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from runner import identity, notify_rules, provenance
 from runner.config import Config
@@ -45,6 +46,17 @@ from runner.registry import (
     SUPERVISOR_LOCK,
     Registry,
     RunView,
+)
+from runner.retry import RetryPolicy
+from runner.tickets import (
+    CANCELLED,
+    FORCED_BAND,
+    QUEUED,
+    TICKET,
+    Queue,
+    Ticket,
+    enqueue,
+    sync_tree,
 )
 
 # Variables that describe the submitter's terminal, not the job; never passed to a run.
@@ -126,28 +138,151 @@ def submit(
     parent: Lineage | None = None,
     resume_from: str | None = None,
     start: bool = True,
+    priority: int = 0,
+    retry: RetryPolicy | None = None,
+    fail_fast: bool = False,
     notify: RunRules | None = None,
     after: Sequence[Dependency] = (),
     checkpoint_globs: Sequence[str] = (),
 ) -> RunSpec:
-    """Record a new run durably, then start its supervisor. Returns the spec.
+    """Record a new run durably and put it in the queue. Returns the spec.
 
-    The run counts as submitted once ``spec.json`` is on disk; the supervisor is started
-    detached and this returns without waiting for the trainer. The run's provenance (git
-    commit, diff, interpreter, host) and its own notification rules are written first.
-    ``after``: the runs it waits for (checked by :func:`runner.pipeline.resolve_dependencies`).
+    The run counts as submitted once ``spec.json`` and its place in the queue are on disk.
+    Nothing is started here: the caller asks the dispatcher (``governor.dispatcher.kick``),
+    which starts it at once when it fits. ``start=False`` records the spec only. The run's
+    provenance (git commit, diff, interpreter, host) and its own notification rules are
+    written first. ``after``: the runs it waits for (checked by
+    :func:`runner.pipeline.resolve_dependencies`); the dispatcher decides when they are met.
+    """
+    return submit_many(
+        registry,
+        [(list(command), name)],
+        cwd=cwd,
+        timeout_s=timeout_s,
+        config=config,
+        group=group,
+        resources=resources,
+        env=env,
+        script=script,
+        parent=parent,
+        resume_from=resume_from,
+        start=start,
+        priority=priority,
+        retry=retry,
+        fail_fast=fail_fast,
+        notify=notify,
+        after=after,
+        checkpoint_globs=checkpoint_globs,
+    )[0]
+
+
+def submit_many(
+    registry: Registry,
+    runs: Sequence[tuple[Sequence[str], str]],
+    *,
+    cwd: str | None = None,
+    timeout_s: float | None = None,
+    config: Config | None = None,
+    group: str | None = None,
+    resources: Resources | None = None,
+    env: dict[str, str] | None = None,
+    script: str | None = None,
+    parent: Lineage | None = None,
+    resume_from: str | None = None,
+    start: bool = True,
+    priority: int = 0,
+    retry: RetryPolicy | None = None,
+    fail_fast: bool = False,
+    notify: RunRules | None = None,
+    after: Sequence[Dependency] = (),
+    checkpoint_globs: Sequence[str] = (),
+) -> list[RunSpec]:
+    """Submit ``(command, name)`` runs sharing everything else, made durable in one flush.
+
+    A 1,000-run sweep writes its specs and queue entries without an ``fsync`` each, then
+    syncs the file system once before returning: durable before acknowledged, at the cost
+    of one flush.
     """
     config = config or Config()
-    validate_new_name(name)
+    policy = retry if retry is not None else RetryPolicy.from_config(config)
     if group is not None:
         validate_name(group)
-    if not command:
-        raise LifecycleError("nothing to run")
-    if after or any("{after" in a for a in command):
-        from runner.pipeline import check_placeholders
+    for command, name in runs:
+        validate_new_name(name)
+        if not command:
+            raise LifecycleError("nothing to run")
+        if after or any("{after" in a for a in command):
+            from runner.pipeline import check_placeholders
 
-        check_placeholders(command, len(after))  # DependencyError: a ValueError (usage)
-    run_id = registry.allocate_id()
+            check_placeholders(command, len(after))  # DependencyError: a ValueError (usage)
+    queue = Queue(registry.root)
+    base_env = captured_env() if env is None else env
+    specs: list[RunSpec] = []
+    prov: tuple[dict[str, Any], bytes] | None = None
+    with contextlib.suppress(Exception):  # provenance is a record, never a reason not to run
+        # Once for a whole sweep: its runs share the code, the interpreter and the host.
+        prov = provenance.collect(Path(cwd or os.getcwd()).resolve(), runs[0][0], script)
+    ids = registry.allocate_ids(len(runs))
+    with queue.locked():
+        for run_id, (command, name) in zip(ids, runs, strict=True):
+            specs.append(
+                _record(
+                    registry,
+                    queue,
+                    run_id,
+                    list(command),
+                    name,
+                    cwd=cwd,
+                    timeout_s=timeout_s,
+                    config=config,
+                    group=group,
+                    resources=resources,
+                    env=base_env,
+                    script=script,
+                    parent=parent,
+                    resume_from=resume_from,
+                    start=start,
+                    priority=priority,
+                    policy=policy,
+                    fail_fast=fail_fast,
+                    notify=notify,
+                    after=after,
+                    checkpoint_globs=checkpoint_globs,
+                    prov=prov,
+                )
+            )
+    sync_tree(registry.root)
+    if start:
+        queue.poke()
+    return specs
+
+
+def _record(
+    registry: Registry,
+    queue: Queue,
+    run_id: str,
+    command: list[str],
+    name: str,
+    *,
+    cwd: str | None,
+    timeout_s: float | None,
+    config: Config,
+    group: str | None,
+    resources: Resources | None,
+    env: dict[str, str],
+    script: str | None,
+    parent: Lineage | None,
+    resume_from: str | None,
+    start: bool,
+    priority: int,
+    policy: RetryPolicy,
+    fail_fast: bool,
+    notify: RunRules | None,
+    after: Sequence[Dependency],
+    checkpoint_globs: Sequence[str],
+    prov: tuple[dict[str, Any], bytes] | None,
+) -> RunSpec:
+    """Write one run's spec and, with ``start``, its place in the queue (lock held; no sync)."""
     spec = RunSpec(
         id=run_id,
         name=name,
@@ -155,7 +290,7 @@ def submit(
         cwd=str(Path(cwd or os.getcwd()).resolve()),
         created_at=time.time(),
         timeout_s=timeout_s,
-        env=captured_env() if env is None else env,
+        env=env,
         group=group,
         grace_int_s=config.run.grace_int_s,
         grace_term_s=config.run.grace_term_s,
@@ -170,25 +305,35 @@ def submit(
         after=tuple(after),
         checkpoint_globs=tuple(dict.fromkeys((*config.run.checkpoint_globs, *checkpoint_globs))),
     )
-    folder = registry.create(spec)
-    with contextlib.suppress(Exception):  # provenance is a record, never a reason not to run
-        provenance.record(folder, Path(spec.cwd), spec.command, script)
+    folder = registry.create(spec, durable=False)
+    if prov is not None:
+        with contextlib.suppress(Exception):  # provenance is a record, never a reason not to run
+            provenance.write(folder, *prov)
     if notify is not None:
         notify_rules.write_run_rules(folder, notify)
     if start:
-        spawn_supervisor(registry, run_id, attempt=1, timeout_s=timeout_s, resume_from=resume_from)
+        ticket = Ticket(
+            run_id=run_id,
+            attempt=1,
+            queued_at=spec.created_at,
+            priority=priority,
+            timeout_s=timeout_s,
+            resume_from=resume_from,
+            policy=policy.to_json() if policy.retries else {},
+            retry={"of": 1 + policy.retries} if policy.retries else {},
+            fail_fast=fail_fast,
+        )
+        enqueue(queue, ticket, durable=False, lock=False)
     return spec
 
 
-def spawn_supervisor(
-    registry: Registry,
-    run_id: str,
-    *,
-    attempt: int,
-    timeout_s: float | None,
-    resume_from: str | None = None,
-) -> None:
-    """Start a detached supervisor for one attempt (returns once it has detached)."""
+def spawn_supervisor(registry: Registry, run_id: str, *, attempt: int, wait: bool = True) -> None:
+    """Start a detached supervisor for one admitted attempt.
+
+    What it runs (time limit, checkpoint, placement) it reads from the run's ticket. With
+    ``wait`` this returns once the supervisor has detached; without, at once (a long-lived
+    caller that ignores ``SIGCHLD`` starts many without waiting for each interpreter).
+    """
     run_dir = registry.run_dir(run_id)
     cmd = [
         sys.executable,
@@ -202,10 +347,6 @@ def spawn_supervisor(
         str(attempt),
         "--detach",
     ]
-    if timeout_s is not None:
-        cmd += ["--timeout", repr(float(timeout_s))]
-    if resume_from:
-        cmd += ["--resume-from", resume_from]
     env = dict(os.environ)
     # The supervisor must import this very package, wherever the launcher was started.
     pkg_root = str(Path(__file__).resolve().parent.parent)
@@ -221,7 +362,8 @@ def spawn_supervisor(
             env=env,
             cwd=run_dir,
         )
-    proc.wait()
+    if wait:
+        proc.wait()
 
 
 def _require(view: RunView, allowed: set[Status], action: str) -> None:
@@ -287,8 +429,31 @@ def stop(registry: Registry, run_id: str, *, force: bool = False) -> str:
             raise LifecycleError(f"run {run_id} had no supervisor: {ending.describe()}")
         return f"run {run_id} had no supervisor: {ending.describe()}"
     _require(view, {Status.STARTING, Status.QUEUED, Status.RUNNING, Status.PAUSED}, "stop")
+    if view.status is Status.QUEUED and cancel_queued(registry, run_id, "stopped while queued"):
+        return f"stopped queued run {run_id}"
     send_request(registry, run_id, "kill" if force else "stop")
     return f"{'force-' if force else ''}stop requested for run {run_id}"
+
+
+def cancel_queued(
+    registry: Registry, run_id: str, reason: str, *, end_status: Status = Status.STOPPED
+) -> bool:
+    """End a queued run without running it. Returns ``False`` if it left the queue already.
+
+    The ticket says why, and the run reads as ``end_status`` with that reason.
+    """
+    queue = Queue(registry.root)
+    with queue.locked():
+        ticket = queue.read_ticket(run_id)
+        if ticket is None or ticket.kind != QUEUED:
+            return False
+        queue.write_ticket(
+            replace(ticket, kind=CANCELLED, reason=reason, end_status=end_status.value)
+        )
+        for entry in queue.find(run_id):
+            queue.remove(entry)
+    queue.poke()
+    return True
 
 
 def pause(registry: Registry, run_id: str, *, reason: str | None = None) -> str:
@@ -306,9 +471,13 @@ def cont(registry: Registry, run_id: str, *, reason: str | None = None) -> str:
 
 
 def start_now(registry: Registry, run_id: str) -> str:
-    """Start a queued run now, bypassing the governor's limits."""
-    _require(registry.load(run_id), {Status.QUEUED, Status.STARTING}, "start")
-    send_request(registry, run_id, "start")
+    """Start a queued run now, bypassing the governor's limits (moves it to the front)."""
+    _require(registry.load(run_id), {Status.QUEUED}, "start")
+    queue = Queue(registry.root)
+    with queue.locked():
+        for entry in queue.find(run_id):
+            queue.move(entry, replace(entry, band=FORCED_BAND))
+    queue.poke()
     return f"start requested for run {run_id}"
 
 
@@ -349,13 +518,16 @@ def resume(
     run_id: str,
     *,
     timeout_s: float | None = None,
-    wait_s: float = 10.0,
+    retry: dict[str, object] | None = None,
+    priority: int | None = None,
     dependents: bool = True,
 ) -> int:
-    """Start the next attempt of a finished run from its latest checkpoint. Returns it.
+    """Queue the next attempt of a finished run, from its latest checkpoint. Returns it.
 
-    With ``dependents`` (the default), runs that were skipped because this one did not
-    complete are queued again as well, and theirs in turn: they wait for this attempt.
+    ``retry`` marks an automatic retry (what the tree shows). The caller asks the dispatcher
+    to start it (``governor.dispatcher.kick``). With ``dependents`` (the default), runs that
+    were skipped because this one did not complete are queued again as well, and theirs in
+    turn: they wait for this attempt.
     """
     with registry.lock(f".resume-{run_id}.lock"):
         view = registry.load(run_id)
@@ -378,18 +550,28 @@ def resume(
                 f"cannot resume run {run_id}: its trainer (pid {view.state.trainer.pid}) "
                 "is still running; stop it first"
             )
-        attempt = view.attempt + 1
-        ckpt = latest_checkpoint(registry, run_id)
-        spawn_supervisor(registry, run_id, attempt=attempt, timeout_s=timeout_s, resume_from=ckpt)
-        _wait_for_attempt(registry, run_id, attempt, wait_s)
+        # An attempt that ended before it ran (stopped while queued) is given again.
+        attempt = (view.state.attempt if view.state else 0) + 1
+        previous = view.ticket
+        ticket = Ticket(
+            run_id=run_id,
+            attempt=attempt,
+            queued_at=time.time(),
+            priority=(previous.priority if previous else 0) if priority is None else priority,
+            timeout_s=timeout_s,
+            resume_from=latest_checkpoint(registry, run_id),
+            retry=dict(retry or {}),
+            policy=dict(previous.policy) if previous else {},
+            fail_fast=previous.fail_fast if previous else False,
+        )
+        enqueue(Queue(registry.root), ticket)
     if dependents:
-        requeue_skipped_dependents(registry, run_id, wait_s=wait_s)
+        requeue_skipped_dependents(registry, run_id)
+    Queue(registry.root).poke()
     return attempt
 
 
-def requeue_skipped_dependents(
-    registry: Registry, run_id: str, *, wait_s: float = 10.0
-) -> list[str]:
+def requeue_skipped_dependents(registry: Registry, run_id: str) -> list[str]:
     """Queue again the runs skipped because ``run_id`` did not complete; return their ids.
 
     Each is resumed (a new attempt that waits for its dependencies again), and so are its
@@ -401,19 +583,9 @@ def requeue_skipped_dependents(
     for other in dependents_of(registry, run_id):
         with contextlib.suppress(LifecycleError, ValueError, OSError):
             if registry.load(other).status is Status.SKIPPED:
-                resume(registry, other, wait_s=wait_s, dependents=False)
-                requeued += [other, *requeue_skipped_dependents(registry, other, wait_s=wait_s)]
+                resume(registry, other, dependents=False)
+                requeued += [other, *requeue_skipped_dependents(registry, other)]
     return requeued
-
-
-def _wait_for_attempt(registry: Registry, run_id: str, attempt: int, wait_s: float) -> None:
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(ShapeError, OSError):
-            state = registry.read_state(run_id)
-            if state is not None and state.attempt >= attempt:
-                return
-        time.sleep(0.02)
 
 
 def merge_args(command: Sequence[str], changes: Sequence[str]) -> list[str]:
@@ -649,6 +821,7 @@ def import_run(registry: Registry, bundle: Path) -> str:
                 write_json(src / STATE, replace(st, run_id=new_id).to_json())
             except ShapeError:
                 pass  # keep it as it is: the run will list as corrupt, nothing is lost
+        _import_ticket(src, new_id)
         (src / REQUESTS).mkdir(exist_ok=True)
         dest = registry.run_dir(new_id)
         os.rmdir(dest)  # allocate_id created it empty; the bundle takes its place
@@ -656,6 +829,20 @@ def import_run(registry: Registry, bundle: Path) -> str:
         return new_id
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _import_ticket(src: Path, new_id: str) -> None:
+    """Give an imported run's ticket its new id; one still waiting here never will there."""
+    path = src / TICKET
+    try:
+        ticket = Ticket.from_json(read_json(path))
+    except FileNotFoundError:
+        return
+    except ShapeError:
+        return  # kept as it is: the run lists as corrupt, nothing is lost
+    if ticket.kind != CANCELLED:
+        ticket = replace(ticket, kind=CANCELLED, reason="imported while queued")
+    write_json(path, replace(ticket, run_id=new_id).to_json())
 
 
 def sweep_points(sweeps: Sequence[str]) -> list[list[tuple[str, str]]]:

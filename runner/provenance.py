@@ -194,6 +194,12 @@ def write_private(path: Path, data: bytes) -> None:
 def record(run_dir: Path, cwd: Path, command: Sequence[str], script: str | None) -> dict[str, Any]:
     """Write the run's provenance (and its diff when the tree is dirty); return the document."""
     doc, diff = collect(cwd, command, script)
+    return write(run_dir, doc, diff)
+
+
+def write(run_dir: Path, doc: dict[str, Any], diff: bytes) -> dict[str, Any]:
+    """Write a document :func:`collect` returned (a sweep collects once for all its runs)."""
+    doc = {**doc, "git": dict(doc["git"])} if isinstance(doc.get("git"), dict) else dict(doc)
     if diff:
         write_private(run_dir / DIFF, diff)
         doc["git"]["diff_file"] = DIFF

@@ -46,6 +46,7 @@ from runner.model import (
     validate_run_id,
 )
 from runner.privacy import PRIVATE_DIR, make_private_dir, tighten_registry
+from runner.tickets import Queue, Ticket, ticket_status
 
 SPEC = "spec.json"
 STATE = "state.json"
@@ -88,6 +89,7 @@ class RunView:
     state: RunState | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     raw: str | None = None  # the encoded JSON of a cached listing entry
+    ticket: Ticket | None = None  # the queue's record of an attempt not yet supervised
 
     @cached_property
     def cached(self) -> dict[str, Any] | None:
@@ -123,7 +125,8 @@ class RunView:
         """Latest attempt number (0 before the first supervisor reported)."""
         if self.cached is not None:
             return int(self.cached.get("attempt", 0))
-        return self.state.attempt if self.state else 0
+        state = self.state.attempt if self.state else 0
+        return max(state, self.ticket.attempt if self.ticket else 0)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object printed by ``ls --json`` and ``show --json``."""
@@ -161,8 +164,29 @@ class RunView:
             "gpus": list(st.gpus) if st else [],
             "resources": spec.resources.to_json() if spec else None,
             "parent": spec.parent.to_json() if spec and spec.parent else None,
+            "queue": _queue_json(self.ticket),
+            "attempt_text": _attempt_text(self.attempt, self.ticket),
             "after": [d.to_json() for d in spec.after] if spec else [],
         }
+
+
+def _attempt_text(attempt: int, ticket: Ticket | None) -> str:
+    from runner.retry import describe  # listing only: supervisors never load it
+
+    return describe(attempt, ticket.retry if ticket else {})
+
+
+def _queue_json(ticket: Ticket | None) -> dict[str, Any] | None:
+    """What ``ls --json`` says about a run's place in the queue and its retries."""
+    if ticket is None:
+        return None
+    return {
+        "attempt": ticket.attempt,
+        "ticket": ticket.kind,
+        "priority": ticket.priority,
+        "queued_at": ticket.queued_at,
+        "retry": dict(ticket.retry) or None,
+    }
 
 
 def reconcile(
@@ -246,22 +270,28 @@ class Registry:
         Ids are zero-padded decimal counters: short, sortable, safe as file names, typed
         easily (``backprop stop 42``). ``mkdir`` is the claim, so the counter file is a hint.
         """
+        return self.allocate_ids(1)[0]
+
+    def allocate_ids(self, count: int) -> list[str]:
+        """Allocate ``count`` consecutive-as-possible ids under one lock (a sweep's)."""
         self.ensure()
+        out: list[str] = []
         with self.lock():
             hint_path = self.root / "next_id"
             try:
                 n = int(hint_path.read_text().strip())
             except (OSError, ValueError):
                 n = self._max_id() + 1
-            while True:
+            while len(out) < count:
                 run_id = f"{n:0{ID_WIDTH}d}"
                 try:
                     os.mkdir(self.runs_dir / run_id, PRIVATE_DIR)
-                    break
+                    out.append(run_id)
+                    n += 1
                 except FileExistsError:
                     n = max(n + 1, self._max_id() + 1)
-            hint_path.write_text(f"{n + 1}\n")
-        return run_id
+            hint_path.write_text(f"{n}\n")
+        return out
 
     def _max_id(self) -> int:
         best = 0
@@ -269,12 +299,15 @@ class Registry:
             best = max(best, int(name))
         return best
 
-    def create(self, spec: RunSpec) -> Path:
-        """Write ``spec.json`` durably into the (already allocated) run folder."""
+    def create(self, spec: RunSpec, *, durable: bool = True) -> Path:
+        """Write ``spec.json`` into the (already allocated) run folder.
+
+        ``durable=False``: the caller makes a whole batch durable at once afterwards.
+        """
         folder = self.run_dir(spec.id)
         for path in (folder, folder / CHECKPOINTS, folder / REQUESTS):
             make_private_dir(path)
-        write_json(folder / SPEC, spec.to_json())  # 0600: it holds the environment
+        write_json(folder / SPEC, spec.to_json(), durable=durable)  # 0600: it holds the env
         return folder
 
     # --- reading --------------------------------------------------------------------------
@@ -354,16 +387,33 @@ class Registry:
             state = self.read_state(run_id)
         except (ShapeError, OSError) as exc:
             return RunView(id=run_id, status=Status.CORRUPT, reason=f"state.json: {exc}", spec=spec)
-        status, reason = reconcile(
-            state,
-            created_at=spec.created_at,
-            now=time.time() if now is None else now,
-            current_boot=identity.boot_id(),
-            alive=identity.matches,
-            supervisor_locked=lambda: self.supervisor_locked(run_id),
-        )
-        if status is Status.LOST and state is not None:
-            status, reason, state = self._after_lost(run_id, state, status, reason)
+        try:
+            ticket = Queue(self.root).read_ticket(run_id)
+        except (ShapeError, OSError) as exc:
+            return RunView(
+                id=run_id, status=Status.CORRUPT, reason=f"ticket.json: {exc}", spec=spec
+            )
+        t = time.time() if now is None else now
+        if ticket is not None and (state is None or state.attempt < ticket.attempt):
+            # The latest attempt has not reached a supervisor: the queue's record rules.
+            status, reason = ticket_status(
+                ticket,
+                now=t,
+                current_boot=identity.boot_id(),
+                supervisor_locked=self.supervisor_locked(run_id),
+                grace_s=STARTUP_GRACE_S,
+            )
+        else:
+            status, reason = reconcile(
+                state,
+                created_at=spec.created_at,
+                now=t,
+                current_boot=identity.boot_id(),
+                alive=identity.matches,
+                supervisor_locked=lambda: self.supervisor_locked(run_id),
+            )
+            if status is Status.LOST and state is not None:
+                status, reason, state = self._after_lost(run_id, state, status, reason)
         return RunView(
             id=run_id,
             status=status,
@@ -371,6 +421,7 @@ class Registry:
             spec=spec,
             state=state,
             summary=self.read_summary(run_id),
+            ticket=ticket,
         )
 
     def _after_lost(

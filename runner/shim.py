@@ -1,21 +1,20 @@
 """The per-run supervisor ("shim"): one small process per attempt that outlives every UI.
 
-Started as ``python -m runner.shim --home ROOT --run ID --attempt N [--detach] ...``. With
-``--detach`` it forks once and the parent exits at once, so the launcher can reap it and the
-supervisor is adopted by init (or a subreaper) in a session of its own: closing the terminal,
-killing tmux or the launcher does not reach it.
+Started as ``python -m runner.shim --home ROOT --run ID --attempt N [--detach]`` by a backend
+(:mod:`runner.backends.local`) once the dispatcher admitted the attempt. With ``--detach`` it
+forks once and the parent exits at once, so the launcher can reap it and the supervisor is
+adopted by init (or a subreaper) in a session of its own: closing the terminal, killing tmux
+or the launcher does not reach it.
 
 It alone writes the run's ``state.json`` and ``events.jsonl``. It holds ``supervisor.lock`` for
-its whole life (so two supervisors never run one run), asks the admission hook, starts the
-trainer in its own process group with default signal dispositions and output straight to
+its whole life (so two supervisors never run one run) and starts only an attempt the queue
+admitted (``ticket.json``) that no supervisor has started before: a second start of the same
+attempt (a dispatcher killed between its decision and the start, then restarted) exits at
+once. It never asks for admission: placement arrives in the ticket. It starts the trainer in
+its own process group with default signal dispositions and output straight to
 ``output.log``, adopts orphans as a child subreaper, and enforces stop, time limit and pause.
 Control requests arrive as files in ``requests/`` (written by anyone), with SIGUSR1 as a nudge.
-
-Waiting in the queue needs the governor's probes (psutil, NVML), which stay in memory once
-imported. So a supervisor that probed re-executes itself once admitted (``--admitted``): the
-same pid, start time, session and lock (its file descriptor survives the exec), with the
-signals it reacts to blocked across the exec so none is lost, and without those modules
-for the rest of the run (a GPU run's watch imports NVML again; a CPU run never does).
+When it ends it pokes the queue, so a waiting run takes its place at once.
 """
 
 from __future__ import annotations
@@ -38,10 +37,8 @@ from runner import identity, proctree, runcgroup
 
 if TYPE_CHECKING:
     from runner.ingest import Ingestor
-    from runner.lockwatch import LockWatch
-from runner.admission import Admission, AdmissionHook
 from runner.exits import classify, with_write_note
-from runner.model import ProcessIdentity, RunSpec, RunState, Status
+from runner.model import ProcessIdentity, RunSpec, RunState, ShapeError, Status
 from runner.recordkeeper import RecordKeeper, describe_write_error
 from runner.registry import (
     OUTPUT,
@@ -49,21 +46,16 @@ from runner.registry import (
     SUPERVISOR_LOCK,
     Registry,
 )
+from runner.tickets import ADMITTED, Queue, Ticket
 
 POLL_S = 0.1
 TRIM_EVERY_S = 10.0  # how often a running supervisor returns freed heap pages
 CLEANUP_GRACE_S = 2.0
 OUTPUT_HEAD_BYTES = 1024 * 1024
 EXIT_ALREADY_SUPERVISED = 3
-DEPENDENCY_POLL_S = 1.0  # while a dependency's supervisor is not up yet (it is starting)
+EXIT_NOT_ADMITTED = 4  # already started by another supervisor, or never admitted
 
 VALID_ACTIONS = frozenset({"stop", "kill", "pause", "continue", "start"})
-# Blocked across the re-exec after admission; pending ones are delivered once handlers exist.
-HANDOFF_SIGNALS = frozenset(
-    {signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP}
-)
-# Imported by the queue's probes and worth shedding before a long run.
-HEAVY_MODULES = ("psutil", "pynvml")
 
 
 def read_requests(folder: Path) -> list[tuple[str, str | None]]:
@@ -139,10 +131,8 @@ class Supervisor:
         *,
         timeout_s: float | None,
         resume_from: str | None,
-        hook: AdmissionHook,
+        ticket: Ticket | None = None,
         clock: Callable[[], float] = time.time,
-        admitted: Admission | None = None,
-        handoff: Callable[[Supervisor], None] | None = None,
     ) -> None:
         self.registry = registry
         self.run_id = run_id
@@ -150,7 +140,7 @@ class Supervisor:
         self.attempt = attempt
         self.timeout_s = timeout_s
         self.resume_from = resume_from
-        self.hook = hook
+        self.ticket = ticket or Ticket(run_id=run_id, attempt=attempt, kind="admitted")
         self.clock = clock
         self.spec: RunSpec = registry.read_spec(run_id)
         me = identity.identity_of(os.getpid())
@@ -163,6 +153,7 @@ class Supervisor:
             supervisor=me,
             timeout_s=timeout_s,
             resume_from=resume_from,
+            queued_at=self.ticket.queued_at or None,
         )
         self.trainer_pid: int | None = None
         self.cgroup: Path | None = None
@@ -171,22 +162,11 @@ class Supervisor:
         self.phase_at = 0.0
         self.paused_at: float | None = None
         self.paused_total = 0.0
-        self.force_start = False
         self.trimmed_at = 0.0
-        self.lock_watch: LockWatch | None = None
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         # State and events go through the keeper: a write error never ends supervision.
         self.keeper = RecordKeeper(self.run_dir)
         self.write_trouble: str | None = None  # the first write error of this attempt
-        # ``admitted``: this process was re-executed after admission (see the module notes);
-        # ``handoff``: called once admitted, before the trainer starts (it may exec).
-        self.handed_over = admitted is not None
-        if admitted is not None:
-            self.admission = admitted
-            previous = registry.read_state(run_id)
-            if previous is not None and previous.supervisor == me:
-                self.state = previous  # keeps queued_at and the rest of what was recorded
-        self.handoff = handoff
 
     # --- records ---------------------------------------------------------------------------
 
@@ -252,26 +232,25 @@ class Supervisor:
     # --- phases ----------------------------------------------------------------------------
 
     def run(self) -> Status:
-        """Queue, start, supervise and record one attempt. Returns the final status."""
+        """Start, supervise and record one admitted attempt. Returns the final status."""
         self._terminate_reason = ""
         self.install_signal_handlers()
-        if self.handed_over:  # signals that came during the exec are delivered now
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDOFF_SIGNALS)
         proctree.set_child_subreaper()
         self.keeper.make_reserve()
-        if not self.handed_over:
-            self.set_state(status=Status.STARTING, reason="supervisor started")
-            self.record(
-                "supervisor_started",
-                pid=os.getpid(),
-                timeout_s=self.timeout_s,
-                resume_from=self.resume_from,
-            )
+        self.set_state(status=Status.STARTING, reason="supervisor started")
+        self.record(
+            "supervisor_started",
+            pid=os.getpid(),
+            timeout_s=self.timeout_s,
+            resume_from=self.resume_from,
+        )
+        t = self.ticket
+        if t.first_reason:  # the queue's history, told once its single writer exists
+            self.record("queued", reason=t.first_reason, queued_at=t.queued_at)
+        self.record("admitted", reason=t.reason, gpus=list(t.gpus), env=dict(t.env))
         try:
-            if not self.wait_for_admission():
+            if self.stopped_before_start():
                 return self.state.status
-            if self.handoff is not None and not self.handed_over:
-                self.handoff(self)  # returns only when it did not exec
             self.start_trainer()
             self.supervise()
         except _StartFailed:
@@ -287,82 +266,30 @@ class Supervisor:
             self.drain_records()
             if not isinstance(exc, OSError):
                 raise
-        finally:
-            with contextlib.suppress(Exception):
-                self.hook.release(self.spec, self.run_dir)
         return self.state.status
 
-    def wait_for_admission(self) -> bool:
-        """Ask the hook until admitted; handle stop/start requests meanwhile."""
-        queued_reason = None
-        while True:
-            for action, _ in read_requests(self.run_dir / REQUESTS):
-                if action in ("stop", "kill"):
-                    self.stop_kind = action
-                elif action == "start":
-                    self.force_start = True
-            if self.stop_kind is not None:
-                reason = self._terminate_reason or "stopped while queued"
-                self.set_state(
-                    status=Status.STOPPED,
-                    reason=reason,
-                    ended_at=self.clock(),
-                    stop_requested=self.stop_kind,
-                )
-                self.record("stopped", reason=reason)
-                return False
-            if self.handed_over:
-                return True
-            try:
-                decision = self.hook.request(
-                    self.spec, self.run_dir, self.attempt, force=self.force_start
-                )
-            except OSError as exc:  # the governor's files: a full disk must not end the run
-                decision = Admission(
-                    admitted=False,
-                    reason=describe_write_error(exc, "governor state"),
-                    retry_after_s=2.0,
-                )
-            if decision.admitted:
-                self.admission = decision
-                self.record(
-                    "admitted",
-                    reason=decision.reason,
-                    gpus=list(decision.gpus),
-                    env=dict(decision.env),
-                )
-                return True
-            if decision.final is not None:  # it can never start (a dependency failed)
-                self.set_state(status=decision.final, reason=decision.reason, ended_at=self.clock())
-                event = "skipped" if decision.final is Status.SKIPPED else "failed_to_start"
-                self.record(event, reason=decision.reason)
-                return False
-            if decision.reason != queued_reason:
-                queued_reason = decision.reason
-                self.set_state(
-                    status=Status.QUEUED,
-                    reason=decision.reason,
-                    queued_at=self.state.queued_at or self.clock(),
-                )
-                self.record("queued", reason=decision.reason)
-            timeout = decision.retry_after_s
-            if decision.wait_for and not self._lock_watch().arm(decision.wait_for):
-                timeout = min(timeout, DEPENDENCY_POLL_S)  # a dependency's supervisor is starting
-            self.wait(max(0.05, timeout))
-
-    def _lock_watch(self) -> LockWatch:
-        """Wakes this supervisor when a dependency's supervisor exits (see runner.lockwatch)."""
-        if self.lock_watch is None:
-            from runner.lockwatch import LockWatch
-
-            self.lock_watch = LockWatch(self.registry, self._wake_w)
-        return self.lock_watch
+    def stopped_before_start(self) -> bool:
+        """Honour a stop that arrived between admission and now (then no trainer starts)."""
+        for action, _ in read_requests(self.run_dir / REQUESTS):
+            if action in ("stop", "kill"):
+                self.stop_kind = action
+        if self.stop_kind is None:
+            return False
+        reason = self._terminate_reason or "stopped before it started"
+        self.set_state(
+            status=Status.STOPPED,
+            reason=reason,
+            ended_at=self.clock(),
+            stop_requested=self.stop_kind,
+        )
+        self.record("stopped", reason=reason)
+        return True
 
     def trainer_env(self) -> dict[str, str]:
         """The trainer's environment: the submitter's, the run's, Backprop's and placement."""
         env = dict(os.environ)
         env.update(self.spec.env)
-        env.update(self.admission.env)
+        env.update(self.ticket.env)
         env.update(
             PYTHONUNBUFFERED="1",
             BACKPROP_RUN_ID=self.run_id,
@@ -383,10 +310,10 @@ class Supervisor:
         does not (``--init_from=resume``) applies to every attempt after the first.
         """
         cmd = list(self.spec.command)
-        if self.spec.after:  # {after.checkpoint} and the like, from the dependency gate
+        if self.spec.after:  # {after.checkpoint} and the like, from the dispatcher's gate
             from runner.pipeline import substitute
 
-            cmd = substitute(cmd, self.admission.env)
+            cmd = substitute(cmd, self.ticket.env)
         if self.spec.resume_args:
             needs_ckpt = any("{checkpoint}" in a for a in self.spec.resume_args)
             if self.resume_from or (self.attempt > 1 and not needs_ckpt):
@@ -457,21 +384,19 @@ class Supervisor:
             reason="running",
             trainer=ident,
             started_at=self.started_at,
-            gpus=self.admission.gpus,
+            gpus=self.ticket.gpus,
             ended_at=None,
             exit_code=None,
             signal=None,
         )
-        self.record("started", pid=proc.pid, command=cmd, gpus=list(self.admission.gpus))
-        with contextlib.suppress(Exception):
-            self.hook.started(self.spec, self.run_dir, proc.pid)
+        self.record("started", pid=proc.pid, command=cmd, gpus=list(self.ticket.gpus))
         proctree.trim_heap()
         self.trimmed_at = self.clock()
 
     def _make_ingestor(self) -> Ingestor | _NoIngestor:
         """Metric capture; if it cannot start (a corrupt history...), the run goes on without."""
         try:
-            from runner.ingest import Ingestor  # only once admitted: queued shims stay small
+            from runner.ingest import Ingestor
 
             return Ingestor(
                 self.run_dir,
@@ -764,58 +689,25 @@ def acquire_lock(run_dir: Path) -> int | None:
     return fd
 
 
-def reexec_admitted(sup: Supervisor, lock: int) -> None:
-    """Replace this process by a fresh supervisor for the admitted run (see module notes).
+def claim_attempt(registry: Registry, run_id: str, attempt: int) -> Ticket | str:
+    """The admitted ticket of this attempt, or why this supervisor must not start it.
 
-    Only when the queue imported heavy modules; returns (and the run goes on here) when
-    there is nothing to shed or the exec fails.
+    Called with the run's lock held, so no other supervisor can be between its check and its
+    first state write: a state of this attempt or later means another one started it.
     """
-    if not any(name in sys.modules for name in HEAVY_MODULES):
-        return
-    adm = sup.admission
-    admitted = {"reason": adm.reason, "env": adm.env, "gpus": list(adm.gpus)}
-    argv = [
-        sys.executable,
-        "-m",
-        "runner.shim",
-        "--home",
-        str(sup.registry.root),
-        "--run",
-        sup.run_id,
-        "--attempt",
-        str(sup.attempt),
-        "--lock-fd",
-        str(lock),
-        "--admitted",
-        json.dumps(admitted, separators=(",", ":")),
-    ]
-    if sup.timeout_s is not None:
-        argv += ["--timeout", repr(float(sup.timeout_s))]
-    if sup.resume_from:
-        argv += ["--resume-from", sup.resume_from]
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDOFF_SIGNALS)
-    if sup.stop_kind is not None:  # a signal handled just before the block: act on it here
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-        return
     try:
-        os.set_inheritable(lock, True)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.execv(sys.executable, argv)
-    except OSError as exc:
-        os.set_inheritable(lock, False)
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-        sup.record("reexec_failed", error=repr(exc)[:300])
-
-
-def _parse_admitted(text: str) -> Admission:
-    raw = json.loads(text)
-    return Admission(
-        admitted=True,
-        reason=str(raw["reason"]),
-        env={str(k): str(v) for k, v in raw["env"].items()},
-        gpus=tuple(int(i) for i in raw["gpus"]),
-    )
+        state = registry.read_state(run_id)
+    except (ShapeError, OSError) as exc:
+        return f"state.json unreadable: {exc}"
+    if state is not None and state.attempt >= attempt:
+        return f"attempt {attempt} of run {run_id} was started already"
+    try:
+        ticket = Queue(registry.root).read_ticket(run_id)
+    except (ShapeError, OSError) as exc:
+        return f"ticket.json unreadable: {exc}"
+    if ticket is None or ticket.attempt != attempt or ticket.kind != ADMITTED:
+        return f"attempt {attempt} of run {run_id} is not admitted"
+    return ticket
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -824,12 +716,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", required=True)
     parser.add_argument("--run", required=True)
     parser.add_argument("--attempt", type=int, default=1)
-    parser.add_argument("--timeout", type=float, default=None)
-    parser.add_argument("--resume-from", default=None)
     parser.add_argument("--detach", action="store_true")
-    parser.add_argument("--admitted", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--lock-fd", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the dispatcher ignores it; we reap
     if args.detach and os.fork() > 0:
         os._exit(0)  # the launcher reaps this parent; the child is adopted by init
     if args.detach:
@@ -838,39 +727,29 @@ def main(argv: list[str] | None = None) -> int:
         os.close(devnull)
     registry = Registry(args.home)
     run_dir = registry.run_dir(args.run)
-    if args.lock_fd is not None:  # re-executed after admission: the lock came along
-        lock: int | None = args.lock_fd
-        os.set_inheritable(args.lock_fd, False)
-    else:
-        lock = acquire_lock(run_dir)
+    lock = acquire_lock(run_dir)
     if lock is None:
         print(f"run {args.run} already has a supervisor", file=sys.stderr)
         return EXIT_ALREADY_SUPERVISED
-    held = lock
-    from governor.hook import build_hook
-    from runner.config import ConfigError, load_config
-
-    try:
-        config = load_config(registry.root, Path(registry.read_spec(args.run).cwd))
-    except ConfigError as exc:
-        print(f"backprop: {exc}; using defaults", file=sys.stderr)
-        from runner.config import Config
-
-        config = Config()
+    claimed = claim_attempt(registry, args.run, args.attempt)
+    if isinstance(claimed, str):
+        print(f"backprop: {claimed}; nothing to do", file=sys.stderr)
+        return EXIT_NOT_ADMITTED
     sup = Supervisor(
         registry,
         args.run,
         args.attempt,
-        timeout_s=args.timeout,
-        resume_from=args.resume_from,
-        hook=build_hook(registry.root, config),
-        admitted=_parse_admitted(args.admitted) if args.admitted else None,
-        handoff=lambda sup: reexec_admitted(sup, held),
+        timeout_s=claimed.timeout_s,
+        resume_from=claimed.resume_from,
+        ticket=claimed,
     )
     try:
         sup.run()
     except _StartFailed:
         return 1
+    finally:
+        with contextlib.suppress(OSError):
+            Queue(registry.root).poke()  # a slot is free: wake the dispatcher
     return 0
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from governor import dispatcher as dispatch
 from runner import lifecycle
 from runner.config import Config, ConfigError, load_config, parse_duration, parse_size
 from runner.lifecycle import LifecycleError
@@ -170,6 +171,7 @@ class LocalActions:
                 resources=Resources(gpus=parsed.gpus, vram_bytes=parsed.vram_bytes),
                 script=script,
             )
+            dispatch.kick(self.registry)
         return f"submitted run {spec.id} ({spec.name})"
 
     def stop(self, run_id: str, *, force: bool = False) -> str:
@@ -187,6 +189,7 @@ class LocalActions:
     def resume(self, run_id: str, *, timeout_s: float | None = None) -> str:
         with _one_line():
             attempt = lifecycle.resume(self.registry, run_id, timeout_s=timeout_s)
+            dispatch.kick(self.registry)
         return f"resumed run {run_id} as attempt {attempt}"
 
     def fork(
@@ -206,9 +209,11 @@ class LocalActions:
                 timeout_s=timeout_s,
                 config=self.config,
             )
+            dispatch.kick(self.registry)
         return f"forked run {run_id} as run {spec.id} ({spec.name})"
 
     def rerun(self, run_id: str) -> str:
         with _one_line():
             spec = lifecycle.rerun(self.registry, run_id, config=self.config)
+            dispatch.kick(self.registry)
         return f"submitted run {spec.id} ({spec.name})"

@@ -37,7 +37,7 @@ from runner.notify_rules import run_rules
 from runner.privacy import masked_env, tighten_registry
 from runner.registry import OUTPUT, Registry, RunNotFound, RunView
 from runner.textsafe import safe_label, sanitize_line
-from tui import cli_conventions, cli_pipeline
+from tui import cli_conventions, cli_pipeline, queue_cli
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 EXIT_PIPE = 128 + signal.SIGPIPE  # what `git log | head -1` reports for git under pipefail
@@ -164,7 +164,7 @@ def print_details(
         ("group", d.get("group") or "-"),
         ("status", d["status"]),
         ("reason", safe_label(str(d.get("reason") or "-"))),
-        ("attempt", d["attempt"]),
+        ("attempt", d.get("attempt_text") or d["attempt"]),
         ("command", " ".join(safe_label(c) for c in d.get("command") or [])),
         ("cwd", d.get("cwd")),
         ("step", _fmt_num(d.get("step"))),
@@ -312,26 +312,27 @@ def cmd_run(ctx: Context) -> int:
     if a.sweep:
         points = lifecycle.sweep_points(a.sweep)
         group = a.group or f"{base}-sweep"
-        specs = []
+        runs = []
         for point in points:
             label = ",".join(f"{k}={v}" for k, v in point)
-            name = f"{base} {label}"[:128]
-            specs.append(
-                lifecycle.submit(
-                    ctx.registry,
-                    command + lifecycle.sweep_args(point, a.sweep_template),
-                    name=name,
-                    timeout_s=timeout,
-                    config=cfg,
-                    group=group,
-                    resources=resources,
-                    env=env,
-                    script=script,
-                    notify=notify,
-                    after=after,
-                    checkpoint_globs=a.checkpoint_glob or (),
-                )
+            runs.append(
+                (command + lifecycle.sweep_args(point, a.sweep_template), f"{base} {label}"[:128])
             )
+        specs = lifecycle.submit_many(
+            ctx.registry,
+            runs,
+            timeout_s=timeout,
+            config=cfg,
+            group=group,
+            resources=resources,
+            env=env,
+            script=script,
+            **queue_cli.submit_options(ctx),
+            notify=notify,
+            after=after,
+            checkpoint_globs=a.checkpoint_glob or (),
+        )
+        queue_cli.kick(ctx)
         ctx.emit(
             {"ids": [s.id for s in specs], "group": group},
             "\n".join(f"submitted run {s.id} ({s.name})" for s in specs),
@@ -347,10 +348,12 @@ def cmd_run(ctx: Context) -> int:
         resources=resources,
         env=env,
         script=script,
+        **queue_cli.submit_options(ctx),
         notify=notify,
         after=after,
         checkpoint_globs=a.checkpoint_glob or (),
     )
+    queue_cli.kick(ctx)
     if not a.follow:
         ctx.emit({"id": spec.id, "name": spec.name}, f"submitted run {spec.id} ({spec.name})")
         return EXIT_OK
@@ -437,6 +440,7 @@ def _render(line: bytes, raw: bool) -> str:
 
 def cmd_ls(ctx: Context) -> int:
     """``backprop ls``."""
+    queue_cli.ensure(ctx)
     everything = views = ctx.registry.list_runs()
     if ctx.args.status:
         wanted = set(ctx.args.status.split(","))
@@ -455,6 +459,7 @@ def cmd_ls(ctx: Context) -> int:
 
 def cmd_show(ctx: Context) -> int:
     """``backprop show`` (environment values masked unless ``--show-env``)."""
+    queue_cli.ensure(ctx)
     run_id = ctx.resolve(ctx.args.id)
     view = ctx.registry.load(run_id)
     events = lifecycle.events(ctx.registry, run_id)
@@ -550,6 +555,7 @@ def _each(ctx: Context, action: Callable[[str], str]) -> int:
 
 def cmd_stop(ctx: Context) -> int:
     """``backprop stop``."""
+    queue_cli.expand_stop(ctx)
     return _each(ctx, lambda i: lifecycle.stop(ctx.registry, i, force=ctx.args.force))
 
 
@@ -565,7 +571,9 @@ def cmd_continue(ctx: Context) -> int:
 
 def cmd_start(ctx: Context) -> int:
     """``backprop start``: start queued runs now."""
-    return _each(ctx, lambda i: lifecycle.start_now(ctx.registry, i))
+    code = _each(ctx, lambda i: lifecycle.start_now(ctx.registry, i))
+    queue_cli.kick(ctx)
+    return code
 
 
 def cmd_rm(ctx: Context) -> int:
@@ -575,6 +583,10 @@ def cmd_rm(ctx: Context) -> int:
 
 def cmd_resume(ctx: Context) -> int:
     """``backprop resume``."""
+    if ctx.args.group:
+        return queue_cli.resume_group(ctx)
+    if not ctx.args.id:
+        raise UsageError("resume needs a run id or --group")
     run_id = ctx.resolve(ctx.args.id)
     attempt = lifecycle.resume(
         ctx.registry, run_id, timeout_s=_duration(ctx.args.timeout), dependents=False
@@ -583,6 +595,7 @@ def cmd_resume(ctx: Context) -> int:
     requeued = []
     if not ctx.args.no_dependents:
         requeued = lifecycle.requeue_skipped_dependents(ctx.registry, run_id)
+    queue_cli.kick(ctx)
     ctx.emit(
         {"id": run_id, "attempt": attempt, "resume_from": ckpt, "requeued": requeued},
         f"resumed run {run_id} as attempt {attempt}"
@@ -609,6 +622,7 @@ def cmd_fork(ctx: Context) -> int:
         config=ctx.config,
         from_checkpoint=not ctx.args.no_checkpoint,
     )
+    queue_cli.kick(ctx)
     ckpt = spec.parent.checkpoint if spec.parent else None
     ctx.emit(
         {"id": spec.id, "name": spec.name, "parent": run_id, "checkpoint": ckpt},
@@ -620,6 +634,7 @@ def cmd_fork(ctx: Context) -> int:
 def cmd_rerun(ctx: Context) -> int:
     """``backprop rerun``."""
     spec = lifecycle.rerun(ctx.registry, ctx.resolve(ctx.args.id), config=ctx.config)
+    queue_cli.kick(ctx)
     ctx.emit({"id": spec.id, "name": spec.name}, f"submitted run {spec.id} ({spec.name})")
     return EXIT_OK
 
@@ -653,6 +668,8 @@ def cmd_init(ctx: Context) -> int:
     """``backprop init``: write a commented backprop.toml here."""
     import governor.settings  # noqa: F401 - registers the [governor] section's defaults
 
+    if ctx.args.boot_unit:
+        return queue_cli.write_boot_unit(ctx)
     path = Path(ctx.args.path or CONFIG_NAME)
     if path.exists() and not ctx.args.force:
         raise LifecycleError(f"{path} exists; use --force to overwrite it")
@@ -665,6 +682,7 @@ def cmd_status(ctx: Context) -> int:
     """``backprop status``: the machine, the GPUs, the bucket and the queue."""
     from governor.status import render_status, status_report
 
+    queue_cli.ensure(ctx)
     report = status_report(ctx.registry, ctx.config)
     ctx.emit(report, lambda: print(render_status(report)))
     return EXIT_OK
@@ -686,6 +704,7 @@ def cmd_tui(ctx: Context) -> int:
     """``backprop tui`` (and ``backprop`` alone)."""
     from tui.app import run_app
 
+    queue_cli.ensure(ctx)
     return run_app(ctx.registry, readonly=getattr(ctx.args, "readonly", False))
 
 
@@ -755,6 +774,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--framework", default="auto", choices=["auto", "pytorch", "tensorflow", "jax", "none"]
     )
     r.add_argument("--env", action="append", metavar="KEY=VALUE", help="extra environment")
+    queue_cli.add_run_options(r)
     r.add_argument(
         "--notify",
         metavar="EVENTS",
@@ -792,8 +812,9 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("--raw", action="store_true", help="do not neutralise escape sequences")
 
     st = cmd("stop", cmd_stop, "stop runs gracefully (SIGINT, then SIGTERM, then SIGKILL)")
-    st.add_argument("ids", nargs="+", metavar="ID")
+    st.add_argument("ids", nargs="*", metavar="ID")
     st.add_argument("--force", action="store_true", help="SIGKILL the whole run at once")
+    st.add_argument("--group", help="every active run of this group (a sweep), queued ones too")
     cmd("pause", cmd_pause, "pause runs (SIGSTOP)").add_argument("ids", nargs="+", metavar="ID")
     cmd("continue", cmd_continue, "continue paused runs (SIGCONT)").add_argument(
         "ids", nargs="+", metavar="ID"
@@ -802,8 +823,9 @@ def build_parser() -> argparse.ArgumentParser:
         "ids", nargs="+", metavar="ID"
     )
     rs = cmd("resume", cmd_resume, "start a new attempt of a run from its latest checkpoint")
-    rs.add_argument("id")
+    rs.add_argument("id", nargs="?")
     rs.add_argument("--timeout", help="time limit for the new attempt")
+    rs.add_argument("--group", help="every run of this group (a sweep) that did not complete")
     rs.add_argument(
         "--no-dependents",
         action="store_true",
@@ -833,7 +855,13 @@ def build_parser() -> argparse.ArgumentParser:
     it = cmd("init", cmd_init, "write a commented backprop.toml in this folder")
     it.add_argument("--force", action="store_true")
     it.add_argument("--path", help=argparse.SUPPRESS)
-    cmd("status", cmd_status, "host, GPUs, admission bucket and queue")
+    it.add_argument(
+        "--boot-unit",
+        action="store_true",
+        help="instead: write a systemd --user unit that drains the queue after boot",
+    )
+    cmd("status", cmd_status, "host, GPUs, admission bucket, queue and dispatcher")
+    queue_cli.add_commands(cmd)
     cmd("inspect", cmd_inspect, "summarise a checkpoint safely (weights_only)").add_argument("file")
     tu = cmd("tui", cmd_tui, "open the terminal UI", json_flag=False)
     tu.add_argument("--readonly", action="store_true", help="hide every action that changes runs")

@@ -1,7 +1,8 @@
 """Pipelines on the command line: ``run --after``, ``backprop wait``, and listing filters.
 
 ``backprop wait`` blocks on file events, not a loop: it watches the waited runs' folders
-with watchfiles (``state.json`` is replaced atomically on every lifecycle change) and
+with watchfiles (``state.json`` and the queue's ``ticket.json`` are replaced atomically on
+every lifecycle change) and
 re-reads them on a slow fallback poll, which catches a supervisor that died without writing
 anything. It never imports textual.
 """
@@ -23,6 +24,7 @@ from runner.model import Dependency, Status
 from runner.pipeline import dependents_of, resolve_dependencies, with_dependents
 from runner.registry import STATE, Registry, RunNotFound, RunView
 from runner.textsafe import safe_label
+from runner.tickets import TICKET
 
 if TYPE_CHECKING:
     from tui.cli import Context
@@ -210,7 +212,9 @@ class RunWaiter:
             return
 
         def is_state(change: Any, path: str) -> bool:
-            return os.path.basename(path) == STATE
+            # A run that ends without running (stopped while queued, skipped) ends in its
+            # ticket, which the queue writes: no supervisor writes its state.json.
+            return os.path.basename(path) in (STATE, TICKET)
 
         try:
             for _ in watch(

@@ -360,6 +360,7 @@ class RunRow:
     reason: str = ""
     group: str | None = None
     attempt: int = 0
+    attempt_text: str = ""
     command: str = ""
     step: int | None = None
     loss: float | None = None
@@ -453,6 +454,7 @@ def _row_from_json(view: RunView, d: Mapping[str, Any], metric: str) -> RunRow:
         reason=safe_label(str(d.get("reason") or ""), 300),
         group=safe_label(str(d["group"]), 128) if d.get("group") else None,
         attempt=_int(d.get("attempt")) or 0,
+        attempt_text=safe_label(str(d.get("attempt_text") or ""), 200),
         command=safe_label(" ".join(str(c) for c in command), 1000),
         step=step,
         loss=loss,

@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from governor import dispatcher
 from runner import lifecycle
 from runner.config import CONFIG_NAME, load_config
 from runner.model import Resources
@@ -99,6 +100,7 @@ def launch(registry: Registry, runs: tuple[DemoRun, ...] = DEMO_RUNS) -> list[st
             resources=Resources(gpus=0),
         )
         ids.append(spec.id)
+    dispatcher.kick(registry)
     return ids
 
 

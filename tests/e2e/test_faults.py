@@ -289,13 +289,25 @@ def _kill_round(cli: Cli, rng: random.Random, scripts: list[Path]) -> list[tuple
                 range(PARALLEL),
             )
         )
-    found = {i: wait_until(lambda i=i: _shim_pid(i, cli.home), message="shim") for i in ids}
+    # A run whose supervisor already came and went (the dispatcher may start it late, and it
+    # lasts seconds) gets no fault: the kill below finds nothing.
+    reg = Registry(cli.home, adopt=False)  # looking only: the commands below re-adopt
+    found = {
+        i: wait_until(
+            lambda i=i: _shim_pid(i, cli.home) or (reg.load(i).status.finished and -1),
+            timeout=60,
+            message="shim",
+        )
+        for i in ids
+    }
     start = time.monotonic()
     plan = sorted((rng.uniform(0.0, 2.0), i) for i in ids)
     done = []
     for at, run_id in plan:
         time.sleep(max(0.0, start + at - time.monotonic()))
         try:
+            if found[run_id] <= 0:  # never signal -1 (every process) or 0 (our group)
+                raise ProcessLookupError
             os.kill(found[run_id], signal.SIGKILL)
             done.append((run_id, True))
         except ProcessLookupError:

@@ -4,8 +4,6 @@ submission order, with no Backprop process left running but their own supervisor
 from __future__ import annotations
 
 import json
-import os
-import signal
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -132,21 +130,39 @@ def test_sweep_runs_as_one_group_through_the_queue(cli: Cli, home: Path) -> None
         assert f"args {args!r}" in text
 
 
-def test_a_waiter_whose_supervisor_died_does_not_block_the_queue(cli: Cli, home: Path) -> None:
+def run_processes(home: Path, marker: str) -> list[psutil.Process]:
+    """Processes of this registry whose command line contains ``marker``."""
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if marker in cmd and str(home) in cmd:
+            found.append(p)
+    return found
+
+
+def test_queued_runs_hold_no_process_and_survive_the_dispatchers_death(
+    cli: Cli, home: Path
+) -> None:
+    # Was: a queued run's own supervisor killed while waiting does not block the queue. There
+    # is no such process any more; what can die now is the dispatcher.
     configure(home, max_parallel=1)
     first = cli.run_script(GATED, name="gated")
-    doomed = cli.run_script(QUICK, name="doomed")
-    last = cli.run_script(QUICK, name="last")
-    for rid in (doomed, last):
+    waiting = [cli.run_script(QUICK, name=f"w{i}") for i in range(3)]
+    for rid in waiting:
         cli.wait_status(rid, "queued")
-    state = Registry(home).read_state(doomed)
-    assert state is not None
-    os.kill(state.supervisor.pid, signal.SIGKILL)
-    cli.wait_status(doomed, "lost")
+    assert len(run_processes(home, "runner.shim")) == 1  # the gated run's supervisor only
+    dispatchers = wait_until(lambda: run_processes(home, "governor.dispatcher"))
+    assert len(dispatchers) == 1
+    info = cli.json("status")["dispatcher"]
+    assert info["pid"] == dispatchers[0].pid and info["queued"] == 3
+    dispatchers[0].kill()
+    dispatchers[0].wait(5)
     (home / "gate").touch()
-    vs = wait_all_finished(home, [first, last])
-    assert [v.status for v in vs] == [Status.COMPLETED, Status.COMPLETED]
-    assert Registry(home).load(doomed).status is Status.LOST
+    cli.wait_status(first, "completed")
+    assert all(Registry(home).load(r).status is Status.QUEUED for r in waiting)
+    cli("ls")  # any command finds runs waiting without a dispatcher and starts one
+    vs = wait_all_finished(home, waiting)
+    assert [v.status for v in vs] == [Status.COMPLETED] * 3
     assert cli.json("status")["queue"] == []
 
 
@@ -216,36 +232,41 @@ HELD = textwrap.dedent(
 )
 
 
-def loaded_psutil(pid: int) -> bool:
-    return any("psutil" in m.path for m in psutil.Process(pid).memory_maps())
+def loaded(pid: int, name: str) -> bool:
+    return any(name in m.path for m in psutil.Process(pid).memory_maps())
 
 
-def test_an_admitted_supervisor_sheds_the_probes_and_keeps_identity_lock_and_state(
-    cli: Cli, home: Path
-) -> None:
+def test_a_supervisor_never_loads_the_governor_and_is_started_once(cli: Cli, home: Path) -> None:
+    # Was: an admitted supervisor re-executes itself to shed the probes. It never loads them
+    # now: admission happens before it exists.
     configure(home, max_parallel=1)
     reg = Registry(home)
     first = cli.run_script(HELD, name="first")
     second = cli.run_script(HELD, name="second")
     cli.wait_status(second, "queued")
-    queued = reg.read_state(second)
-    assert queued is not None and queued.queued_at is not None
-    pid = queued.supervisor.pid
-    assert loaded_psutil(pid)  # the queue probes the host
+    assert reg.read_state(second) is None  # nothing runs for a queued run
     (reg.run_dir(first) / "go").touch()
     cli.wait_status(second, "running")
     running = reg.read_state(second)
-    assert running is not None
-    # The same process (pid and start time), re-executed without the probes.
-    assert running.supervisor == queued.supervisor
-    assert "--admitted" in psutil.Process(pid).cmdline()
-    assert not loaded_psutil(pid)
-    assert reg.supervisor_locked(second)  # the lock came through the exec
-    assert running.queued_at == queued.queued_at
+    assert running is not None and running.queued_at is not None
+    pid = running.supervisor.pid
+    assert not loaded(pid, "psutil") and not loaded(pid, "pynvml")
+    assert "governor" not in " ".join(psutil.Process(pid).cmdline())
+    assert reg.supervisor_locked(second)
     names = [e["event"] for e in events_of(cli, second)]
     assert names.count("supervisor_started") == 1 and names.count("admitted") == 1
+    assert names.count("queued") == 1
+    # A second supervisor for the same attempt (a dispatcher restarted mid-start) backs off.
+    from runner.lifecycle import spawn_supervisor
+
+    spawn_supervisor(reg, second, attempt=1)
+    log = reg.run_dir(second) / "supervisor.log"
+    wait_until(lambda: "already has a supervisor" in log.read_text())
     # Control still reaches it: a graceful stop ends the run as stopped, then releases it.
     cli("stop", second)
     done = cli.wait_status(second, "stopped")
     assert done["exit_code"] is not None or done["signal"] is not None
     assert cli.json("status")["reservations"] == []
+    spawn_supervisor(reg, second, attempt=1)  # after its end: started already, nothing to do
+    wait_until(lambda: "was started already" in log.read_text())
+    assert [e["event"] for e in events_of(cli, second)].count("started") == 1

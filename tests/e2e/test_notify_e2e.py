@@ -144,3 +144,30 @@ def test_a_lost_run_is_notified_once_by_whoever_notices(cli: Cli, tmp_path: Path
     (event,) = wait_until(lambda: lines(out), timeout=30, message="the lost hook")
     assert event["event"] == "lost" and event["run_id"] == run_id and event["status"] == "lost"
     assert [e["kind"] for e in notified(registry.run_dir(run_id))] == ["lost"]
+
+
+def test_the_queue_notifies_a_run_it_finds_lost(cli: Cli, tmp_path: Path) -> None:
+    """Supervisor and trainer killed at once: nobody of the run is left; the next admission
+    round (a command's, or the dispatcher's) finds its place free and fires ``lost``."""
+    import signal
+
+    out = tmp_path / "lost.out"
+    run_id = cli.run_script(
+        "import time\nprint('loss: 1.0', flush=True)\ntime.sleep(600)\n",
+        name="victim",
+        notify="lost",
+        notify_cmd=f"cat >> {out}",
+    )
+    registry = Registry(cli.home)
+    cli.wait_status(run_id, "running", timeout=60)
+    state = json.loads((registry.run_dir(run_id) / "state.json").read_text())
+    os.kill(state["supervisor"]["pid"], signal.SIGKILL)
+    os.killpg(state["trainer"]["pid"], signal.SIGKILL)
+
+    def hook_ran() -> list[dict[str, Any]]:
+        cli("ls")  # any command runs a round when places may be free and no dispatcher lives
+        return lines(out)
+
+    (event,) = wait_until(hook_ran, timeout=30, interval=0.3, message="the lost hook")
+    assert event["event"] == "lost" and event["run_id"] == run_id and event["status"] == "lost"
+    assert [e["kind"] for e in notified(registry.run_dir(run_id))] == ["lost"]

@@ -127,17 +127,21 @@ def test_a_failed_dependency_skips_its_dependents_and_resume_requeues_them(
 
 
 def test_waiting_costs_nothing_and_wait_times_out(cli: Cli, home: Path) -> None:
-    """A dependent waits on its dependency's supervisor lock, not in a poll loop, and
-    survives kill -9 of its supervisor; ``wait`` gives up with 124 at its timeout and
+    """A waiting dependent holds no process (the dispatcher decides it, without a busy poll)
+    and survives kill -9 of the dispatcher; ``wait`` gives up with 124 at its timeout and
     returns 0 as soon as the runs end."""
+    from governor import dispatcher
+
     a = cli.run_script(GATED, name="gated")
     (cli.cwd / "echo.py").write_text(ECHO)
     b = cli.json("run", "--after", a, "--name", "after-gated", "echo.py")["id"]
     cli.wait_status(a, "running")
-    cli.wait_status(b, "queued")
-    sup = Registry(home).load(b).state
-    assert sup is not None
-    proc = psutil.Process(sup.supervisor.pid)
+    assert cli.wait_status(b, "queued")["reason"] == f"waiting for {a} (running)"
+    registry = Registry(home)
+    assert registry.load(b).state is None  # no supervisor: nothing of it runs yet
+    info = dispatcher.alive(registry)
+    assert info is not None and info.pid > 0
+    proc = psutil.Process(info.pid)
     before = proc.cpu_times()
     started = time.monotonic()
     timed_out = cli("wait", b, "--timeout", "1s", check=False)
@@ -146,21 +150,26 @@ def test_waiting_costs_nothing_and_wait_times_out(cli: Cli, home: Path) -> None:
     time.sleep(max(0.0, 2.0 - (time.monotonic() - started)))
     after = proc.cpu_times()
     used = (after.user + after.system) - (before.user + before.system)
-    assert used < 0.05, f"a waiting dependent used {used:.3f} s of CPU in 2 s"
+    assert used < 0.05, f"the dispatcher used {used:.3f} s of CPU in 2 s for one dependent"
 
-    # kill -9 of the waiting supervisor loses nothing: the dependency is in the spec, and a
-    # resume waits again.
+    # kill -9 of the dispatcher loses nothing: the dependency is in the spec, the run in the
+    # queue; the next command starts a new dispatcher, which waits again.
     proc.kill()
     proc.wait(10)
-    assert cli.wait_status(b, "lost")["after"] == [{"id": a, "kind": "ok"}]
-    cli("resume", b)
-    assert cli.wait_status(b, "queued")["reason"] == f"waiting for {a} (running)"
+    shown = cli.wait_status(b, "queued")
+    assert shown["after"] == [{"id": a, "kind": "ok"}]
+    assert shown["reason"] == f"waiting for {a} (running)"
+    deadline = time.monotonic() + 20
+    while (info := dispatcher.alive(registry)) is None or info.pid in (0, proc.pid):
+        assert time.monotonic() < deadline, "no new dispatcher after the kill"
+        cli("ls")
+        time.sleep(0.1)
 
     (home.parent / "gate").write_text("")
     t0 = time.monotonic()
     done = cli("wait", b, "--timeout", "30s", timeout=60)
     assert done.returncode == 0 and done.stdout.split()[:2] == [b, "completed"]
-    assert time.monotonic() - t0 < 15  # woken by the lock, not by the 5 s re-check alone
+    assert time.monotonic() - t0 < 15  # woken by the dependency's end
 
 
 def test_unknown_ids_and_cycles_are_refused_at_submit(cli: Cli, home: Path) -> None:

@@ -1,27 +1,29 @@
-"""Dependencies between runs: the pure decision, placeholders, submit checks, the gate, the
-lock watch and the listing's dependents (no subprocess; real files, locks and threads)."""
+"""Dependencies between runs: the pure decision, placeholders, submit checks, the gate in the
+dispatcher's admission round and the listing's dependents (no subprocess; real files)."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import select
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from governor.admit_round import Round
 from governor.dependencies import DependencyState, Never, Ready, Wait, decide, satisfied
-from governor.dependency_gate import DependencyGate
-from runner import identity
-from runner.admission import Admission
+from governor.dependency_gate import dependency_gate
+from governor.fake_nvml import FakeNvml
+from governor.probes import HostInfo, probe_gpus
+from governor.requests import Snapshot
+from governor.settings import GovernorSettings
+from runner import identity, lifecycle
 from runner.config import ConfigError, _run_defaults
 from runner.durable import write_json
-from runner.lockwatch import LockWatch
 from runner.model import Dependency, RunSpec, RunState, ShapeError, Status
 from runner.pipeline import (
     DependencyError,
@@ -32,7 +34,8 @@ from runner.pipeline import (
     substitute,
     with_dependents,
 )
-from runner.registry import CHECKPOINTS, STATE, SUPERVISOR_LOCK, Registry
+from runner.registry import CHECKPOINTS, STATE, Registry
+from runner.tickets import Queue, Ticket
 
 ENDED_BADLY = [Status.FAILED, Status.STOPPED, Status.TIMEBOXED, Status.LOST, Status.SKIPPED]
 ACTIVE = [Status.STARTING, Status.QUEUED, Status.RUNNING, Status.PAUSED]
@@ -231,22 +234,7 @@ def test_dependents_in_show_and_ls_json(tmp_path: Path) -> None:
     ]
 
 
-# --- the gate -------------------------------------------------------------------------------------
-
-
-class Inner:
-    def __init__(self) -> None:
-        self.asked = 0
-
-    def request(self, spec: RunSpec, run_dir: Path, attempt: int, *, force: bool) -> Admission:
-        self.asked += 1
-        return Admission(admitted=True, reason="admitted", env={"CUDA_VISIBLE_DEVICES": ""})
-
-    def started(self, spec: RunSpec, run_dir: Path, trainer_pid: int) -> None:
-        pass
-
-    def release(self, spec: RunSpec, run_dir: Path) -> None:
-        pass
+# --- the gate (the dispatcher's admission round) ---------------------------------------------
 
 
 def set_state(reg: Registry, run_id: str, status: Status, reason: str = "") -> None:
@@ -256,33 +244,32 @@ def set_state(reg: Registry, run_id: str, status: Status, reason: str = "") -> N
     write_json(reg.run_dir(run_id) / STATE, state.to_json())
 
 
+def queued_ticket(run_id: str, *, forced: bool = False) -> Ticket:
+    return Ticket(run_id=run_id, attempt=1, queued_at=time.time(), forced=forced)
+
+
 def test_gate_waits_skips_and_fills_placeholders(tmp_path: Path) -> None:
     dependent = spec("000002", "eval", "{after.checkpoint}", after=(Dependency("000001"),))
     reg = registry_with(tmp_path, spec("000001"), dependent)
-    inner = Inner()
-    gate = DependencyGate(inner, reg)
-    ask = lambda: gate.request(dependent, reg.run_dir("000002"), 1, force=False)  # noqa: E731
+    ask = lambda: dependency_gate(reg, dependent, queued_ticket("000002"))  # noqa: E731
 
     set_state(reg, "000001", Status.RUNNING)
     waiting = ask()
-    assert not waiting.admitted and waiting.final is None
-    assert waiting.reason == "waiting for 000001 (running)"
-    assert waiting.wait_for == ("000001",) and inner.asked == 0  # not in the governor's queue
+    assert waiting.action == "wait" and waiting.reason == "waiting for 000001 (running)"
 
     set_state(reg, "000001", Status.COMPLETED, "exit 0")
     no_ckpt = ask()
-    assert no_ckpt.final is Status.FAILED
+    assert no_ckpt.action == "cancel" and no_ckpt.end_status is Status.FAILED
     assert no_ckpt.reason == "dependency 000001 left no checkpoint for {after.checkpoint}"
     ckpt = reg.run_dir("000001") / CHECKPOINTS / "ckpt-00000010.pt"
     ckpt.write_bytes(b"x")
     admitted = ask()
-    assert admitted.admitted and inner.asked == 1
+    assert admitted.action == "start"
     assert admitted.env["BACKPROP_AFTER_CHECKPOINT"] == str(ckpt)
-    assert admitted.env["CUDA_VISIBLE_DEVICES"] == ""
 
     set_state(reg, "000001", Status.STOPPED, "stopped by user; exit 0")
     skipped = ask()
-    assert skipped.final is Status.SKIPPED
+    assert skipped.action == "cancel" and skipped.end_status is Status.SKIPPED
     assert skipped.reason == "dependency 000001 stopped: stopped by user; exit 0"
 
 
@@ -290,23 +277,52 @@ def test_gate_force_starts_a_waiting_dependent(tmp_path: Path) -> None:
     dependent = spec("000002", after=(Dependency("000001"),))
     reg = registry_with(tmp_path, spec("000001"), dependent)
     set_state(reg, "000001", Status.QUEUED)
-    adm = DependencyGate(Inner(), reg).request(dependent, reg.run_dir("000002"), 1, force=True)
-    assert adm.admitted and adm.env["BACKPROP_AFTER_ID"] == "000001"
+    gate = dependency_gate(reg, dependent, queued_ticket("000002", forced=True))
+    assert gate.action == "start" and gate.env["BACKPROP_AFTER_ID"] == "000001"
 
 
-# --- the lock watch -----------------------------------------------------------------------------
+def _round(reg: Registry, **settings: Any) -> Round:
+    host = HostInfo(
+        cpu_percent=1.0, load1=0.1, cpu_count=8, ram_total=64 << 30, ram_available=48 << 30
+    )
+    return Round(
+        reg,
+        GovernorSettings(**settings),
+        lambda: Snapshot(host, probe_gpus(FakeNvml(error="none"), resolve_run=None), time.time()),
+    )
 
 
-def test_lock_watch_wakes_when_the_supervisor_lets_go(tmp_path: Path) -> None:
-    reg = registry_with(tmp_path, spec("000001"), spec("000002"))
-    held = os.open(reg.run_dir("000001") / SUPERVISOR_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    fcntl.flock(held, fcntl.LOCK_EX)  # a live supervisor holds its run's lock
-    r, w = os.pipe2(os.O_NONBLOCK)
-    watch = LockWatch(reg, w)
-    assert watch.arm(["000001"]) is True
-    assert watch.arm(["000001"]) is True  # already watched: no second thread
-    assert watch.arm(["000002"]) is False  # no supervisor there: look again soon
-    assert select.select([r], [], [], 0.3)[0] == []  # nothing while it holds the lock
-    os.close(held)  # the supervisor exits
-    assert select.select([r], [], [], 10)[0] == [r]
-    assert os.read(r, 16) == b"w"
+def test_the_round_passes_waiting_dependents_and_skips_transitively(tmp_path: Path) -> None:
+    """A waiting dependent blocks nobody (no lease); a failed dependency ends B and C unrun;
+    a started dependent's ticket carries its placeholders' values to the supervisor."""
+    reg = Registry(tmp_path / "home")
+    reg.ensure()
+    a = lifecycle.submit(reg, ["true"], name="a", start=False)
+    b = lifecycle.submit(reg, ["eval", "{after.id}"], name="b", after=(Dependency(a.id),))
+    c = lifecycle.submit(reg, ["report"], name="c", after=(Dependency(b.id),))
+    free = lifecycle.submit(reg, ["true"], name="free", env={"CUDA_VISIBLE_DEVICES": ""})
+    set_state(reg, a.id, Status.RUNNING)
+    rnd = _round(reg, max_parallel=1)
+    res = rnd.run()
+    assert res.started == [(free.id, 1)] and res.wait_s is not None  # b and c did not block it
+    queue = Queue(reg.root)
+    assert reg.load(b.id).reason == f"waiting for {a.id} (running)"
+    assert reg.load(c.id).reason == f"waiting for {b.id} (queued)"
+    assert b.id not in rnd.store.read().leases and reg.load(b.id).status is Status.QUEUED
+
+    set_state(reg, a.id, Status.FAILED, "exit 3")
+    rnd.run()
+    rnd.run()  # c may sit before b's end in one round; the next one sees b skipped
+    vb, vc = reg.load(b.id), reg.load(c.id)
+    assert (vb.status, vb.reason) == (Status.SKIPPED, f"dependency {a.id} failed: exit 3")
+    assert vc.status is Status.SKIPPED and vc.reason.startswith(f"dependency {b.id} skipped")
+    assert queue.entries() == []
+
+    # Resume re-queues the skipped dependents; once a completes, b starts with its values.
+    assert lifecycle.requeue_skipped_dependents(reg, a.id) == [b.id, c.id]
+    set_state(reg, a.id, Status.COMPLETED, "exit 0")
+    set_state(reg, free.id, Status.COMPLETED, "exit 0")
+    res = _round(reg, max_parallel=1).run()
+    assert res.started == [(b.id, 1)]  # the attempt it never ran is given again
+    t = queue.read_ticket(b.id)
+    assert t is not None and t.env["BACKPROP_AFTER_ID"] == a.id

@@ -15,10 +15,10 @@ import pytest
 from governor import probes, visible
 from governor.bucket import BucketState
 from governor.fake_nvml import FakeNvml
-from governor.hook import build_request
 from governor.policy import admit
 from governor.probes import GpuInfo, GpuSnapshot, HostInfo, RealNvml, probe_gpus
 from governor.requests import Request, Snapshot
+from governor.round_inputs import build_request
 from governor.settings import GovernorSettings
 from runner.model import Resources, RunSpec
 
@@ -295,3 +295,45 @@ def test_publish_replaces_pending_then_earlier_figures(tmp_path: Path) -> None:
         publish(failed, source, bench_md, even_if_failed=False)
     publish(failed, source, bench_md, even_if_failed=True)
     assert "verdict: `GPU CHECK: FAIL: pytest: 1 failed`" in bench_md.read_text()
+
+
+def test_the_dispatchers_round_places_on_fake_gpus_within_the_runs_visible_devices(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dispatcher's own snapshot reads ``BACKPROP_FAKE_NVML``, and its round keeps a run
+    to the GPUs its ``CUDA_VISIBLE_DEVICES`` names, though another is freer."""
+    from governor.admit_round import Round
+    from governor.dispatcher import default_snapshot
+    from runner import lifecycle
+    from runner.registry import Registry
+    from runner.tickets import Queue
+
+    gpus = tmp_path / "gpus.json"
+    gpus.write_text(
+        json.dumps(
+            [
+                {"uuid": "GPU-aaaa", "memory_total": 80 * GIB, "memory_used": 0},
+                {"uuid": "GPU-bbbb", "memory_total": 80 * GIB, "memory_used": 30 * GIB},
+            ]
+        )
+    )
+    monkeypatch.setattr(probes, "_default_nvml", None)
+    monkeypatch.setenv(probes.FAKE_NVML_ENV, str(gpus))
+    reg = Registry(tmp_path / "home")
+    reg.ensure()
+    pinned = lifecycle.submit(
+        reg,
+        ["python3", "t.py"],
+        name="pinned",
+        resources=Resources(gpus=1, vram_bytes=8 * GIB),
+        env={"CUDA_VISIBLE_DEVICES": "GPU-bbbb"},
+    )
+    free = lifecycle.submit(
+        reg, ["python3", "t.py"], name="free", resources=Resources(gpus=1, vram_bytes=8 * GIB)
+    )
+    res = Round(reg, GovernorSettings(), default_snapshot).run()
+    assert sorted(res.started) == [(pinned.id, 1), (free.id, 1)]
+    placed = {r: Queue(reg.root).read_ticket(r) for r in (pinned.id, free.id)}
+    assert placed[pinned.id] is not None and placed[pinned.id].gpus == (1,)
+    assert placed[free.id] is not None and placed[free.id].gpus == (0,)
+    monkeypatch.setattr(probes, "_default_nvml", None)

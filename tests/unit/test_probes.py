@@ -323,7 +323,8 @@ def test_real_nvml_reads_the_gpus() -> None:
 
 @pytest.mark.gpu
 def test_real_nvml_status_and_placement(tmp_path: Any) -> None:
-    from governor.hook import GovernorHook
+    from governor.admit_round import Round
+    from governor.dispatcher import default_snapshot
     from governor.settings import GovernorSettings
     from governor.status import status_report
     from runner.config import Config
@@ -344,9 +345,13 @@ def test_real_nvml_status_and_placement(tmp_path: Any) -> None:
         resources=Resources(gpus=1, vram_bytes=1 << 20),
     )
     reg.create(spec)
-    hook = GovernorHook(reg.root, GovernorSettings(), watch_threads=False)
-    a = hook.request(spec, reg.run_dir(run_id), 1, force=False)
-    assert a.admitted, a.reason
+    from runner.tickets import Queue, Ticket, enqueue
+
+    queue = Queue(reg.root)
+    enqueue(queue, Ticket(run_id=run_id, attempt=1, queued_at=spec.created_at))
+    res = Round(reg, GovernorSettings(), default_snapshot).run()
+    assert res.started == [(run_id, 1)]
+    a = queue.read_ticket(run_id)
+    assert a is not None and a.kind == "admitted", a
     assert a.env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
     assert a.env["CUDA_VISIBLE_DEVICES"] == str(a.gpus[0])
-    hook.release(spec, reg.run_dir(run_id))

@@ -4,7 +4,8 @@ Bucket, queue, ``max_parallel`` and reservations lived only in ``$BACKPROP_HOME/
 so two users of one GPU box never saw each other's runs. With ``[governor] shared_dir`` (or
 ``BACKPROP_GOVERNOR_DIR``) they share one state; everything in it is handled as input planted
 by a hostile user: symlinks are never followed, garbage is ignored with a warning, and other
-owners' entries count for admission but are never signalled.
+owners' entries count for admission but are never signalled. Admission happens in the
+dispatcher's round (:class:`governor.admit_round.Round`), which these tests run directly.
 """
 
 from __future__ import annotations
@@ -21,17 +22,20 @@ from typing import Any
 
 import pytest
 
+from governor.admit_round import Round, RoundResult
 from governor.fake_nvml import FakeNvml
-from governor.hook import GovernorHook
-from governor.probes import HostInfo
+from governor.probes import HostInfo, probe_gpus
+from governor.requests import Snapshot
 from governor.reservations import Lease
 from governor.settings import GovernorSettings
 from governor.shared import ENV_VAR, SharedDirError, owner_key, prepare
 from governor.store import GovernorStore, store_for
-from runner import identity
+from runner import identity, lifecycle
 from runner.config import ConfigError
-from runner.model import Resources, RunSpec
-from runner.registry import Registry
+from runner.durable import write_json
+from runner.model import Resources, RunSpec, RunState, Status
+from runner.registry import STATE, Registry
+from runner.tickets import Queue, Ticket, enqueue
 
 GIB = 1 << 30
 OTHER = "1001:0123456789abcdef"  # another user's section
@@ -59,18 +63,33 @@ def spec_in(reg: Registry) -> RunSpec:
         resources=Resources(gpus=0),
     )
     reg.create(spec)
+    enqueue(Queue(reg.root), Ticket(run_id=spec.id, attempt=1, queued_at=spec.created_at))
     return spec
 
 
-def hook(reg: Registry, shared: Path, **settings: Any) -> GovernorHook:
-    return GovernorHook(
-        reg.root,
+def admit(reg: Registry, shared: Path, **settings: Any) -> RoundResult:
+    """One admission round of ``reg`` (what its dispatcher or a submitting command runs)."""
+    return Round(
+        reg,
         GovernorSettings(shared_dir=str(shared), **settings),
-        nvml=FakeNvml(error="none"),
-        host_probe=fixed_host,
-        watch_threads=False,
-        resolve_run=None,
-    )
+        lambda: Snapshot(
+            fixed_host(), probe_gpus(FakeNvml(error="none"), resolve_run=None), time.time()
+        ),
+    ).run()
+
+
+def reason(reg: Registry, run_id: str) -> str:
+    ticket = Queue(reg.root).read_ticket(run_id)
+    assert ticket is not None
+    return ticket.reason
+
+
+def end(reg: Registry, run_id: str) -> None:
+    """The run's attempt is over (what its supervisor writes at the end)."""
+    me = identity.identity_of(os.getpid())
+    assert me is not None
+    state = RunState(run_id, 1, Status.COMPLETED, time.time(), me, reason="exit 0")
+    write_json(reg.run_dir(run_id) / STATE, state.to_json())
 
 
 @pytest.fixture
@@ -89,13 +108,13 @@ def sleeper() -> Iterator[subprocess.Popen[bytes]]:
 
 def test_two_registries_share_max_parallel_and_the_queue(tmp_path: Path, shared: Path) -> None:
     alice, bob = registry(tmp_path, "alice"), registry(tmp_path, "bob")
-    ha, hb = hook(alice, shared, max_parallel=1), hook(bob, shared, max_parallel=1)
     a, b = spec_in(alice), spec_in(bob)
-    assert ha.request(a, alice.run_dir(a.id), 1, force=False).admitted
-    refused = hb.request(b, bob.run_dir(b.id), 1, force=False)
-    assert not refused.admitted and "max_parallel 1 reached" in refused.reason
-    ha.release(a, alice.run_dir(a.id))
-    assert hb.request(b, bob.run_dir(b.id), 1, force=False).admitted
+    assert admit(alice, shared, max_parallel=1).started == [(a.id, 1)]
+    assert admit(bob, shared, max_parallel=1).started == []
+    assert "max_parallel 1 reached" in reason(bob, b.id)
+    end(alice, a.id)
+    assert admit(alice, shared, max_parallel=1).started == []  # its lease ends here
+    assert admit(bob, shared, max_parallel=1).started == [(b.id, 1)]
     # Each registry sees its own run as its own and the other's only as counted.
     state = GovernorStore(alice.root, shared).read()
     assert state.leases == {} and [x.run_id for x in state.foreign_leases()][0].endswith(b.id)
@@ -107,9 +126,8 @@ def test_the_folder_is_created_group_shared_and_files_are_group_writable(
     old = os.umask(0o077)  # a strict umask must not make it unusable for the group
     try:
         reg = registry(tmp_path, "alice")
-        h = hook(reg, shared)
         a = spec_in(reg)
-        assert h.request(a, reg.run_dir(a.id), 1, force=False).admitted
+        assert admit(reg, shared).started == [(a.id, 1)]
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(shared).st_mode) == 0o2770
@@ -149,14 +167,13 @@ def test_other_owners_entries_count_but_are_never_signalled(
             }
         )
     )
-    h = hook(reg, shared, max_parallel=1, pause_temperature=1.0)
     a = spec_in(reg)
-    refused = h.request(a, reg.run_dir(a.id), 1, force=False)
-    assert not refused.admitted and "max_parallel" in refused.reason
-    forced = h.request(a, reg.run_dir(a.id), 1, force=True)
-    assert forced.admitted
-    h.started(a, reg.run_dir(a.id), os.getpid())
-    h.release(a, reg.run_dir(a.id))
+    assert admit(reg, shared, max_parallel=1, pause_temperature=1.0).started == []
+    assert "max_parallel" in reason(reg, a.id)
+    lifecycle.start_now(reg, a.id)
+    assert admit(reg, shared, max_parallel=1, pause_temperature=1.0).started == [(a.id, 1)]
+    end(reg, a.id)
+    admit(reg, shared, max_parallel=1)
     state = GovernorStore(reg.root, shared).read()
     assert "000001" not in state.leases  # never one of ours: nothing acts on it
     assert OTHER in state.others
@@ -165,7 +182,8 @@ def test_other_owners_entries_count_but_are_never_signalled(
     sleeper.kill()
     sleeper.wait()
     b = spec_in(reg)
-    assert h.request(b, reg.run_dir(b.id), 1, force=False).admitted  # a dead entry is pruned
+    assert admit(reg, shared, max_parallel=1).started == [(b.id, 1)]  # a dead entry is pruned
+    assert GovernorStore(reg.root, shared).read().foreign_leases() == []
 
 
 HOSTILE: list[Any] = [
@@ -204,9 +222,10 @@ def test_garbage_is_ignored_with_a_warning_and_never_crashes(
     reg = registry(tmp_path, "alice")
     prepare(shared)
     (shared / "state.json").write_bytes(content)
-    h = hook(reg, shared, max_parallel=1, bucket_capacity=1, bucket_rate=1.0)
     a = spec_in(reg)
-    assert h.request(a, reg.run_dir(a.id), 1, force=False).admitted
+    assert admit(reg, shared, max_parallel=1, bucket_capacity=1, bucket_rate=1.0).started == [
+        (a.id, 1)
+    ]
     assert "backprop: warning: ignored" in capsys.readouterr().err
     assert json.loads((shared / "state.json").read_text())["schema"] == 1  # rewritten clean
 
@@ -230,9 +249,8 @@ def test_symlinks_planted_in_the_folder_are_never_followed(
     victim_lock = tmp_path / "victim-lock"
     (shared / "state.json").symlink_to(victim_state)
     (shared / "lock").symlink_to(victim_lock)
-    h = hook(reg, shared)
     a = spec_in(reg)
-    assert h.request(a, reg.run_dir(a.id), 1, force=False).admitted
+    assert admit(reg, shared).started == [(a.id, 1)]
     assert victim_state.read_text() == "precious"  # neither read as state nor written
     assert not victim_lock.exists()  # the lock was not created through the link
     assert not (shared / "state.json").is_symlink() and not (shared / "lock").is_symlink()
@@ -301,9 +319,8 @@ def test_a_real_second_user_counts_the_first_users_run(tmp_path: Path) -> None:
         prepare(shared_dir)
         os.chown(shared_dir, 0, nobody.pw_gid)  # the machine's "GPU users" group
         alice = registry(tmp_path, "alice")
-        h = hook(alice, shared_dir, max_parallel=1)
         a = spec_in(alice)
-        assert h.request(a, alice.run_dir(a.id), 1, force=False).admitted
+        assert admit(alice, shared_dir, max_parallel=1).started == [(a.id, 1)]
         bob_home = base / "bob"
         bob_home.mkdir()
         os.chown(bob_home, nobody.pw_uid, nobody.pw_gid)
@@ -311,10 +328,8 @@ def test_a_real_second_user_counts_the_first_users_run(tmp_path: Path) -> None:
         def bob() -> dict[str, Any]:
             reg = registry(base, "bob")
             b = spec_in(reg)
-            adm = hook(reg, shared_dir, max_parallel=1).request(
-                b, reg.run_dir(b.id), 1, force=False
-            )
-            return {"admitted": adm.admitted, "reason": adm.reason}
+            res = admit(reg, shared_dir, max_parallel=1)
+            return {"admitted": bool(res.started), "reason": reason(reg, b.id)}
 
         answer = _as_other_user(nobody.pw_uid, nobody.pw_gid, bob)
         assert not answer["admitted"] and "max_parallel 1 reached" in answer["reason"]
@@ -322,7 +337,8 @@ def test_a_real_second_user_counts_the_first_users_run(tmp_path: Path) -> None:
         assert len(doc["owners"]) == 2  # bob's section written next to alice's
         assert os.stat(shared_dir / "state.json").st_uid == nobody.pw_uid
         assert stat.S_IMODE(os.stat(shared_dir / "state.json").st_mode) == 0o660
-        h.release(a, alice.run_dir(a.id))  # alice can still replace bob's file
+        end(alice, a.id)
+        admit(alice, shared_dir, max_parallel=1)  # alice can still replace bob's file
         assert a.id not in GovernorStore(alice.root, shared_dir).read().leases
     finally:
         shutil.rmtree(base, ignore_errors=True)

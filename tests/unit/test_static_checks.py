@@ -75,6 +75,25 @@ def test_no_network_listener_in_the_code() -> None:
     assert hits == []
 
 
+def test_import_contracts_hold() -> None:
+    """tui -> governor -> runner, never upwards; runner and governor never import Textual."""
+    exe = shutil.which("lint-imports")
+    if exe is None:
+        pytest.fail("import-linter is not installed: pip install -e '.[dev]'")
+    proc = subprocess.run(
+        [exe, "--no-cache"], capture_output=True, text=True, cwd=ROOT, env=_env_with_root()
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 kept, 0 broken" in proc.stdout
+
+
+def _env_with_root() -> dict[str, str]:
+    import os
+
+    # The contracts are about this checkout, wherever the package is installed from.
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
 def test_the_torch_extra_installs_numpy() -> None:
     """Without numpy, importing torch warns "Failed to initialize NumPy" in every demo run."""
     import tomllib

@@ -518,7 +518,8 @@ class RunTree(ScrollView, can_focus=True):
         """The text of one detail line of ``row``."""
         now = self.clock()
         if key == "id":
-            return f"{row.id}  attempt {row.attempt or '-'}"
+            attempt = row.attempt_text or f"attempt {row.attempt or '-'}"
+            return f"{row.id}  {attempt}"
         if key == "command":
             return row.command or "-"
         if key == "status":
