@@ -81,10 +81,16 @@ def test_headlines_give_a_figure_for_every_item(report: str) -> None:
         rf"GPU polling( \(fake NVML\))?: "
         rf"(skipped \(.+\)|one NVML poll of {NUM} GPU\(s\) takes {NUM} ms .+)"
     )
-    assert len(lines) >= len(expected), block
+    queue = (
+        rf"queue: {NUM} queued runs cost {NUM} MB PSS and {NUM} % of a core; "
+        rf"drain {NUM} starts/s; submit → first line {NUM} ms"
+    )
+    assert len(lines) >= len(expected) + 1, block
     for line, pattern in zip(lines, expected, strict=False):
         assert re.fullmatch(pattern, line), (pattern, line)
-    assert all(ln.startswith("GPU ") for ln in lines[len(expected) :])  # with a GPU: its runs
+    assert re.fullmatch(queue, lines[-1]), (queue, lines[-1])
+    gpu_runs = lines[len(expected) : -1]
+    assert all(ln.startswith("GPU ") for ln in gpu_runs), gpu_runs  # with a GPU: its runs
 
 
 def test_logging_cost_has_figures_and_lists_every_peer(report: str) -> None:

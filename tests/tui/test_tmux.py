@@ -123,11 +123,16 @@ def row_numbers(screen: str, name: str) -> tuple[int, float] | None:
 
 
 def leftovers(home: Path) -> list[str]:
-    """Processes of ours that are not a run's supervisor or trainer."""
+    """Processes of ours that are not a run's supervisor or trainer, nor the dispatcher.
+
+    The dispatcher is the registry's, not the TUI's: detached like a supervisor, it leaves by
+    itself once the queue has been empty for ``dispatcher_idle`` (tests/e2e/test_dispatcher*).
+    """
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         cmd = " ".join(proc.info.get("cmdline") or [])
-        if str(home) in cmd and "runner.shim" not in cmd and not cmd.endswith(".py"):
+        ours = "runner.shim" in cmd or "governor.dispatcher" in cmd or cmd.endswith(".py")
+        if str(home) in cmd and not ours:
             found.append(f"{proc.pid}: {cmd}")
     return found
 

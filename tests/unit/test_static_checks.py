@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -84,7 +85,13 @@ def test_import_contracts_hold() -> None:
         [exe, "--no-cache"], capture_output=True, text=True, cwd=ROOT, env=_env_with_root()
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "2 kept, 0 broken" in proc.stdout
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"][
+        "contracts"
+    ]
+    assert f"{len(contracts)} kept, 0 broken" in proc.stdout
+    assert any(
+        c["type"] == "layers" and c["layers"] == ["tui", "governor", "runner"] for c in contracts
+    )
 
 
 def _env_with_root() -> dict[str, str]:
