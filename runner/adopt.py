@@ -229,16 +229,7 @@ class AdoptingSupervisor(Supervisor):
         try:
             self.supervise()
         except BaseException as exc:
-            self.kill_everything()
-            self.set_state(
-                status=Status.FAILED,
-                ended_at=self.clock(),
-                reason=f"supervisor error: {type(exc).__name__}: {exc}"[:300],
-            )
-            self.record("supervisor_error", error=repr(exc)[:300])
-            self.drain_records()
-            if not isinstance(exc, OSError):
-                raise
+            self.fail_on_own_error(exc)
         return self.state.status
 
     # --- the trainer is not our child -----------------------------------------------------

@@ -256,17 +256,24 @@ class Supervisor:
         except _StartFailed:
             raise
         except BaseException as exc:  # record the truth even when the supervisor itself fails
-            self.kill_everything()
-            self.set_state(
-                status=Status.FAILED,
-                ended_at=self.clock(),
-                reason=f"supervisor error: {type(exc).__name__}: {exc}"[:300],
-            )
-            self.record("supervisor_error", error=repr(exc)[:300])
-            self.drain_records()
-            if not isinstance(exc, OSError):
-                raise
+            self.fail_on_own_error(exc)
         return self.state.status
+
+    def fail_on_own_error(self, exc: BaseException) -> None:
+        """End the run ``failed`` for an error of the supervisor's own; re-raise unless OSError.
+
+        Everything of the run is killed first, so no trainer is left unsupervised.
+        """
+        self.kill_everything()
+        self.set_state(
+            status=Status.FAILED,
+            ended_at=self.clock(),
+            reason=f"supervisor error: {type(exc).__name__}: {exc}"[:300],
+        )
+        self.record("supervisor_error", error=repr(exc)[:300])
+        self.drain_records()
+        if not isinstance(exc, OSError):
+            raise exc
 
     def stopped_before_start(self) -> bool:
         """Honour a stop that arrived between admission and now (then no trainer starts)."""
