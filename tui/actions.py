@@ -16,9 +16,9 @@ from governor import dispatcher as dispatch
 from runner import lifecycle
 from runner.config import Config, ConfigError, load_config
 from runner.lifecycle import LifecycleError
-from runner.model import Resources
 from runner.registry import Registry, RunNotFound
 from runner.request import RunRequest, parse_run_request
+from runner.submit_request import submit_request
 from tui.messages import NewRunRequest
 
 
@@ -102,23 +102,9 @@ class LocalActions:
 
     def submit(self, request: NewRunRequest) -> str:
         with _one_line():
-            parsed = parse_new_run(request)
-            config = self.config
-            command, script = lifecycle.build_command(
-                parsed.target, list(parsed.args), python=None, config=config
-            )
-            spec = lifecycle.submit(
-                self.registry,
-                command,
-                name=parsed.name or lifecycle.default_name(command, script),
-                timeout_s=parsed.timeout_s
-                if parsed.timeout_s is not None
-                else config.run.timeout_s,
-                config=config,
-                resources=Resources(gpus=parsed.gpus, vram_bytes=parsed.vram_bytes),
-                script=script,
-            )
+            specs, _ = submit_request(self.registry, parse_new_run(request), config=self.config)
             dispatch.kick(self.registry)
+        (spec,) = specs  # the dialog has no sweep field
         return f"submitted run {spec.id} ({spec.name})"
 
     def stop(self, run_id: str, *, force: bool = False) -> str:

@@ -29,11 +29,12 @@ from runner.config import (
     load_config,
 )
 from runner.lifecycle import LifecycleError
-from runner.model import Resources, Status
+from runner.model import Status
 from runner.notify_rules import run_rules
 from runner.privacy import masked_env, tighten_registry
 from runner.registry import OUTPUT, Registry, RunNotFound, RunView
 from runner.request import RequestError, RunRequest, parse_run_request, parse_time_limit
+from runner.submit_request import submit_request
 from runner.textsafe import safe_label, sanitize_line
 from tui import cli_conventions, cli_pipeline, queue_cli
 
@@ -283,71 +284,25 @@ def cmd_run(ctx: Context) -> int:
     a = ctx.args
     cfg = ctx.config
     req = run_request(a)
-    command, script = lifecycle.build_command(
-        req.target, list(req.args), python=a.python, config=cfg
-    )
-    timeout = req.timeout_s if req.timeout_s is not None else cfg.run.timeout_s
-    resources = Resources(
-        gpus=req.gpus,
-        vram_bytes=req.vram_bytes,
-        ram_bytes=req.ram_bytes,
-        gpu_ids=req.gpu_ids,
+    specs, group = submit_request(
+        ctx.registry,
+        req,
+        config=cfg,
+        python=a.python,
         framework=a.framework,
+        check_env=lambda env, gpus: _check_visible_devices(env, gpus, cfg),
+        **queue_cli.submit_options(ctx),
+        notify=run_rules(a.notify, a.notify_cmd, a.notify_timeout),
+        after=cli_pipeline.dependencies(ctx),
     )
-    env = lifecycle.captured_env()
-    env.update(req.env)
-    _check_visible_devices(env, req.gpus, cfg)
-    notify = run_rules(a.notify, a.notify_cmd, a.notify_timeout)
-    base = req.name or lifecycle.default_name(command, script)
-    try:
-        model.validate_new_name(base)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    after = cli_pipeline.dependencies(ctx)
-    if req.sweeps:
-        points = req.sweep_points()
-        group = req.group or f"{base}-sweep"
-        runs = []
-        for point in points:
-            label = ",".join(f"{k}={v}" for k, v in point)
-            runs.append(
-                (command + lifecycle.sweep_args(point, req.sweep_template), f"{base} {label}"[:128])
-            )
-        specs = lifecycle.submit_many(
-            ctx.registry,
-            runs,
-            timeout_s=timeout,
-            config=cfg,
-            group=group,
-            resources=resources,
-            env=env,
-            script=script,
-            **queue_cli.submit_options(ctx),
-            notify=notify,
-            after=after,
-            checkpoint_globs=req.checkpoint_globs,
-        )
+    if group is not None:
         queue_cli.kick(ctx)
         ctx.emit(
             {"ids": [s.id for s in specs], "group": group},
             "\n".join(f"submitted run {s.id} ({s.name})" for s in specs),
         )
         return EXIT_OK
-    spec = lifecycle.submit(
-        ctx.registry,
-        command,
-        name=base,
-        timeout_s=timeout,
-        config=cfg,
-        group=req.group,
-        resources=resources,
-        env=env,
-        script=script,
-        **queue_cli.submit_options(ctx),
-        notify=notify,
-        after=after,
-        checkpoint_globs=req.checkpoint_globs,
-    )
+    (spec,) = specs
     queue_cli.kick(ctx)
     if not a.follow:
         ctx.emit({"id": spec.id, "name": spec.name}, f"submitted run {spec.id} ({spec.name})")
