@@ -247,5 +247,5 @@ def _check_globs(patterns: Sequence[str]) -> tuple[str, ...]:
     for pattern in patterns:
         problem = glob_error(pattern)
         if problem:
-            raise RequestError(f"checkpoint glob: {problem}")
+            raise RequestError(f"--checkpoint-glob: {problem}")
     return tuple(patterns)
