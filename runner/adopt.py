@@ -27,7 +27,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from runner import identity, members, runcgroup
+from runner import envnames, identity, members, runcgroup
 from runner.exits import classify, classify_unknown, with_write_note
 from runner.model import ProcessIdentity, RunState, ShapeError, Status
 from runner.recordkeeper import RecordKeeper
@@ -97,7 +97,7 @@ def adopt_orphan(registry: Registry, run_id: str, state: RunState | None) -> str
         return action
     _spawned[key] = now
     env = dict(os.environ)
-    for name in ("BACKPROP_RUN_ID", "BACKPROP_RUN_DIR", "BACKPROP_CHECKPOINT_DIR"):
+    for name in (envnames.RUN_ID, envnames.RUN_DIR, envnames.CHECKPOINT_DIR):
         env.pop(name, None)  # the new supervisor is no member of any run
     pkg_root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [pkg_root, env.get("PYTHONPATH")]))

@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from runner import identity, notify_rules, provenance
+from runner import envnames, identity, notify_rules, provenance
 from runner.config import Config
 from runner.durable import dump_json, read_json, write_json
 from runner.model import (
@@ -87,8 +87,7 @@ def captured_env() -> dict[str, str]:
     return {
         k: v
         for k, v in os.environ.items()
-        if (k not in _TERMINAL_ENV and not k.startswith(_RUNTIME_ENV_PREFIX))
-        or k == "BACKPROP_HOME"
+        if (k not in _TERMINAL_ENV and not k.startswith(_RUNTIME_ENV_PREFIX)) or k == envnames.HOME
     }
 
 

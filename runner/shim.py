@@ -33,7 +33,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner import identity, proctree, runcgroup
+from runner import envnames, identity, proctree, runcgroup
 
 if TYPE_CHECKING:
     from runner.ingest import Ingestor
@@ -291,16 +291,18 @@ class Supervisor:
         env.update(self.spec.env)
         env.update(self.ticket.env)
         env.update(
-            PYTHONUNBUFFERED="1",
-            BACKPROP_RUN_ID=self.run_id,
-            BACKPROP_RUN_DIR=str(self.run_dir),
-            BACKPROP_CHECKPOINT_DIR=str(self.run_dir / "checkpoints"),
-            BACKPROP_ATTEMPT=str(self.attempt),
-            BACKPROP_HOME=str(self.registry.root),
+            {
+                "PYTHONUNBUFFERED": "1",
+                envnames.RUN_ID: self.run_id,
+                envnames.RUN_DIR: str(self.run_dir),
+                envnames.CHECKPOINT_DIR: str(self.run_dir / "checkpoints"),
+                envnames.ATTEMPT: str(self.attempt),
+                envnames.HOME: str(self.registry.root),
+            }
         )
-        env.pop("BACKPROP_RESUME_FROM", None)
+        env.pop(envnames.RESUME_FROM, None)
         if self.resume_from:
-            env["BACKPROP_RESUME_FROM"] = self.resume_from
+            env[envnames.RESUME_FROM] = self.resume_from
         return env
 
     def trainer_command(self) -> list[str]:
