@@ -8,6 +8,7 @@ dependency gate (``AFTER_PREFIX`` + name), or read from the user (``HOME``, ``CO
 
 from __future__ import annotations
 
+PREFIX = "BACKPROP_"  # every name below starts so
 HOME = "BACKPROP_HOME"
 CONFIG = "BACKPROP_CONFIG"
 RUN_ID = "BACKPROP_RUN_ID"

@@ -75,7 +75,7 @@ _TERMINAL_ENV = (
     "SSH_TTY",
     "SSH_AUTH_SOCK",
 )
-_RUNTIME_ENV_PREFIX = "BACKPROP_"
+_RUNTIME_ENV_PREFIX = envnames.PREFIX
 
 
 class LifecycleError(RuntimeError):
