@@ -28,7 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from runner import envnames, identity, members, runcgroup
-from runner.exits import classify, classify_unknown, with_write_note
+from runner.exits import as_stop_kind, classify, classify_unknown, with_write_note
 from runner.model import ProcessIdentity, RunState, ShapeError, Status
 from runner.recordkeeper import RecordKeeper
 from runner.registry import Registry
@@ -201,8 +201,9 @@ class AdoptingSupervisor(Supervisor):
         )
         self.exit_status: int | None = None  # a wait status, when it could be read
         self.survivors: list[int] = []  # processes of the run that SIGKILL did not end
-        if previous.stop_requested in ("stop", "kill", "timeout"):
-            self.stop_kind = previous.stop_requested
+        kind = as_stop_kind(previous.stop_requested)
+        if kind is not None:
+            self.stop_kind = kind
         if previous.status is Status.PAUSED:
             self.paused_at = self.clock()
 

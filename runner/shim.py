@@ -37,7 +37,7 @@ from runner import envnames, identity, proctree, runcgroup
 
 if TYPE_CHECKING:
     from runner.ingest import Ingestor
-from runner.exits import classify, with_write_note
+from runner.exits import StopKind, as_stop_kind, classify, with_write_note
 from runner.model import ProcessIdentity, RunSpec, RunState, ShapeError, Status
 from runner.recordkeeper import RecordKeeper, describe_write_error
 from runner.registry import (
@@ -157,7 +157,7 @@ class Supervisor:
         )
         self.trainer_pid: int | None = None
         self.cgroup: Path | None = None
-        self.stop_kind: str | None = None  # "stop", "kill" or "timeout"
+        self.stop_kind: StopKind | None = None
         self.stop_phase = 0  # 0 none, 1 SIGINT sent, 2 SIGTERM sent, 3 SIGKILL sent
         self.phase_at = 0.0
         self.paused_at: float | None = None
@@ -272,7 +272,7 @@ class Supervisor:
         """Honour a stop that arrived between admission and now (then no trainer starts)."""
         for action, _ in read_requests(self.run_dir / REQUESTS):
             if action in ("stop", "kill"):
-                self.stop_kind = action
+                self.stop_kind = as_stop_kind(action)
         if self.stop_kind is None:
             return False
         reason = self._terminate_reason or "stopped before it started"
@@ -465,7 +465,7 @@ class Supervisor:
             if self.stop_kind in (None, "stop", "timeout") and (
                 action == "kill" or self.stop_kind is None
             ):
-                self.stop_kind = action
+                self.stop_kind = as_stop_kind(action)
                 self.stop_phase = 0 if action == "stop" else self.stop_phase
                 self.record("stop_requested", kind=action)
         elif action == "pause" and self.paused_at is None and self.stop_kind is None:
