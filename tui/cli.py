@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from runner import lifecycle, model, provenance
+from runner import lifecycle, provenance
 from runner.config import (
     CONFIG_NAME,
     Config,
@@ -33,7 +33,13 @@ from runner.model import Status
 from runner.notify_rules import run_rules
 from runner.privacy import masked_env, tighten_registry
 from runner.registry import OUTPUT, Registry, RunNotFound, RunView
-from runner.request import RequestError, RunRequest, parse_run_request, parse_time_limit
+from runner.request import (
+    RequestError,
+    RunRequest,
+    parse_name,
+    parse_run_request,
+    parse_time_limit,
+)
 from runner.submit_request import submit_request
 from runner.textsafe import safe_label, sanitize_line
 from tui import cli_conventions, cli_pipeline, queue_cli
@@ -558,16 +564,15 @@ def cmd_resume(ctx: Context) -> int:
 def cmd_fork(ctx: Context) -> int:
     """``backprop fork``."""
     run_id = ctx.resolve(ctx.args.id)
-    if ctx.args.name:
-        try:
-            model.validate_new_name(ctx.args.name)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+    try:
+        name = parse_name(ctx.args.name)  # the fork dialog's rule
+    except RequestError as exc:
+        raise UsageError(str(exc)) from None
     spec = lifecycle.fork(
         ctx.registry,
         run_id,
         ctx.args.args,
-        name=ctx.args.name,
+        name=name,
         timeout_s=_duration(ctx.args.timeout),
         config=ctx.config,
         from_checkpoint=not ctx.args.no_checkpoint,
