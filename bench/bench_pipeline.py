@@ -24,13 +24,14 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from runner import envnames  # noqa: E402
 from runner.registry import Registry  # noqa: E402
 
 GATED = "import os, time\nwhile not os.path.exists(os.environ['GATE']): time.sleep(0.1)\n"
 
 
 def cli(home: Path, cwd: Path, *args: str) -> str:
-    env = {**os.environ, "BACKPROP_HOME": str(home), "GATE": str(home.parent / "gate")}
+    env = {**os.environ, envnames.HOME: str(home), "GATE": str(home.parent / "gate")}
     out = subprocess.run(
         [sys.executable, "-m", "tui.cli", *args], cwd=cwd, env=env, check=True,
         capture_output=True, text=True,

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import psutil
 
+from runner import envnames
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -106,7 +108,7 @@ def bench_ls(runs: int, metric_lines: int, repeats: int) -> None:
             f"registry: {runs} runs, {metric_lines} metric lines, built in "
             f"{time.perf_counter() - t0:.1f} s"
         )
-        env = {**os.environ, "BACKPROP_HOME": str(home)}
+        env = {**os.environ, envnames.HOME: str(home)}
         ls = [sys.executable, "-m", "tui.cli", "ls", "--json"]
         baseline = [sys.executable, "-c", "import json, argparse"]
         (home / INDEX).unlink(missing_ok=True)
@@ -155,7 +157,7 @@ def bench_supervisor(window: float, repeats: int) -> None:
     idle = "import time\ntime.sleep(60)\n"
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
-        env = {**os.environ, "BACKPROP_HOME": str(home)}
+        env = {**os.environ, envnames.HOME: str(home)}
         for label, code in (("idle trainer", idle), ("trainer printing ~10k lines/s", chatty)):
             script = Path(tmp) / "t.py"
             script.write_text(code)

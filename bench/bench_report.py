@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from runner import envnames
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -56,7 +58,7 @@ def main() -> int:
     repeats = max(5, args.repeats or (5 if args.quick else 9))
 
     with tempfile.TemporaryDirectory() as run_dir:
-        os.environ["BACKPROP_RUN_DIR"] = run_dir
+        os.environ[envnames.RUN_DIR] = run_dir
         from runner import report, reporting
 
         report(step=-1, loss=0.0)  # the first call sets up (file, thread) and writes at once

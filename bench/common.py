@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runner import envnames
+
 ROOT = Path(__file__).resolve().parent.parent
 EXTRA_HINT = "not installed: pip install 'backprop[bench]'"
 MIN_REPEATS = 5
@@ -178,7 +180,7 @@ def backprop_cli() -> list[str]:
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("BACKPROP_RUN_DIR", "TMUX")}
+    env = {k: v for k, v in os.environ.items() if k not in (envnames.RUN_DIR, "TMUX")}
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if "PYTHONPATH" in env else "")
     env.update(extra)
     return env

@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from runner import envnames
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -148,7 +150,7 @@ def cleanup(folder: str) -> int:
         if p.pid == os.getpid():
             continue
         with contextlib.suppress(psutil.Error):
-            home = p.environ().get("BACKPROP_HOME", "")
+            home = p.environ().get(envnames.HOME, "")
             if home and os.path.realpath(home).startswith(root + os.sep):
                 victims.append(p)
     for p in victims:

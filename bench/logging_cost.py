@@ -39,6 +39,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from runner import envnames
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -129,7 +131,7 @@ class Tool:
 
         run_dir = self.work / f"rep{self.rep}"
         run_dir.mkdir()
-        os.environ["BACKPROP_RUN_DIR"] = str(run_dir)
+        os.environ[envnames.RUN_DIR] = str(run_dir)
         report(step=0, loss=0.0)  # the first call sets up (file, thread)
         assert reporting.is_active()
         return make_loop(TOOLS["runner.report"][1], {"report": report}), reporting.shutdown
@@ -242,7 +244,7 @@ def measure(calls: int, repeats: int, work: Path) -> dict[str, Any]:
         }
     )
     os.environ.pop("MLFLOW_TRACKING_URI")
-    os.environ.pop("BACKPROP_RUN_DIR", None)
+    os.environ.pop(envnames.RUN_DIR, None)
     values = values_for(calls)
     names = list(TOOLS)
     out: dict[str, Any] = {"calls": calls, "repeats": repeats, "tools": {}}

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from runner import envnames
 from runner.model import ID_RE
 
 
@@ -228,7 +229,8 @@ _default_lock = threading.Lock()
 # Names a JSON file of fake GPUs (see :meth:`governor.fake_nvml.FakeNvml.from_file`) that every
 # Backprop process reads instead of NVML: how the CPU suite drives `bench/gpu_check.sh`, the
 # supervisors and the TUI through GPU paths on a machine without one.
-FAKE_NVML_ENV = "BACKPROP_FAKE_NVML"
+FAKE_NVML_ENV = envnames.FAKE_NVML
+_RUN_ID_PREFIX = f"{envnames.RUN_ID}=".encode()
 
 
 def default_nvml() -> NvmlLike:
@@ -284,8 +286,8 @@ def run_of_pid(pid: int) -> str | None:
     except OSError:
         env = b""
     for item in env.split(b"\0"):
-        if item.startswith(b"BACKPROP_RUN_ID="):
-            value = item[len(b"BACKPROP_RUN_ID=") :].decode("ascii", "replace")
+        if item.startswith(_RUN_ID_PREFIX):
+            value = item[len(_RUN_ID_PREFIX) :].decode("ascii", "replace")
             run_id = value if ID_RE.fullmatch(value) else None
             break
     if len(_run_cache) >= _RUN_CACHE_MAX:

@@ -32,9 +32,10 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from runner import envnames
 from runner.privacy import warn_once
 
-ENV_VAR = "BACKPROP_GOVERNOR_DIR"
+ENV_VAR = envnames.GOVERNOR_DIR
 SHARED_DIR_MODE = 0o2770
 SHARED_FILE_MODE = 0o660
 MAX_SHARED_FILE = 1024 * 1024

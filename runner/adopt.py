@@ -27,8 +27,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from runner import identity, members, runcgroup
-from runner.exits import classify, classify_unknown, with_write_note
+from runner import envnames, identity, members, runcgroup
+from runner.exits import as_stop_kind, classify, classify_unknown, with_write_note
 from runner.model import ProcessIdentity, RunState, ShapeError, Status
 from runner.recordkeeper import RecordKeeper
 from runner.registry import Registry
@@ -97,7 +97,7 @@ def adopt_orphan(registry: Registry, run_id: str, state: RunState | None) -> str
         return action
     _spawned[key] = now
     env = dict(os.environ)
-    for name in ("BACKPROP_RUN_ID", "BACKPROP_RUN_DIR", "BACKPROP_CHECKPOINT_DIR"):
+    for name in (envnames.RUN_ID, envnames.RUN_DIR, envnames.CHECKPOINT_DIR):
         env.pop(name, None)  # the new supervisor is no member of any run
     pkg_root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [pkg_root, env.get("PYTHONPATH")]))
@@ -201,8 +201,9 @@ class AdoptingSupervisor(Supervisor):
         )
         self.exit_status: int | None = None  # a wait status, when it could be read
         self.survivors: list[int] = []  # processes of the run that SIGKILL did not end
-        if previous.stop_requested in ("stop", "kill", "timeout"):
-            self.stop_kind = previous.stop_requested
+        kind = as_stop_kind(previous.stop_requested)
+        if kind is not None:
+            self.stop_kind = kind
         if previous.status is Status.PAUSED:
             self.paused_at = self.clock()
 

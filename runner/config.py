@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner import envnames
+
 CONFIG_NAME = "backprop.toml"
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|m|min|h|hr|d)?\s*$", re.I)
@@ -130,7 +132,7 @@ class Config:
 
 def find_config(home: Path, cwd: Path | None = None) -> Path | None:
     """Return the configuration file that applies, if any (see the module docstring)."""
-    explicit = os.environ.get("BACKPROP_CONFIG")
+    explicit = os.environ.get(envnames.CONFIG)
     if explicit:
         return Path(explicit)
     for candidate in ((cwd or Path.cwd()) / CONFIG_NAME, home / CONFIG_NAME):

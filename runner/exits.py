@@ -9,13 +9,28 @@ full disk, a read-only registry, metric lines dropped) is added to the reason.
 from __future__ import annotations
 
 import signal
+from typing import Literal, get_args
 
 from runner.model import Status
+
+StopKind = Literal["stop", "kill", "timeout"]
+"""Why a supervisor stops its trainer: the user asked (``stop``, or ``kill`` at once), or the
+time limit was reached (``timeout``). Recorded as the state's ``stop_requested``."""
+
+STOP_KINDS: tuple[StopKind, ...] = get_args(StopKind)
+
+
+def as_stop_kind(value: object) -> StopKind | None:
+    """``value`` if it names a stop kind (a control request, a recorded state), else ``None``."""
+    for kind in STOP_KINDS:
+        if value == kind:
+            return kind
+    return None
 
 
 def classify(
     code: int,
-    stop_kind: str | None,
+    stop_kind: StopKind | None,
     stop_phase: int,
     hint: str | None,
     terminate_reason: str = "",
@@ -31,7 +46,7 @@ def classify(
     """
     how = _describe(code)
     forced = {2: signal.SIGTERM, 3: signal.SIGKILL}.get(stop_phase)
-    if stop_kind in ("timeout", "stop", "kill"):
+    if stop_kind is not None:
         status = Status.TIMEBOXED if stop_kind == "timeout" else Status.STOPPED
         who = terminate_reason or (
             "time limit reached" if stop_kind == "timeout" else "stopped by user"
@@ -61,7 +76,7 @@ def _describe(code: int) -> str:
     return f"killed by {name}"
 
 
-def classify_unknown(stop_kind: str | None, hint: str | None) -> tuple[Status, str]:
+def classify_unknown(stop_kind: StopKind | None, hint: str | None) -> tuple[Status, str]:
     """Name the end of a trainer whose exit code cannot be known (pure)."""
     if stop_kind == "timeout":
         return Status.TIMEBOXED, "time limit reached; exit code unknown"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import itertools
 import json
 import os
 import shutil
@@ -23,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from runner import identity, notify_rules, provenance
+from runner import envnames, identity, notify_rules, provenance
 from runner.config import Config
 from runner.durable import dump_json, read_json, write_json
 from runner.model import (
@@ -76,7 +75,7 @@ _TERMINAL_ENV = (
     "SSH_TTY",
     "SSH_AUTH_SOCK",
 )
-_RUNTIME_ENV_PREFIX = "BACKPROP_"
+_RUNTIME_ENV_PREFIX = envnames.PREFIX
 
 
 class LifecycleError(RuntimeError):
@@ -88,8 +87,7 @@ def captured_env() -> dict[str, str]:
     return {
         k: v
         for k, v in os.environ.items()
-        if (k not in _TERMINAL_ENV and not k.startswith(_RUNTIME_ENV_PREFIX))
-        or k == "BACKPROP_HOME"
+        if (k not in _TERMINAL_ENV and not k.startswith(_RUNTIME_ENV_PREFIX)) or k == envnames.HOME
     }
 
 
@@ -846,16 +844,17 @@ def _import_ticket(src: Path, new_id: str) -> None:
 
 
 def sweep_points(sweeps: Sequence[str]) -> list[list[tuple[str, str]]]:
-    """Expand ``["lr=1e-3,3e-4", "batch=32,64"]`` into the product of assignments."""
-    axes: list[list[tuple[str, str]]] = []
-    for item in sweeps:
-        key, sep, values = item.partition("=")
-        key = key.strip().lstrip("-")
-        vals = [v.strip() for v in values.split(",") if v.strip()]
-        if not sep or not key or not vals:
-            raise LifecycleError(f"bad --sweep {item!r}: use KEY=V1,V2,...")
-        axes.append([(key, v) for v in vals])
-    return [list(p) for p in itertools.product(*axes)]
+    """Expand ``["lr=1e-3,3e-4", "batch=32,64"]`` into the product of assignments.
+
+    Raises:
+        LifecycleError: for an item that is not ``KEY=V1,V2,...``.
+    """
+    from runner.request import RequestError, RunRequest, parse_sweeps
+
+    try:
+        return RunRequest(target="", sweeps=parse_sweeps(sweeps)).sweep_points()
+    except RequestError as exc:
+        raise LifecycleError(str(exc)) from None
 
 
 def sweep_args(point: Sequence[tuple[str, str]], template: str | None = None) -> list[str]:

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner import identity, runcgroup
+from runner import envnames, identity, runcgroup
 from runner.model import ProcessIdentity
 
 MAX_ENVIRON = 1024 * 1024
@@ -44,8 +44,11 @@ def _same_user(pid: int) -> bool:
         return False
 
 
+_HOME_PREFIX = f"{envnames.HOME}=".encode()
+
+
 def _marker(run_id: str, root: Path | str) -> tuple[bytes, bytes]:
-    return (f"BACKPROP_RUN_ID={run_id}".encode(), os.path.realpath(root).encode())
+    return (f"{envnames.RUN_ID}={run_id}".encode(), os.path.realpath(root).encode())
 
 
 def belongs(pid: int, run_id: str, root: Path | str) -> bool:
@@ -60,8 +63,8 @@ def belongs(pid: int, run_id: str, root: Path | str) -> bool:
     for item in raw.split(b"\0"):
         if item == run_marker:
             has_run = True
-        elif item.startswith(b"BACKPROP_HOME="):
-            value = item[len(b"BACKPROP_HOME=") :]
+        elif item.startswith(_HOME_PREFIX):
+            value = item[len(_HOME_PREFIX) :]
             has_home = os.path.realpath(value) == real_root
     return has_run and has_home
 

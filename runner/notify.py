@@ -31,7 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from runner import proctree
+from runner import envnames, proctree
 from runner.config import ConfigError, load_config
 from runner.durable import append_jsonl, read_json, read_jsonl, write_json
 from runner.history import encode_value
@@ -258,16 +258,16 @@ def hook_env(event: dict[str, Any], run_dir: Path) -> dict[str, str]:
     """The hook's environment: the supervisor's plus the event as ``BACKPROP_*`` variables."""
     env = dict(os.environ)
     fields = {
-        "BACKPROP_EVENT": event["event"],
-        "BACKPROP_RUN_ID": event["run_id"],
-        "BACKPROP_RUN_NAME": event["name"],
-        "BACKPROP_GROUP": event.get("group") or "",
-        "BACKPROP_ATTEMPT": event["attempt"],
-        "BACKPROP_STATUS": event["status"],
-        "BACKPROP_REASON": event.get("reason") or "",
-        "BACKPROP_STEP": "" if event.get("step") is None else event["step"],
-        "BACKPROP_MESSAGE": event["message"],
-        "BACKPROP_RUN_DIR": str(run_dir),
+        envnames.EVENT: event["event"],
+        envnames.RUN_ID: event["run_id"],
+        envnames.RUN_NAME: event["name"],
+        envnames.GROUP: event.get("group") or "",
+        envnames.ATTEMPT: event["attempt"],
+        envnames.STATUS: event["status"],
+        envnames.REASON: event.get("reason") or "",
+        envnames.STEP: "" if event.get("step") is None else event["step"],
+        envnames.MESSAGE: event["message"],
+        envnames.RUN_DIR: str(run_dir),
     }
     env.update({k: safe_label(str(v), 500) for k, v in fields.items()})
     return env

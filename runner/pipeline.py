@@ -22,6 +22,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 
+from runner import envnames
 from runner.model import MAX_DEPENDENCIES, Dependency, ShapeError
 from runner.registry import SPEC, Registry, RunNotFound, RunView
 
@@ -29,7 +30,7 @@ PLACEHOLDER_RE = re.compile(r"\{after(?:\[(\d+)\])?\.([a-z_]+)\}")
 PLACEHOLDER_FIELDS = ("checkpoint", "run_dir", "id")
 # Variables a dependent's trainer gets: BACKPROP_AFTER_<FIELD> for the first dependency and
 # BACKPROP_AFTER_<i>_<FIELD> for each (0-based).
-ENV_PREFIX = "BACKPROP_AFTER_"
+ENV_PREFIX = envnames.AFTER_PREFIX
 # How many dependency links a cycle check follows before it gives up looking further.
 MAX_WALK = 10_000
 # A spec is small; a dependency is listed within its first this many bytes.

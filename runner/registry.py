@@ -33,7 +33,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from runner import identity
+from runner import envnames, identity
 from runner.durable import read_json, write_json
 from runner.listing_cache import ListingCache
 from runner.model import (
@@ -74,7 +74,7 @@ class RunNotFound(LookupError):
 
 def default_home() -> Path:
     """``$BACKPROP_HOME`` or ``~/.backprop``."""
-    env = os.environ.get("BACKPROP_HOME")
+    env = os.environ.get(envnames.HOME)
     return Path(env).expanduser() if env else Path.home() / ".backprop"
 
 

@@ -20,13 +20,15 @@ import _thread
 import os
 import time
 
+from runner import envnames
+
 # ``typing`` costs a training script several modules (re, enum, collections...) on import;
 # annotations are strings here, so it is needed only by the type checker.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-ENV_RUN_DIR = "BACKPROP_RUN_DIR"
+ENV_RUN_DIR = envnames.RUN_DIR
 REPORT_NAME = "report.jsonl"  # runner.registry.REPORT, not imported: this module stays light
 FLUSH_INTERVAL_S = 0.5
 _ENCODE_BATCH = 4096

@@ -33,11 +33,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner import identity, proctree, runcgroup
+from runner import envnames, identity, proctree, runcgroup
 
 if TYPE_CHECKING:
     from runner.ingest import Ingestor
-from runner.exits import classify, with_write_note
+from runner.exits import StopKind, as_stop_kind, classify, with_write_note
 from runner.model import ProcessIdentity, RunSpec, RunState, ShapeError, Status
 from runner.recordkeeper import RecordKeeper, describe_write_error
 from runner.registry import (
@@ -157,7 +157,7 @@ class Supervisor:
         )
         self.trainer_pid: int | None = None
         self.cgroup: Path | None = None
-        self.stop_kind: str | None = None  # "stop", "kill" or "timeout"
+        self.stop_kind: StopKind | None = None
         self.stop_phase = 0  # 0 none, 1 SIGINT sent, 2 SIGTERM sent, 3 SIGKILL sent
         self.phase_at = 0.0
         self.paused_at: float | None = None
@@ -279,7 +279,7 @@ class Supervisor:
         """Honour a stop that arrived between admission and now (then no trainer starts)."""
         for action, _ in read_requests(self.run_dir / REQUESTS):
             if action in ("stop", "kill"):
-                self.stop_kind = action
+                self.stop_kind = as_stop_kind(action)
         if self.stop_kind is None:
             return False
         reason = self._terminate_reason or "stopped before it started"
@@ -298,16 +298,18 @@ class Supervisor:
         env.update(self.spec.env)
         env.update(self.ticket.env)
         env.update(
-            PYTHONUNBUFFERED="1",
-            BACKPROP_RUN_ID=self.run_id,
-            BACKPROP_RUN_DIR=str(self.run_dir),
-            BACKPROP_CHECKPOINT_DIR=str(self.run_dir / "checkpoints"),
-            BACKPROP_ATTEMPT=str(self.attempt),
-            BACKPROP_HOME=str(self.registry.root),
+            {
+                "PYTHONUNBUFFERED": "1",
+                envnames.RUN_ID: self.run_id,
+                envnames.RUN_DIR: str(self.run_dir),
+                envnames.CHECKPOINT_DIR: str(self.run_dir / "checkpoints"),
+                envnames.ATTEMPT: str(self.attempt),
+                envnames.HOME: str(self.registry.root),
+            }
         )
-        env.pop("BACKPROP_RESUME_FROM", None)
+        env.pop(envnames.RESUME_FROM, None)
         if self.resume_from:
-            env["BACKPROP_RESUME_FROM"] = self.resume_from
+            env[envnames.RESUME_FROM] = self.resume_from
         return env
 
     def trainer_command(self) -> list[str]:
@@ -470,7 +472,7 @@ class Supervisor:
             if self.stop_kind in (None, "stop", "timeout") and (
                 action == "kill" or self.stop_kind is None
             ):
-                self.stop_kind = action
+                self.stop_kind = as_stop_kind(action)
                 self.stop_phase = 0 if action == "stop" else self.stop_phase
                 self.record("stop_requested", kind=action)
         elif action == "pause" and self.paused_at is None and self.stop_kind is None:

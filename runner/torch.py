@@ -34,8 +34,10 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-ENV_CHECKPOINT_DIR = "BACKPROP_CHECKPOINT_DIR"
-ENV_RESUME_FROM = "BACKPROP_RESUME_FROM"
+from runner import envnames
+
+ENV_CHECKPOINT_DIR = envnames.CHECKPOINT_DIR
+ENV_RESUME_FROM = envnames.RESUME_FROM
 DEFAULT_PREFIX = "ckpt"
 
 

@@ -9,17 +9,16 @@ supervisor), so the app makes them from a worker thread.
 from __future__ import annotations
 
 import contextlib
-import shlex
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 from governor import dispatcher as dispatch
 from runner import lifecycle
-from runner.config import Config, ConfigError, load_config, parse_duration, parse_size
+from runner.config import Config, ConfigError, load_config
 from runner.lifecycle import LifecycleError
-from runner.model import Resources, validate_new_name
 from runner.registry import Registry, RunNotFound
+from runner.request import RunRequest, parse_run_request
+from runner.submit_request import submit_request
 from tui.messages import NewRunRequest
 
 
@@ -59,72 +58,20 @@ class RunActions(Protocol):
         """Run a run's command again as a new run."""
 
 
-@dataclass(frozen=True)
-class ParsedRun:
-    """A new-run request checked and converted (see :func:`parse_new_run`)."""
-
-    target: str
-    args: tuple[str, ...]
-    name: str | None
-    timeout_s: float | None
-    gpus: int | None
-    vram_bytes: int | None
-
-
-def parse_duration_text(text: str) -> float | None:
-    """A time limit as typed: empty or ``none`` for no limit, else ``90s``/``10m``/``2h``.
+def parse_new_run(request: NewRunRequest) -> RunRequest:
+    """Check what the new-run dialog collected, with the CLI's rules and messages.
 
     Raises:
-        ValueError: with a one-line message.
+        ValueError: (a :class:`runner.request.RequestError`) with a one-line message.
     """
-    text = text.strip()
-    if not text or text.lower() in ("none", "no", "-", "0"):
-        return None
-    try:
-        return parse_duration(text)
-    except ConfigError as exc:
-        raise ValueError(str(exc)) from None
-
-
-def parse_new_run(request: NewRunRequest) -> ParsedRun:
-    """Check what the new-run dialog collected, so the dialog can say what is wrong.
-
-    Raises:
-        ValueError: with a one-line message naming the field.
-    """
-    target = request.target.strip()
-    if not target:
-        raise ValueError("script or command: required")
-    try:
-        parts = shlex.split(target)
-        args = shlex.split(request.args)
-    except ValueError as exc:
-        raise ValueError(f"arguments: {exc}") from None
-    if not parts:
-        raise ValueError("script or command: required")
-    target, args = parts[0], [*parts[1:], *args]
-    name = request.name.strip() or None
-    if name is not None:
-        validate_new_name(name)
-    gpus: int | None = None
-    if request.gpus.strip():
-        try:
-            gpus = int(request.gpus.strip())
-        except ValueError:
-            raise ValueError(f"GPUs: not a whole number: {request.gpus!r}") from None
-        if gpus < 0:
-            raise ValueError("GPUs: must be 0 or more")
-    vram: int | None = None
-    if request.vram.strip():
-        try:
-            vram = parse_size(request.vram.strip())
-        except ConfigError as exc:
-            raise ValueError(f"VRAM: {exc}") from None
-    try:
-        timeout = parse_duration_text(request.timeout)
-    except ValueError as exc:
-        raise ValueError(f"time limit: {exc}") from None
-    return ParsedRun(target, tuple(args), name, timeout, gpus, vram)
+    return parse_run_request(
+        request.target,
+        request.args,
+        name=request.name,
+        timeout=request.timeout,
+        gpus=request.gpus,
+        vram=request.vram,
+    )
 
 
 @contextlib.contextmanager
@@ -155,23 +102,9 @@ class LocalActions:
 
     def submit(self, request: NewRunRequest) -> str:
         with _one_line():
-            parsed = parse_new_run(request)
-            config = self.config
-            command, script = lifecycle.build_command(
-                parsed.target, list(parsed.args), python=None, config=config
-            )
-            spec = lifecycle.submit(
-                self.registry,
-                command,
-                name=parsed.name or lifecycle.default_name(command, script),
-                timeout_s=parsed.timeout_s
-                if parsed.timeout_s is not None
-                else config.run.timeout_s,
-                config=config,
-                resources=Resources(gpus=parsed.gpus, vram_bytes=parsed.vram_bytes),
-                script=script,
-            )
+            specs, _ = submit_request(self.registry, parse_new_run(request), config=self.config)
             dispatch.kick(self.registry)
+        (spec,) = specs  # the dialog has no sweep field
         return f"submitted run {spec.id} ({spec.name})"
 
     def stop(self, run_id: str, *, force: bool = False) -> str:

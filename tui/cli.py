@@ -19,8 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from runner import lifecycle, model, provenance
-from runner.checkpoint_forms import glob_error
+from runner import lifecycle, provenance
 from runner.config import (
     CONFIG_NAME,
     Config,
@@ -28,14 +27,20 @@ from runner.config import (
     default_config_text,
     format_duration,
     load_config,
-    parse_duration,
-    parse_size,
 )
 from runner.lifecycle import LifecycleError
-from runner.model import Resources, Status
+from runner.model import Status
 from runner.notify_rules import run_rules
 from runner.privacy import masked_env, tighten_registry
 from runner.registry import OUTPUT, Registry, RunNotFound, RunView
+from runner.request import (
+    RequestError,
+    RunRequest,
+    parse_name,
+    parse_run_request,
+    parse_time_limit,
+)
+from runner.submit_request import submit_request
 from runner.textsafe import safe_label, sanitize_line
 from tui import cli_conventions, cli_pipeline, queue_cli
 
@@ -82,20 +87,10 @@ class Context:
 
 
 def _duration(text: str | None) -> float | None:
-    if text is None:
-        return None
+    """A time limit as :func:`runner.request.parse_time_limit` reads it, as a usage error."""
     try:
-        return parse_duration(text)
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _size(text: str | None) -> int | None:
-    if text is None:
-        return None
-    try:
-        return parse_size(text)
-    except ConfigError as exc:
+        return parse_time_limit(text)
+    except RequestError as exc:
         raise UsageError(str(exc)) from None
 
 
@@ -258,101 +253,62 @@ def _check_visible_devices(env: dict[str, str], gpus: int | None, cfg: Any) -> N
         raise UsageError(str(exc)) from None
 
 
-def cmd_run(ctx: Context) -> int:
-    """``backprop run``."""
-    a = ctx.args
-    cfg = ctx.config
-    timeout = _duration(a.timeout) if a.timeout else cfg.run.timeout_s
-    for label, check in ((a.name, model.validate_new_name), (a.group, model.validate_name)):
-        if label is not None:
-            try:
-                check(label)
-            except ValueError as exc:
-                raise UsageError(str(exc)) from None
-    target, raw_args = a.target, list(a.args)
+def run_request(args: argparse.Namespace) -> RunRequest:
+    """The validated request of ``backprop run`` (the same function the TUI's dialog uses).
+
+    Raises:
+        UsageError: one line, for anything :func:`runner.request.parse_run_request` refuses.
+    """
+    target, raw_args = args.target, list(args.args)
     if target == _SEPARATOR:  # `backprop run -- SCRIPT ARGS`: nothing after -- is ours
         if not raw_args:
             raise UsageError("run needs a SCRIPT.py or COMMAND after --")
         target, raw_args = raw_args[0], [_SEPARATOR, *raw_args[1:]]
     script_args, swept, template = _split_sweep_options(raw_args)
-    a.sweep = (a.sweep or []) + swept
-    a.sweep_template = template or a.sweep_template
-    command, script = lifecycle.build_command(target, script_args, python=a.python, config=cfg)
-    for pattern in a.checkpoint_glob or ():
-        problem = glob_error(pattern)
-        if problem:
-            raise UsageError(f"--checkpoint-glob: {problem}")
-    gpu_ids = None
-    if a.gpu_ids:
-        try:
-            gpu_ids = tuple(int(x) for x in a.gpu_ids.split(","))
-        except ValueError:
-            raise UsageError(f"--gpu-ids takes integers like 0,2: {a.gpu_ids!r}") from None
-    resources = Resources(
-        gpus=a.gpus,
-        vram_bytes=_size(a.vram),
-        ram_bytes=_size(a.ram),
-        gpu_ids=gpu_ids,
-        framework=a.framework,
-    )
-    env = lifecycle.captured_env()
-    for item in a.env or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--env takes KEY=VALUE: {item!r}")
-        env[key] = value
-    _check_visible_devices(env, a.gpus, cfg)
-    notify = run_rules(a.notify, a.notify_cmd, a.notify_timeout)
-    base = a.name or lifecycle.default_name(command, script)
     try:
-        model.validate_new_name(base)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    after = cli_pipeline.dependencies(ctx)
-    if a.sweep:
-        points = lifecycle.sweep_points(a.sweep)
-        group = a.group or f"{base}-sweep"
-        runs = []
-        for point in points:
-            label = ",".join(f"{k}={v}" for k, v in point)
-            runs.append(
-                (command + lifecycle.sweep_args(point, a.sweep_template), f"{base} {label}"[:128])
-            )
-        specs = lifecycle.submit_many(
-            ctx.registry,
-            runs,
-            timeout_s=timeout,
-            config=cfg,
-            group=group,
-            resources=resources,
-            env=env,
-            script=script,
-            **queue_cli.submit_options(ctx),
-            notify=notify,
-            after=after,
-            checkpoint_globs=a.checkpoint_glob or (),
+        return parse_run_request(
+            target,
+            script_args,
+            name=args.name,
+            group=args.group,
+            timeout=args.timeout,
+            gpus=args.gpus,
+            gpu_ids=args.gpu_ids,
+            vram=args.vram,
+            ram=args.ram,
+            env=args.env or (),
+            sweeps=[*(args.sweep or ()), *swept],
+            sweep_template=template or args.sweep_template,
+            checkpoint_globs=args.checkpoint_glob or (),
         )
+    except RequestError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_run(ctx: Context) -> int:
+    """``backprop run``."""
+    a = ctx.args
+    cfg = ctx.config
+    req = run_request(a)
+    specs, group = submit_request(
+        ctx.registry,
+        req,
+        config=cfg,
+        python=a.python,
+        framework=a.framework,
+        check_env=lambda env, gpus: _check_visible_devices(env, gpus, cfg),
+        **queue_cli.submit_options(ctx),
+        notify=run_rules(a.notify, a.notify_cmd, a.notify_timeout),
+        after=cli_pipeline.dependencies(ctx),
+    )
+    if group is not None:
         queue_cli.kick(ctx)
         ctx.emit(
             {"ids": [s.id for s in specs], "group": group},
             "\n".join(f"submitted run {s.id} ({s.name})" for s in specs),
         )
         return EXIT_OK
-    spec = lifecycle.submit(
-        ctx.registry,
-        command,
-        name=base,
-        timeout_s=timeout,
-        config=cfg,
-        group=a.group,
-        resources=resources,
-        env=env,
-        script=script,
-        **queue_cli.submit_options(ctx),
-        notify=notify,
-        after=after,
-        checkpoint_globs=a.checkpoint_glob or (),
-    )
+    (spec,) = specs
     queue_cli.kick(ctx)
     if not a.follow:
         ctx.emit({"id": spec.id, "name": spec.name}, f"submitted run {spec.id} ({spec.name})")
@@ -608,16 +564,15 @@ def cmd_resume(ctx: Context) -> int:
 def cmd_fork(ctx: Context) -> int:
     """``backprop fork``."""
     run_id = ctx.resolve(ctx.args.id)
-    if ctx.args.name:
-        try:
-            model.validate_new_name(ctx.args.name)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+    try:
+        name = parse_name(ctx.args.name)  # the fork dialog's rule
+    except RequestError as exc:
+        raise UsageError(str(exc)) from None
     spec = lifecycle.fork(
         ctx.registry,
         run_id,
         ctx.args.args,
-        name=ctx.args.name,
+        name=name,
         timeout_s=_duration(ctx.args.timeout),
         config=ctx.config,
         from_checkpoint=not ctx.args.no_checkpoint,
@@ -766,7 +721,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TEMPLATE",
         help="how a sweep value is passed, e.g. '{key}={value}' or '--{key}={value}'",
     )
-    r.add_argument("--gpus", type=int, help="GPUs needed (0: CPU-only)")
+    r.add_argument("--gpus", help="GPUs needed (0: CPU-only)")
     r.add_argument("--gpu-ids", help="pin to these GPU indices, e.g. 0,2")
     r.add_argument("--vram", help="VRAM needed per GPU, e.g. 8G")
     r.add_argument("--ram", help="host RAM needed, e.g. 16G")

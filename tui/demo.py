@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from governor import dispatcher
-from runner import lifecycle
+from runner import envnames, lifecycle
 from runner.config import CONFIG_NAME, load_config
 from runner.model import Resources
 from runner.registry import Registry
@@ -75,7 +75,7 @@ def prepare(home: Path) -> Registry:
         config.write_text(DEMO_CONFIG, encoding="utf-8")
     # Every supervisor started from here must read the demo's limits, whatever ./backprop.toml
     # the user's working folder has.
-    os.environ["BACKPROP_CONFIG"] = str(config)
+    os.environ[envnames.CONFIG] = str(config)
     return registry
 
 

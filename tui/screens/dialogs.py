@@ -7,8 +7,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from runner.model import validate_new_name
-from tui.actions import parse_duration_text, parse_new_run
+from runner.request import RequestError, parse_name, parse_time_limit
+from tui.actions import parse_new_run
 from tui.messages import NewRunRequest
 from tui.screens.form import Field, FormDialog
 
@@ -20,7 +20,7 @@ def new_run_dialog(last: Mapping[str, Any]) -> FormDialog[NewRunRequest]:
 
     def parse(values: dict[str, str]) -> NewRunRequest:
         request = NewRunRequest(**{k: values.get(k, "") for k in NEW_RUN_FIELDS})
-        parse_new_run(request)  # raises ValueError with the field's name
+        parse_new_run(request)  # the CLI's checks: raises RequestError naming the field
         return request
 
     def v(key: str) -> str:
@@ -61,10 +61,7 @@ def resume_dialog(name: str, previous_s: float | None) -> FormDialog[ResumeAnswe
     """Ask for the time limit of the next attempt (the previous limit is offered)."""
 
     def parse(values: dict[str, str]) -> ResumeAnswer:
-        try:
-            return ResumeAnswer(parse_duration_text(values["timeout"]))
-        except ValueError as exc:
-            raise ValueError(f"time limit: {exc}") from None
+        return ResumeAnswer(parse_time_limit(values["timeout"]))
 
     value = limit_text(previous_s)
     fields = [Field("timeout", "Time limit", value, "e.g. 30m, 2h; empty: none")]
@@ -87,15 +84,9 @@ def fork_dialog(name: str) -> FormDialog[ForkAnswer]:
         try:
             changes = tuple(shlex.split(values["changes"]))
         except ValueError as exc:
-            raise ValueError(f"arguments: {exc}") from None
-        new_name = values["name"].strip() or None
-        if new_name is not None:
-            validate_new_name(new_name)
-        try:
-            timeout = parse_duration_text(values["timeout"])
-        except ValueError as exc:
-            raise ValueError(f"time limit: {exc}") from None
-        return ForkAnswer(changes, new_name, timeout)
+            raise RequestError(f"arguments: {exc}") from None
+        new_name = parse_name(values["name"])
+        return ForkAnswer(changes, new_name, parse_time_limit(values["timeout"]))
 
     fields = [
         Field("changes", "Changed args", "", "--lr 1e-4 (others kept)"),
