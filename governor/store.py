@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from governor.bucket import BucketState
 from governor.queue import Waiter
@@ -46,6 +46,8 @@ from runner import identity
 from runner.durable import PRIVATE_FILE, dump_json, read_json, write_atomic
 from runner.model import ID_RE, ProcessIdentity, ShapeError
 from runner.privacy import warn_once
+
+_E = TypeVar("_E", Lease, Waiter)
 
 SCHEMA = 1
 GOVERNOR_DIR = "governor"
@@ -208,28 +210,25 @@ def _bucket(b: Any, now: float | None) -> BucketState | None:
 
 def _entries(d: dict[str, Any]) -> tuple[dict[str, Lease], dict[str, Waiter], int]:
     """Leases and waiters of one section, and how many entries were malformed."""
+    leases, bad_leases = _valid(d.get("leases"), Lease.from_json)
+    waiters, bad_waiters = _valid(d.get("waiters"), Waiter.from_json)
+    return leases, waiters, bad_leases + bad_waiters
+
+
+def _valid(raw: Any, parse: Callable[[Any], _E]) -> tuple[dict[str, _E], int]:
+    """The entries of ``raw`` that parse and name their own key; and how many did not."""
+    kept: dict[str, _E] = {}
     dropped = 0
-    leases: dict[str, Lease] = {}
-    for run_id, raw in _items(d.get("leases")):
+    for run_id, item in _items(raw):
         try:
-            lease = Lease.from_json(raw)
+            entry: _E | None = parse(item)
         except Exception:  # untrusted input: any failure drops just this entry
-            lease = None
-        if lease is not None and lease.run_id == run_id:
-            leases[run_id] = lease
+            entry = None
+        if entry is not None and entry.run_id == run_id:
+            kept[run_id] = entry
         else:
             dropped += 1
-    waiters: dict[str, Waiter] = {}
-    for run_id, raw in _items(d.get("waiters")):
-        try:
-            waiter = Waiter.from_json(raw)
-        except Exception:  # untrusted input: any failure drops just this entry
-            waiter = None
-        if waiter is not None and waiter.run_id == run_id:
-            waiters[run_id] = waiter
-        else:
-            dropped += 1
-    return leases, waiters, dropped
+    return kept, dropped
 
 
 def _items(d: Any) -> list[tuple[str, Any]]:
