@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from runner.placement import Placement, PlacementError
+
 SCHEMA = 1
 
 ID_RE = re.compile(r"^[0-9]{6,12}$")
@@ -311,6 +313,7 @@ class RunSpec:
     stall_after_s: float = 60.0
     after: tuple[Dependency, ...] = ()
     checkpoint_globs: tuple[str, ...] = ()
+    placement: Placement = field(default_factory=Placement)
 
     def to_json(self) -> dict[str, Any]:
         """Return the JSON form (with schema)."""
@@ -336,6 +339,7 @@ class RunSpec:
             "stall_after_s": self.stall_after_s,
             "after": [d.to_json() for d in self.after],
             "checkpoint_globs": list(self.checkpoint_globs),
+            "placement": self.placement.to_json(),
         }
 
     @classmethod
@@ -388,7 +392,16 @@ class RunSpec:
             checkpoint_globs=(
                 _str_list(d, "checkpoint_globs") if d.get("checkpoint_globs") is not None else ()
             ),
+            placement=_placement(d.get("placement")),
         )
+
+
+def _placement(raw: Any) -> Placement:
+    """The spec's backend and options (absent in specs written before backends: local)."""
+    try:
+        return Placement.from_json(raw)
+    except PlacementError as exc:
+        raise ShapeError(str(exc)) from None
 
 
 def _dependencies(raw: Any, run_id: str) -> tuple[Dependency, ...]:
