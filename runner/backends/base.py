@@ -69,3 +69,6 @@ class Backend(Protocol):
 
     def logs(self, registry: Registry, run_id: str, offset: int, limit: int) -> tuple[bytes, int]:
         """Up to ``limit`` bytes of output from ``offset``; returns them and the next offset."""
+
+    def reachable(self) -> tuple[bool, str]:
+        """Whether the engine answers from here, and in a few words why not (``status``)."""

@@ -55,3 +55,7 @@ class LocalBackend:
         except FileNotFoundError:
             return b"", offset
         return data, offset + len(data)
+
+    def reachable(self) -> tuple[bool, str]:
+        """This machine is always there."""
+        return True, f"this machine ({os.uname()[1]})"

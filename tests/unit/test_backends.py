@@ -23,6 +23,7 @@ def test_local_backend_reads_the_run_folder(tmp_path: Path) -> None:
     enqueue(Queue(reg.root), Ticket(run_id=run_id, attempt=1, queued_at=time.time()))
     be: Backend = get_backend("local")
     assert (be.name, be.queues_itself, be.remote) == ("local", False, False)
+    assert be.reachable()[0] is True
     st = be.describe(reg, run_id)
     assert (st.state, st.reason, st.handle) == (PENDING, "queued", run_id)
     (reg.run_dir(run_id) / OUTPUT).write_bytes(b"hello\nworld\n")
