@@ -29,11 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from runner import envnames
 from runner.durable import write_json
 
 GPU_FILE = "gpu.json"
 SAMPLE_S = 5.0
-FAKE_NVML_ENV = "BACKPROP_FAKE_NVML"  # moves to runner.envnames
+FAKE_NVML_ENV = envnames.FAKE_NVML
 
 
 class Unavailable(Exception):

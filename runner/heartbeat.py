@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner import envnames
 from runner.durable import read_json, write_json
 
 HEARTBEAT = "heartbeat"
@@ -26,7 +27,7 @@ HEARTBEAT_S = 5.0  # how often a remote supervisor shows it is alive
 STALE_BEATS = 3  # silent this many intervals: stale (ask the engine)
 HUNG_BEATS = 12  # silent this long while the engine says running (or cannot say): lost
 MIN_INTERVAL_S, MAX_INTERVAL_S = 0.1, 300.0
-HEARTBEAT_ENV = "BACKPROP_HEARTBEAT_S"  # moves to runner.envnames
+HEARTBEAT_ENV = envnames.HEARTBEAT_S
 
 
 def this_host() -> str:

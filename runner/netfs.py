@@ -21,6 +21,8 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from runner import envnames
+
 # File systems shared between hosts: inotify misses other clients' writes, flock may be local.
 NETWORK_FSTYPES = frozenset(
     {
@@ -52,7 +54,7 @@ NETWORK_FSTYPES = frozenset(
     }
 )
 MOUNTINFO = "/proc/self/mountinfo"
-POLL_ENV = "BACKPROP_POLL"  # moves to runner.envnames
+POLL_ENV = envnames.POLL
 
 
 def _unescape(field: str) -> str:

@@ -29,11 +29,19 @@ import threading
 import time
 from collections.abc import Callable
 
+from runner import identity
 from runner.backends.base import ENDED, PENDING, RUNNING, UNKNOWN, BackendStatus
-from runner.backends.intent import Intent
+from runner.backends.intent import Intent, read_intent
 from runner.durable import read_json, write_json
-from runner.heartbeat import HEARTBEAT_S, HUNG_BEATS, STALE_BEATS, Heartbeat
-from runner.model import RunState, Status
+from runner.heartbeat import (
+    HEARTBEAT_S,
+    HUNG_BEATS,
+    STALE_BEATS,
+    Heartbeat,
+    read_heartbeat,
+    this_host,
+)
+from runner.model import RunSpec, RunState, Status
 from runner.registry import Registry
 from runner.tickets import ADMITTED, Ticket
 
@@ -51,7 +59,7 @@ def on_this_host(state: RunState, heartbeat: Heartbeat | None, *, host: str, boo
     The boot id alone is not enough: containers on one machine share it but not their pids,
     and carry their own host names.
     """
-    recorded = str(getattr(state, "host", "") or "") or (heartbeat.host if heartbeat else "")
+    recorded = state.host or (heartbeat.host if heartbeat else "")
     return state.supervisor.boot_id == boot and recorded in ("", host)
 
 
@@ -80,7 +88,7 @@ def reconcile_remote(
     age = max(0.0, now - last)
     if age <= STALE_BEATS * every:
         return state.status, state.reason
-    where = (beat.host if beat else "") or str(getattr(state, "host", "") or "") or "its host"
+    where = (beat.host if beat else "") or state.host or "its host"
     silent = f"no heartbeat from {where} for {age:.0f}s"
     hung = age > HUNG_BEATS * every
     view = engine()
@@ -194,3 +202,35 @@ def _read_cache(path: os.PathLike[str]) -> tuple[float, BackendStatus] | None:
         return float(raw["at"]), view
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def remote_status(
+    registry: Registry,
+    spec: RunSpec,
+    state: RunState | None,
+    ticket: Ticket | None,
+    *,
+    now: float,
+) -> tuple[Status, str] | None:
+    """A remote run's status for :meth:`runner.registry.Registry.load`.
+
+    ``None``: decide as for a local run (the run is still in our queue, or its supervisor
+    turns out to be on this host, or its record is final).
+    """
+    run_dir = registry.run_dir(spec.id)
+    backend = spec.placement.backend
+
+    def engine() -> BackendStatus | None:
+        return engine_view(registry, spec.id, backend, now=now)
+
+    if ticket is not None and (state is None or state.attempt < ticket.attempt):
+        if ticket.kind != ADMITTED or registry.supervisor_locked(spec.id):
+            return None  # still in our queue, or its supervisor is starting right here
+        intent = read_intent(registry, spec.id, ticket.attempt)
+        return remote_ticket_status(ticket, intent, backend=backend, engine=engine)
+    if state is None or not state.status.active:
+        return None
+    beat = read_heartbeat(run_dir)
+    if on_this_host(state, beat, host=this_host(), boot=identity.boot_id()):
+        return None
+    return reconcile_remote(state, beat, now=now, backend=backend, engine=engine)

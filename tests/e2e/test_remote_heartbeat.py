@@ -176,13 +176,14 @@ def test_a_remote_run_whose_node_dies_is_lost_from_another_host(home: Path, tmp_
     sup.wait(10)
     assert reg.read_state(run_id).status is Status.RUNNING  # type: ignore[union-attr]
 
-    here = reg.load(run_id)  # on its own host the pids tell at once
+    here = Registry(home, adopt=False).load(run_id)  # on its own host the pids tell at once
     assert here.status is Status.LOST and "supervisor gone" in here.reason
     seen = _from_login_node(home, run_id, "lost")
     assert seen["status"] == "lost", seen
     assert "no heartbeat from " + this_host() in seen["reason"], seen
-    # Not before the heartbeat went stale, and soon after it hung (12 intervals, no engine).
+    # No engine answers here (Slurm's absent): lost once silent for 12 intervals, not forever.
     assert seen["after_s"] < 30, seen
+    assert reg.load(run_id).state.ended_at is not None  # type: ignore[union-attr]
 
 
 def test_a_remote_supervisor_hears_a_stop_without_a_signal(home: Path, tmp_path: Path) -> None:
