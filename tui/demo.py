@@ -118,7 +118,7 @@ def run_demo(args: argparse.Namespace) -> int:
     ids = launch(registry)
     print(f"backprop demo: launched {len(ids)} runs in {home} (at most {MAX_PARALLEL} at once)")
     if getattr(args, "no_tui", False):
-        from tui.cli import print_table
+        from tui.cli.render import print_table
 
         print_table(registry.list_runs())
         print(f"watch them with: backprop --home {home} tui")

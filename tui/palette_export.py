@@ -40,7 +40,7 @@ def export(app: BackpropApp, kind: str) -> None:
         return
 
     def work() -> None:
-        from tui.cli_export import export_to_file, plot_to_file
+        from tui.cli.export import export_to_file, plot_to_file
 
         out = file_name(run_ids, kind)
         try:

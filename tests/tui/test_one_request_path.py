@@ -16,6 +16,9 @@ from textual.widgets import Input
 from runner.request import RequestError, RunRequest, parse_run_request
 from tui import cli
 from tui.actions import parse_new_run
+from tui.cli.conventions import EXIT_USAGE, UsageError
+from tui.cli.parser import build_parser
+from tui.cli.run import run_request
 from tui.screens.form import FormDialog
 
 from .conftest import settle, until
@@ -71,11 +74,11 @@ def _cli(fields: dict[str, str], home: Any, capsys: pytest.CaptureFixture[str]) 
     """What ``backprop run`` makes of the row: its request, or its one-line error (exit 2)."""
     argv = _argv(fields)
     try:
-        return cli.run_request(cli.build_parser().parse_args(argv))
-    except cli.UsageError as exc:
+        return run_request(build_parser().parse_args(argv))
+    except UsageError as exc:
         message = str(exc)
     capsys.readouterr()
-    assert cli.main(["--home", str(home), *argv]) == cli.EXIT_USAGE
+    assert cli.main(["--home", str(home), *argv]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert err == f"backprop: error: {message}\n"  # one line, the same words
     return message
@@ -147,10 +150,10 @@ def test_the_fields_only_the_cli_has_follow_the_same_rules(flags, fields, expect
     """Env, sweeps, GPU ids, RAM (no dialog field yet): the CLI gives the shared parser's answer."""
     argv = ["run", *flags, "t.py"]
     try:
-        from_cli: RunRequest | str = cli.run_request(cli.build_parser().parse_args(argv))
-    except cli.UsageError as exc:
+        from_cli: RunRequest | str = run_request(build_parser().parse_args(argv))
+    except UsageError as exc:
         from_cli = str(exc)
-        assert cli.main(["--home", str(sample.root), *argv]) == cli.EXIT_USAGE
+        assert cli.main(["--home", str(sample.root), *argv]) == EXIT_USAGE
         assert capsys.readouterr().err == f"backprop: error: {from_cli}\n"
     try:
         direct: RunRequest | str = parse_run_request("t.py", [], **fields)

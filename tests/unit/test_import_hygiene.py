@@ -44,7 +44,7 @@ def test_core_never_imports_textual(module: str) -> None:
 
 
 def test_cli_listing_path_imports_neither_textual_nor_torch() -> None:
-    loaded = loaded_after_import("tui.cli")
+    loaded = loaded_after_import("tui.cli.entry")  # main and every command module
     assert "textual" not in loaded and "torch" not in loaded
 
 

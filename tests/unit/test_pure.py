@@ -212,7 +212,7 @@ def test_sanitize_keeps_only_colour_when_asked() -> None:
 
 
 def test_sweep_options_after_the_script_are_backprops_and_dash_dash_passes_through() -> None:
-    from tui.cli import _SEPARATOR, _protect_run_separator, _split_sweep_options
+    from tui.cli.run import _SEPARATOR, _protect_run_separator, _split_sweep_options
 
     rest, sweeps, template = _split_sweep_options(
         ["--epochs", "3", "--sweep", "lr=1,2", "--sweep=batch=8", "--sweep-template={key}={value}"]
@@ -248,7 +248,7 @@ def test_stall_settings_reach_the_run_spec(tmp_path: Path) -> None:
 def test_ls_cuts_a_long_reason_at_a_word(capsys: pytest.CaptureFixture[str]) -> None:
     """``ls`` showed "… [6 more characters]" at the end of a long reason."""
     from runner.registry import RunView
-    from tui.cli import print_table
+    from tui.cli.render import print_table
 
     reason = "stopped by user (forced: SIGKILL); the trainer ignored SIGINT and SIGTERM for 20 s"
     print_table([RunView("000001", Status.STOPPED, reason)])

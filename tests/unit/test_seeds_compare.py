@@ -145,8 +145,8 @@ def test_compare_shows_what_differs_and_always_commit_and_results() -> None:
 
 def test_matplotlib_is_not_loaded_by_the_cli_or_the_tui() -> None:
     code = (
-        "import sys, tui.cli, tui.app, tui.cli_export, tui.cli_compare;"
-        "tui.cli.build_parser();"
+        "import sys, tui.cli.parser, tui.app, tui.cli.export, tui.cli.compare;"
+        "tui.cli.parser.build_parser();"
         "print('matplotlib' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -1,6 +1,6 @@
 """``backprop export-metrics`` and ``backprop plot``: a run's history out as a table or an image.
 
-Registered by :func:`tui.cli.build_parser`; never imports textual (nor matplotlib until an
+Registered by :func:`tui.cli.parser.build_parser`; never imports textual (nor matplotlib until an
 image is drawn).
 """
 
@@ -21,7 +21,7 @@ from runner.registry import Registry
 if TYPE_CHECKING:
     import argparse
 
-    from tui.cli import Context
+    from tui.cli.context import Context
 
 AddCommand = Callable[..., "argparse.ArgumentParser"]
 
@@ -124,7 +124,7 @@ def cmd_plot(ctx: Context) -> int:
 
 
 def register(cmd: AddCommand) -> None:
-    """Add the commands to the parser (``cmd`` is :func:`tui.cli.build_parser`'s helper)."""
+    """Add the commands to the parser (``cmd`` is :func:`tui.cli.parser.build_parser`'s helper)."""
     ex = cmd(
         "export-metrics",
         cmd_export_metrics,

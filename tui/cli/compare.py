@@ -1,6 +1,6 @@
 """``backprop compare A B [C…]``: differing arguments, config, code and results side by side.
 
-Registered by :func:`tui.cli.build_parser`; the comparison itself is :mod:`runner.compare`.
+Registered by :func:`tui.cli.parser.build_parser`; the comparison itself is :mod:`runner.compare`.
 """
 
 from __future__ import annotations
@@ -10,48 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from runner.compare import compare_runs
 from runner.textsafe import safe_label
+from tui.compare_rows import table_rows
 
 if TYPE_CHECKING:
     import argparse
 
-    from tui.cli import Context
-
-SECTIONS = (
-    ("arguments", "arguments"),
-    ("config", "config"),
-    ("provenance", "code"),
-    ("metrics", "results"),
-)
-
-
-def cell(value: Any) -> str:
-    """A value as a table cell (short commits, 4 significant digits)."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, list | dict):
-        import json
-
-        return json.dumps(value, default=str)
-    return str(value)
-
-
-def table_rows(result: dict[str, Any]) -> list[tuple[str, str, list[str]]]:
-    """``(section, field, cells)`` for every shown field (what the TUI's view draws too)."""
-    rows: list[tuple[str, str, list[str]]] = []
-    for key, title in SECTIONS:
-        for field, values in result.get(key, {}).items():
-            cells = [cell(v) for v in values]
-            if field == "commit":
-                cells = [c[:12] for c in cells]
-            rows.append((title, field, cells))
-    if result.get("env"):
-        n = len(result["runs"])
-        rows.append(("config", "env (values hidden)", [", ".join(result["env"])] + [""] * (n - 1)))
-    return rows
+    from tui.cli.context import Context
 
 
 def render(result: dict[str, Any], width: int = 28) -> str:
@@ -84,7 +48,7 @@ def cmd_compare(ctx: Context) -> int:
 
 
 def register(cmd: Callable[..., argparse.ArgumentParser]) -> None:
-    """Add the command to the parser (``cmd`` is :func:`tui.cli.build_parser`'s helper)."""
+    """Add the command to the parser (``cmd`` is :func:`tui.cli.parser.build_parser`'s helper)."""
     c = cmd(
         "compare",
         cmd_compare,

@@ -20,14 +20,13 @@ from runner.model import ACTIVE, ShapeError, Status
 from runner.retry import RetryPolicy
 from runner.textsafe import safe_label
 from runner.tickets import Queue, move_to_top
+from tui.cli.conventions import UsageError
 
 if TYPE_CHECKING:
-    from tui.cli import Context
+    from tui.cli.context import Context
 
 
 def _usage(message: str) -> Exception:
-    from tui.cli import UsageError  # the CLI imports this module first
-
     return UsageError(message)
 
 

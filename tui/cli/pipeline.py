@@ -27,7 +27,7 @@ from runner.textsafe import safe_label
 from runner.tickets import TICKET
 
 if TYPE_CHECKING:
-    from tui.cli import Context
+    from tui.cli.context import Context
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 124
 # How often ``wait`` re-reads the runs without a file event (a killed supervisor writes none).
