@@ -24,7 +24,7 @@ from textual.strip import Strip
 
 from governor.probes import GpuSnapshot
 from runner.model import Status
-from tui.data import RunRow
+from tui.feed.snapshot import RunRow
 from tui.messages import RunHighlighted, SelectionChanged, VisibleRunsChanged
 from tui.seed_view import group_spread
 from tui.widgets.format import (
