@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 from rich.markup import escape
 from textual.app import App
@@ -38,6 +39,8 @@ PLOT_EVERY_S = 1.0
 # moves (no active run, no plot waiting): idle costs nothing.
 TICK_S = 0.5
 DETAILS_EVERY_S = 1.0
+# What the right-hand side shows: each is the id of a pane in the app's ContentSwitcher.
+Mode = Literal["single", "grid", "follow", "compare"]
 
 
 def set_title(widget: Widget, title: str, *, sub: bool = False) -> None:
@@ -61,7 +64,7 @@ class PanesApp(App[int]):
     watching: bool
     prefs_path: Path | None
     snapshot: Snapshot
-    mode: str
+    mode: Mode
     metrics_chosen: tuple[str, ...]
     producer: Producer
     alerts: FailureAlerts
@@ -234,7 +237,7 @@ class PanesApp(App[int]):
     def on_visible_runs_changed(self, message: VisibleRunsChanged) -> None:
         self._update_interest()
 
-    def _set_mode(self, mode: str) -> None:
+    def _set_mode(self, mode: Mode) -> None:
         self.mode = mode
         self.query_one(ContentSwitcher).current = mode
         self._update_interest()
