@@ -13,7 +13,7 @@ from runner.model import Status
 from tests.tui.conftest import goto, settle
 from tui.alerts import Alert, FailureAlerts, new_failures, sequences
 from tui.messages import SnapshotReady
-from tui.palette_export import commands
+from tui.palette import commands
 from tui.widgets.compare_table import CompareTable
 from tui.widgets.plot_pane import MetricPlot
 

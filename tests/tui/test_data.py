@@ -12,16 +12,11 @@ import pytest
 from governor.probes import GpuSnapshot
 from runner.model import Status
 from runner.registry import Registry
-from tui.data import (
-    MetricDigest,
-    MetricTail,
-    OutputTail,
-    Snapshot,
-    primary_metric,
-    row_from_view,
-    with_digest,
-)
-from tui.producer import BUSY_READ_S, Producer
+from tui.feed.producer import Producer
+from tui.feed.reader import BUSY_READ_S
+from tui.feed.rows import primary_metric, row_from_view, with_digest
+from tui.feed.snapshot import Snapshot
+from tui.feed.tails import MetricDigest, MetricTail, OutputTail
 
 
 def append(path: Path, text: str) -> None:

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from runner.model import Status
 from tests.tui.conftest import settle
-from tui.data import Snapshot
+from tui.feed.snapshot import Snapshot
 
 SIZE = (120, 36)
 RUNNING = "000008"

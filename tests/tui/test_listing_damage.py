@@ -11,7 +11,7 @@ from governor.probes import GpuSnapshot
 from runner.model import Status
 from runner.registry import Registry
 from tests.unit.test_listing_cache_damage import _finished
-from tui.producer import Producer
+from tui.feed.producer import Producer
 
 
 def test_an_emptied_spec_shows_corrupt_in_the_tui(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.app import App, ComposeResult
 
-from tui.data import OutputView
+from tui.feed.snapshot import OutputView
 from tui.widgets.output_pane import OutputLog
 
 

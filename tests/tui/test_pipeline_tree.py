@@ -13,8 +13,10 @@ from runner import identity
 from runner.durable import write_json
 from runner.model import Dependency, RunSpec, RunState, Status
 from runner.registry import STATE, Registry
-from tui.data import RunRow, row_from_view
-from tui.widgets.run_tree import DETAIL_FIELDS, RunTree
+from tui.feed.rows import row_from_view
+from tui.feed.snapshot import RunRow
+from tui.widgets.run_tree import RunTree
+from tui.widgets.tree_lines import DETAIL_FIELDS
 
 TRAIN, EVAL, REPORT = "000001", "000002", "000003"
 

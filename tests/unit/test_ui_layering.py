@@ -46,3 +46,20 @@ def test_a_widget_that_reads_the_registry_breaks_the_contract(tmp_path: Path) ->
     proc = _lint(tmp_path)
     assert proc.returncode != 0
     assert "tui.widgets.gpu_footer -> runner.registry" in proc.stdout
+
+
+def test_a_widget_reaching_a_tail_through_another_module_breaks_the_contract(
+    tmp_path: Path,
+) -> None:
+    """Indirect imports count too: only ``tui.feed.snapshot`` of the feed is open to widgets."""
+    for package in ("runner", "governor", "tui"):
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("*.pyc"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    (tmp_path / "tui" / "go_between.py").write_text(
+        "from tui.feed.tails import OutputTail  # noqa\n"
+    )
+    widget = tmp_path / "tui" / "widgets" / "gpu_footer.py"
+    widget.write_text(widget.read_text() + "\nimport tui.go_between  # noqa\n")
+    proc = _lint(tmp_path)
+    assert proc.returncode != 0
+    assert "tui.go_between -> tui.feed.tails" in proc.stdout

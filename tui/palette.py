@@ -1,12 +1,13 @@
-"""The command palette's export entries: the marked runs' metrics as CSV, their curves as PNG.
+"""The command palette: every action by name, then the exports, then Textual's own entries.
 
-The files go to the folder the TUI was started in; the work runs in a worker thread and
-ends in a notification naming the file (or the error).
+The export entries write the marked runs' metrics as CSV or their curves as PNG to the
+folder the TUI was started in; the work runs in a worker thread and ends in a notification
+naming the file (or the error).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,12 +15,13 @@ from typing import TYPE_CHECKING
 from textual.app import SystemCommand
 
 from runner.lifecycle import LifecycleError
+from tui.bindings import COMMANDS, key_label
 
 if TYPE_CHECKING:
-    from tui.app import BackpropApp
+    from tui.app_panes import PanesApp
 
 
-def chosen_runs(app: BackpropApp) -> list[str]:
+def chosen_runs(app: PanesApp) -> list[str]:
     """The marked runs, else the run under the cursor."""
     tree = app.run_tree
     ids = sorted(tree.selected) or ([tree.current_run] if tree.current_run else [])
@@ -32,7 +34,7 @@ def file_name(run_ids: list[str], suffix: str) -> Path:
     return Path.cwd() / f"backprop-{label}.{suffix}"
 
 
-def export(app: BackpropApp, kind: str) -> None:
+def export(app: PanesApp, kind: str) -> None:
     """Write the chosen runs' metrics (``csv``) or curves (``png``) in a worker thread."""
     run_ids = chosen_runs(app)
     if not run_ids:
@@ -57,7 +59,7 @@ def export(app: BackpropApp, kind: str) -> None:
     app.run_worker(work, thread=True, group="export", description=f"export {kind}")
 
 
-def commands(app: BackpropApp) -> Iterator[SystemCommand]:
+def commands(app: PanesApp) -> Iterator[SystemCommand]:
     """The palette entries."""
     yield SystemCommand(
         "Export metrics to CSV",
@@ -69,3 +71,15 @@ def commands(app: BackpropApp) -> Iterator[SystemCommand]:
         "The marked runs' primary metric as an image in this folder (needs matplotlib)",
         partial(export, app, "png"),
     )
+
+
+def system_commands(
+    app: PanesApp, textual_commands: Iterable[SystemCommand]
+) -> Iterator[SystemCommand]:
+    """Every command that works here (by name, with its key), the exports, Textual's own."""
+    for c in COMMANDS:
+        if app.check_action(c.action, ()):
+            run = partial(app.run_action, c.action)
+            yield SystemCommand(f"{c.title} ({key_label(c)})", c.help, run)
+    yield from commands(app)
+    yield from (cmd for cmd in textual_commands if cmd.title not in ("Quit",))

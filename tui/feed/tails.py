@@ -1,8 +1,7 @@
-"""The TUI's data layer: incremental readers of run files and the immutable rows they feed.
+"""Incremental readers of a run's files: ``metrics.jsonl`` and ``output.log`` by byte offset.
 
-Nothing here imports Textual. The producer thread owns the readers (:class:`MetricTail`,
-:class:`OutputTail`); widgets only ever see the frozen values they return (:class:`RunRow`,
-:class:`OutputView`, :class:`SeriesView`).
+The producer thread owns them; each returns frozen values (:class:`~tui.feed.snapshot.SeriesView`,
+:class:`~tui.feed.snapshot.OutputView`, :class:`MetricDigest`) that are safe to hand to the UI.
 """
 
 from __future__ import annotations
@@ -13,18 +12,14 @@ import os
 import time
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from governor.probes import GpuSnapshot, HostInfo
 from runner.history import Point, StepRule, decode_record
-from runner.model import Status
-from runner.registry import RunView
-from runner.textsafe import safe_label, sanitize_line
-
-EMPTY_MAP: Mapping[str, Any] = MappingProxyType({})
+from runner.textsafe import sanitize_line
+from tui.feed.snapshot import EMPTY_MAP, OutputView, SeriesView
 
 # Output lines longer than this are cut (the rest is counted, not kept).
 MAX_OUTPUT_LINE = 1000
@@ -34,7 +29,7 @@ SPARK_EVERY_S = 1.0
 MAX_PENDING = 64 * 1024
 
 
-def _finite(value: Any) -> float | None:
+def finite(value: Any) -> float | None:
     """A metric value as a float; the strings "nan"/"inf" that JSON cannot carry included."""
     if isinstance(value, bool):
         return None
@@ -53,21 +48,6 @@ def _read_at(path: Path, offset: int, size: int) -> bytes | None:
             return f.read(size)
     except OSError:
         return None
-
-
-@dataclass(frozen=True)
-class SeriesView:
-    """A run's metric history at one moment: metric name -> (steps, values), steps ascending."""
-
-    metrics: Mapping[str, tuple[tuple[int, ...], tuple[float, ...]]] = field(
-        default_factory=lambda: EMPTY_MAP
-    )
-    version: int = 0
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        """Metric names, in first-seen order."""
-        return tuple(self.metrics)
 
 
 class MetricTail:
@@ -246,19 +226,6 @@ def bucket_means(values: list[float], width: int) -> tuple[float, ...]:
     return tuple(out)
 
 
-@dataclass(frozen=True)
-class OutputView:
-    """The last lines of a run's output at one moment.
-
-    ``total`` counts every line appended since ``generation`` began, so a reader that has
-    shown ``k`` lines of this generation writes only ``lines[-(total - k):]``.
-    """
-
-    lines: tuple[str, ...] = ()
-    total: int = 0
-    generation: int = 0
-
-
 class OutputTail:
     """Incremental, bounded reader of one run's ``output.log``.
 
@@ -345,225 +312,3 @@ class OutputTail:
         if self._view is None:
             self._view = OutputView(tuple(self.lines), self.total, self.generation)
         return self._view
-
-
-# --- rows -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RunRow:
-    """One run as the TUI draws it: every text field already made safe for a terminal."""
-
-    id: str
-    name: str
-    status: Status
-    reason: str = ""
-    group: str | None = None
-    attempt: int = 0
-    attempt_text: str = ""
-    command: str = ""
-    step: int | None = None
-    loss: float | None = None
-    best_loss: float | None = None
-    primary_metric: str = "loss"
-    steps_per_s: float | None = None
-    progress: float | None = None
-    eta_s: float | None = None
-    checkpoints: int = 0
-    latest_checkpoint: str | None = None
-    health: tuple[str, ...] = ()
-    created_at: float | None = None
-    started_at: float | None = None
-    ended_at: float | None = None
-    exit_code: int | None = None
-    signal: int | None = None
-    pid: int | None = None
-    timeout_s: float | None = None
-    gpus: tuple[int, ...] = ()
-    vram_request: int | None = None
-    parent: str | None = None
-    after: tuple[tuple[str, str], ...] = ()  # (run id, "ok" | "any"): what it waits for
-    spark: tuple[float, ...] = ()
-    metric_names: tuple[str, ...] = ()
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return _finite(value)
-    return float(value)
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        return None
-    return value
-
-
-def primary_metric(view: RunView) -> str:
-    """The metric a run is judged by (``loss`` unless its spec says otherwise)."""
-    return str(view.to_json().get("primary_metric") or "loss")
-
-
-def row_from_view(view: RunView, digest: MetricDigest | None = None) -> RunRow:
-    """Build a :class:`RunRow` from a registry view and, if read, its metric digest.
-
-    The metric history wins over ``summary.json`` for step and loss: it is read on every
-    change, while the summary is only as fresh as its last rewrite.
-    """
-    d = view.to_json()
-    metric = str(d.get("primary_metric") or "loss")
-    row = _row_from_json(view, d, metric)
-    return row if digest is None else with_digest(row, digest, metric)
-
-
-def with_digest(row: RunRow, digest: MetricDigest, metric: str) -> RunRow:
-    """``row`` with the step, ``metric`` value and sparkline of ``digest`` (metrics moved on).
-
-    The same as building the row again from its view with this digest, without re-reading
-    the view: the producer calls this many times a second for each running run.
-    """
-    step, loss = row.step, row.loss
-    if digest.step is not None:
-        step = digest.step
-        loss = digest.values.get(metric, row.loss)
-    names = (
-        row.metric_names
-        if digest.names == row.metric_names
-        else tuple(safe_label(n, 40) for n in digest.names)
-    )
-    return replace(row, step=step, loss=loss, spark=digest.spark, metric_names=names)
-
-
-def _row_from_json(view: RunView, d: Mapping[str, Any], metric: str) -> RunRow:
-    step, loss = _int(d.get("step")), _num(d.get("loss"))
-    parent = d.get("parent")
-    lineage = None
-    if isinstance(parent, dict) and isinstance(parent.get("run_id"), str):
-        ckpt = parent.get("checkpoint")
-        lineage = safe_label(
-            f"{parent['run_id']} @ {os.path.basename(ckpt) if isinstance(ckpt, str) else '-'}"
-        )
-    command = d.get("command") or []
-    resources = d.get("resources") or {}
-    health = d.get("health") or []
-    ckpt_latest = d.get("latest_checkpoint")
-    return RunRow(
-        id=view.id,
-        name=safe_label(str(d.get("name") or view.id), 128),
-        status=view.status,
-        reason=safe_label(str(d.get("reason") or ""), 300),
-        group=safe_label(str(d["group"]), 128) if d.get("group") else None,
-        attempt=_int(d.get("attempt")) or 0,
-        attempt_text=safe_label(str(d.get("attempt_text") or ""), 200),
-        command=safe_label(" ".join(str(c) for c in command), 1000),
-        step=step,
-        loss=loss,
-        best_loss=_num(d.get("best_loss")),
-        primary_metric=safe_label(metric, 40),
-        steps_per_s=_num(d.get("steps_per_s")),
-        progress=_num(d.get("progress")),
-        eta_s=_num(d.get("eta_s")),
-        checkpoints=_int(d.get("checkpoints")) or 0,
-        latest_checkpoint=(
-            safe_label(os.path.basename(ckpt_latest)) if isinstance(ckpt_latest, str) else None
-        ),
-        health=tuple(safe_label(str(h), 60) for h in health if isinstance(h, str)),
-        created_at=_num(d.get("created_at")),
-        started_at=_num(d.get("started_at")),
-        ended_at=_num(d.get("ended_at")),
-        exit_code=_int(d.get("exit_code")),
-        signal=_int(d.get("signal")),
-        pid=_int(d.get("pid")),
-        timeout_s=_num(d.get("timeout_s")),
-        gpus=tuple(g for g in (d.get("gpus") or []) if isinstance(g, int)),
-        vram_request=_int(resources.get("vram_bytes")) if isinstance(resources, dict) else None,
-        parent=lineage,
-        after=_after(d.get("after")),
-    )
-
-
-def _after(raw: Any) -> tuple[tuple[str, str], ...]:
-    """A listing entry's dependencies, only well-formed ones (ids are digits: safe to draw)."""
-    if not isinstance(raw, list):
-        return ()
-    out = []
-    for d in raw:
-        if isinstance(d, dict) and isinstance(d.get("id"), str) and d["id"].isdigit():
-            out.append((d["id"][:12], "any" if d.get("kind") == "any" else "ok"))
-    return tuple(out)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """Everything the TUI shows, at one moment. Built by the producer, never mutated.
-
-    ``outputs`` and ``series`` hold only the runs the UI asked for (see :class:`Interest`)
-    plus the active ones; ``follow`` interleaves every running run's new output.
-
-    So that the UI's work follows what changed, not how many runs are registered, the
-    producer also says what differs from the snapshot numbered ``seq - 1``: ``changed``, the
-    rows that are new objects (``None``: runs appeared, vanished or moved; look at them all),
-    and ``live``, the rows of active runs (``None``: find them in ``runs``).
-    """
-
-    seq: int = 0
-    runs: tuple[RunRow, ...] = ()
-    gpu: GpuSnapshot = field(default_factory=GpuSnapshot)
-    host: HostInfo | None = None
-    outputs: Mapping[str, OutputView] = field(default_factory=lambda: EMPTY_MAP)
-    series: Mapping[str, SeriesView] = field(default_factory=lambda: EMPTY_MAP)
-    follow: OutputView = field(default_factory=OutputView)
-    loading: bool = False
-    error: str | None = None
-    changed: tuple[RunRow, ...] | None = None
-    live: tuple[RunRow, ...] | None = None
-
-    @property
-    def live_rows(self) -> tuple[RunRow, ...]:
-        """The rows of the active runs, in the order of ``runs``."""
-        if self.live is not None:
-            return self.live
-        return tuple(r for r in self.runs if r.status.active)
-
-    def changes_since(self, before: Snapshot) -> tuple[RunRow, ...] | None:
-        """The rows that differ from ``before``'s, if this snapshot follows it directly."""
-        return self.changed if self.seq == before.seq + 1 else None
-
-    @property
-    def queue_length(self) -> int:
-        """How many runs wait for the governor."""
-        return sum(1 for r in self.live_rows if r.status is Status.QUEUED)
-
-
-@dataclass(frozen=True)
-class Interest:
-    """Which runs the UI needs output and history for, beyond the active ones."""
-
-    visible: frozenset[str] = frozenset()
-    focused: frozenset[str] = frozenset()
-
-
-# --- remembered dialog values ---------------------------------------------------------------
-
-
-def load_prefs(path: Path | None) -> dict[str, Any]:
-    """The TUI's remembered values (last new-run dialog); empty when missing or damaged."""
-    if path is None:
-        return {}
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return raw if isinstance(raw, dict) else {}
-
-
-def save_prefs(path: Path | None, prefs: Mapping[str, Any]) -> None:
-    """Remember values for next time (best effort: a read-only home just forgets)."""
-    if path is None:
-        return
-    from runner.durable import write_json
-
-    try:
-        write_json(path, dict(prefs), durable=False)
-    except (OSError, ValueError, TypeError):
-        pass
