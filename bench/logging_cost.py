@@ -1,3 +1,4 @@
+# over 400 lines: one benchmark section; each tool's loop, setup and timing live together
 """Item 1: the cost of logging one metric inside a training loop, ours against the usual tools.
 
 Every tool runs the same loop over the same precomputed values in one child process; only

@@ -1,3 +1,4 @@
+# over 400 lines: one admission round (gate, policy, lease, ticket) under one lock
 """One admission round: the queue in order against the policy, decisions written first.
 
 A round holds the queue's lock and the governor's state transaction (in that order) for a few

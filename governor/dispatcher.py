@@ -1,3 +1,4 @@
+# over 400 lines: the dispatcher process, with the calls that find, start and wake it
 """The dispatcher: one process per registry and machine that starts queued runs when they fit.
 
 Started on demand (``python -m governor.dispatcher --home H --detach``) by any command that

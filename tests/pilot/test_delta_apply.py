@@ -6,7 +6,7 @@ import json
 from dataclasses import replace
 
 from runner.model import Status
-from tests.tui.conftest import settle
+from tests.pilot.conftest import settle
 from tui.feed.snapshot import Snapshot
 
 SIZE = (120, 36)

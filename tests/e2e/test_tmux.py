@@ -20,6 +20,7 @@ from runner.model import Status
 from runner.registry import Registry
 
 pytestmark = [
+    pytest.mark.usefixtures("deterministic_env"),  # colour on, UTC (tests/conftest.py)
     pytest.mark.tmux,
     pytest.mark.slow,
     pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),

@@ -8,7 +8,7 @@ from textual import events
 from textual.command import CommandList, CommandPalette
 from textual.message import Message
 
-from tests.tui.conftest import goto, settle, until
+from tests.pilot.conftest import goto, settle, until
 from tui.messages import (
     NewRunRequest,
     PauseRequested,

@@ -6,7 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.tui.test_tmux import BACKPROP, pytestmark, wait_until, world  # noqa: F401
+from tests.e2e.test_tmux import BACKPROP, pytestmark, wait_until, world  # noqa: F401
 
 FAILS_ON_FLAG = """\
 import os, sys, time

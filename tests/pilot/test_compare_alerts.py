@@ -10,7 +10,7 @@ import pytest
 import sample_registry
 
 from runner.model import Status
-from tests.tui.conftest import goto, settle
+from tests.pilot.conftest import goto, settle
 from tui.alerts import Alert, FailureAlerts, new_failures, sequences
 from tui.messages import SnapshotReady
 from tui.palette import commands

@@ -1,10 +1,13 @@
-"""Fixtures for the TUI tests: the sample registry, recording actions, a frozen world."""
+"""Fixtures for the pilot tests (the snapshot tests share them): recording actions, the app.
+
+The sample registry and the deterministic environment live in tests/conftest.py.
+"""
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,21 +59,8 @@ class FakeActions:
 
 
 @pytest.fixture(autouse=True)
-def deterministic_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Colour on, UTC, no user configuration: the same picture on every machine."""
-    monkeypatch.delenv("NO_COLOR", raising=False)
-    monkeypatch.delenv("BACKPROP_CONFIG", raising=False)
-    monkeypatch.setenv("TZ", "UTC")
-    monkeypatch.setenv("TEXTUAL_ANIMATIONS", "none")
-    time.tzset()
-    yield
-    time.tzset()
-
-
-@pytest.fixture
-def sample(tmp_path: Path) -> Registry:
-    """The sample registry: one run in every status."""
-    return sample_registry.build(tmp_path / "home")
+def _same_picture(deterministic_env: None) -> None:
+    """Every pilot test runs in ``deterministic_env`` (tests/conftest.py)."""
 
 
 @pytest.fixture

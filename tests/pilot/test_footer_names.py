@@ -8,7 +8,7 @@ from typing import Any
 import sample_registry
 
 from governor.probes import GpuSnapshot
-from tests.tui.conftest import settle
+from tests.pilot.conftest import settle
 from tui.widgets.gpu_footer import GpuFooter
 
 
