@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runner.durable import dump_json
-from runner.history import (
+from runner.metrics.history import (
     CheckpointEvent,
     History,
     HistoryTail,
@@ -23,11 +23,11 @@ from runner.history import (
     point_record,
     read_history,
 )
-from runner.ingest import SUMMARY_INTERVAL_S, Ingestor
+from runner.metrics.ingest import SUMMARY_INTERVAL_S, Ingestor
+from runner.metrics.summary import SummaryBuilder, summarize
 from runner.model import RunSpec
 from runner.registry import METRICS, OUTPUT, REPORT, SUMMARY
 from runner.shim import compact_output
-from runner.summary import SummaryBuilder, summarize
 
 
 class Clock:
@@ -430,7 +430,7 @@ def test_a_write_failure_never_reaches_the_supervisor_and_loses_no_line(
 
 
 def test_a_long_run_keeps_bounded_memory_and_the_right_best() -> None:
-    from runner import summary
+    from runner.metrics import summary
 
     b = SummaryBuilder()
     n = 3 * summary.KEEP_POINTS

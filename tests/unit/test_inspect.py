@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from runner.inspect_checkpoint import CheckpointError, render_summary, summarize
+from runner.checkpoints.inspection import CheckpointError, render_summary, summarize
 from tests.conftest import ROOT
 
 

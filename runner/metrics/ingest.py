@@ -37,10 +37,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from runner.capture_noise import NoiseFilter
+from runner.checkpoints.found import CheckpointFinder, Found, found_record
 from runner.durable import JsonlAppender, dump_json, read_json, write_json
-from runner.found_checkpoints import CheckpointFinder, Found, found_record
-from runner.health import (
+from runner.metrics.capture_noise import NoiseFilter
+from runner.metrics.health import (
     OOM,
     STALL_FACTOR,
     STALL_FLOOR_S,
@@ -51,7 +51,7 @@ from runner.health import (
     oom_kill_count,
     order_flags,
 )
-from runner.history import (
+from runner.metrics.history import (
     CheckpointEvent,
     Point,
     decode_record,
@@ -59,11 +59,11 @@ from runner.history import (
     event_record,
     iter_records,
 )
+from runner.metrics.parsers import LineSplitter, ParsedLine, StepTracker, parse_line
+from runner.metrics.summary import SummaryBuilder
 from runner.model import RunSpec, ShapeError
-from runner.parsers import LineSplitter, ParsedLine, StepTracker, parse_line
 from runner.recordkeeper import describe_write_error
 from runner.registry import CHECKPOINTS, METRICS, OUTPUT, REPORT, SUMMARY
-from runner.summary import SummaryBuilder
 from runner.textsafe import safe_label
 
 READ_PER_POLL = 4 * 1024 * 1024

@@ -8,7 +8,7 @@ One JSON object per line, appended only by the run's supervisor::
 ``a`` is the attempt, ``s`` the step, ``t`` the wall time; non-finite values are the strings
 ``"nan"``, ``"inf"`` and ``"-inf"``. A torn last line is ignored by readers. Each batch ends
 with an offsets record, ``{"a": 1, "ingest": {"o": 1234, "r": 0}}`` (how far the output and
-the reports were read; see :mod:`runner.reingest`), which is neither a point nor an event.
+the reports were read; see :mod:`runner.metrics.reingest`), which is neither a point nor an event.
 
 Every reader (the summary and ``show``, the TUI's curves, :func:`read_history` and any
 export) applies one rule, :class:`StepRule`, to what it reads:
@@ -23,7 +23,7 @@ export) applies one rule, :class:`StepRule`, to what it reads:
    earlier attempt at such a step is ignored.
 3. The run's latest point is the one at the highest step; its step is the run's step.
 
-The digest in ``summary.json`` is :mod:`runner.summary`'s.
+The digest in ``summary.json`` is :mod:`runner.metrics.summary`'s.
 """
 
 from __future__ import annotations
