@@ -32,8 +32,9 @@ class LineTail:
         max_line: the longest line handed out whole.
         over_long: ``"cut"`` hands out the first ``max_line`` bytes of a longer line,
             ``"drop"`` leaves it out; either way :attr:`over_long` counts it.
-        follow_rewrites: read again from 0 when the file shrank below the offset or was
-            replaced (else such a file reads as empty until it grows past the offset).
+        rewrite: what a file that shrank below the offset or was replaced means:
+            ``"restart"`` reads it again from 0, ``"end"`` goes on from the end of a shrunk
+            file, ``"wait"`` reads nothing until it grows past the offset.
     """
 
     def __init__(
@@ -43,13 +44,13 @@ class LineTail:
         *,
         max_line: int = MAX_LINE,
         over_long: Literal["cut", "drop"] = "cut",
-        follow_rewrites: bool = True,
+        rewrite: Literal["restart", "end", "wait"] = "restart",
     ) -> None:
         self.path = Path(path)
         self.offset = offset
         self.max_line = max_line
         self.keep_head = over_long == "cut"
-        self.follow_rewrites = follow_rewrites
+        self.rewrite = rewrite
         self.over_long = 0  # lines longer than max_line seen so far
         self.restarts = 0  # times the file was found shrunk or replaced
         self._skipping = False  # inside an over-long line whose head was already dealt with
@@ -112,10 +113,12 @@ class LineTail:
         shrunk = st.st_size < self.offset
         replaced = self._ino is not None and st.st_ino != self._ino
         self._ino = st.st_ino
+        if self.rewrite != "restart":
+            if shrunk and self.rewrite == "end":
+                self.offset, self._skipping = st.st_size, False
+            return shrunk
         if not (shrunk or replaced):
             return False
-        if not self.follow_rewrites:
-            return shrunk
         self.offset, self._skipping = 0, False
         self.restarts += 1
         return False
@@ -161,7 +164,7 @@ def read_lines(
     Returns:
         The lines and the offset just past the last of them.
     """
-    tail = LineTail(path, offset, max_line=max_line, follow_rewrites=False)
+    tail = LineTail(path, offset, max_line=max_line, rewrite="wait")
     lines = tail.read(max_bytes)
     return lines, tail.offset
 

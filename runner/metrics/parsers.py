@@ -1,3 +1,4 @@
+# over 400 lines: one concept, the output-line parser (patterns, plan cache, JSON lines)
 r"""Metrics from training output, with zero integration: pure parsers that never raise.
 
 Recognised forms, one line at a time:

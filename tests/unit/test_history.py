@@ -415,7 +415,7 @@ def test_a_write_failure_never_reaches_the_supervisor_and_loses_no_line(
     def disk_full(data: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ing._appender, "append_raw", disk_full)
+    monkeypatch.setattr(ing._batch._appender, "append_raw", disk_full)
     write(run_dir / OUTPUT, "step 1 loss: 0.5\n")
     ing.poll()
     ing.poll()

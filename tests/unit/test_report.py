@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runner.metrics import reporting
-from runner.metrics.ingest import _loads_report
+from runner.metrics.report_lines import _loads_report
 from tests.conftest import ROOT, wait_until
 
 
