@@ -178,6 +178,18 @@ def test_history_tail_follows_by_offset(tmp_path: Path) -> None:
     assert [p.values["loss"] for p in tail.poll()] == [3.0]
 
 
+def test_history_tail_starts_over_on_a_replaced_file_even_a_longer_one(tmp_path: Path) -> None:
+    path = tmp_path / METRICS
+    write(path, dump_json(point_record(1, 1, 1.0, {"loss": 1.0})))
+    tail = HistoryTail(tmp_path)
+    assert [p.step for p in tail.poll()] == [1]
+    other = tmp_path / "new.jsonl"  # rewritten beside it and renamed over it, longer
+    other.write_bytes(b"".join(dump_json(point_record(1, s, s, {"loss": 2.0})) for s in (5, 6)))
+    os.replace(other, path)
+    assert [p.step for p in tail.poll()] == [5, 6]
+    assert [p.step for p in tail.points] == [5, 6] and tail.version == 1
+
+
 # --- the summary -------------------------------------------------------------------------------
 
 
