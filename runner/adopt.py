@@ -128,7 +128,7 @@ def finalize(registry: Registry, run_id: str, state: RunState) -> None:
     Its output is read on from where capture stopped, and it is recorded ``lost`` with its
     time ending at its last sign of life, so it no longer counts on in listings.
     """
-    from runner import reingest
+    from runner.metrics import reingest
 
     run_dir = registry.run_dir(run_id)
     ended = registry.last_sign_of_life(run_id, state)  # before we write anything
@@ -209,7 +209,7 @@ class AdoptingSupervisor(Supervisor):
 
     def run(self) -> Status:
         """Take over, supervise to the end and record it. Returns the final status."""
-        from runner import reingest
+        from runner.metrics import reingest
 
         self._terminate_reason = ""
         self.install_signal_handlers()

@@ -486,7 +486,7 @@ def latest_checkpoint(registry: Registry, run_id: str) -> str | None:
     and recent ones) and the files in ``checkpoints/`` (a script may save there without
     announcing). A file or folder whose format shows it was cut short is passed over.
     """
-    from runner.checkpoint_forms import is_whole
+    from runner.checkpoints.forms import is_whole
 
     folder = registry.run_dir(run_id)
     summary = registry.read_summary(run_id)

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from runner import envnames, proctree
 from runner.config import ConfigError, load_config
 from runner.durable import append_jsonl, read_json, read_jsonl, write_json
-from runner.history import encode_value
+from runner.metrics.history import encode_value
 from runner.model import RunSpec, RunState, ShapeError, Status
 from runner.notify_rules import (
     Rule,

@@ -24,7 +24,7 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from runner.checkpoint_forms import glob_error
+from runner.checkpoints.forms import glob_error
 from runner.config import ConfigError, parse_duration, parse_size
 from runner.model import validate_name, validate_new_name
 

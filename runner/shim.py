@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from runner import envnames, identity, proctree, runcgroup
 
 if TYPE_CHECKING:
-    from runner.ingest import Ingestor
+    from runner.metrics.ingest import Ingestor
 from runner.exits import StopKind, as_stop_kind, classify, with_write_note
 from runner.model import ProcessIdentity, RunSpec, RunState, ShapeError, Status
 from runner.recordkeeper import RecordKeeper, describe_write_error
@@ -405,7 +405,7 @@ class Supervisor:
     def _make_ingestor(self) -> Ingestor | _NoIngestor:
         """Metric capture; if it cannot start (a corrupt history...), the run goes on without."""
         try:
-            from runner.ingest import Ingestor
+            from runner.metrics.ingest import Ingestor
 
             return Ingestor(
                 self.run_dir,

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from runner import found_checkpoints as fc
 from runner import lifecycle
-from runner.checkpoint_forms import (
+from runner.checkpoints import found as fc
+from runner.checkpoints.forms import (
     compile_globs,
     file_is_whole,
     folder_is_whole,
@@ -21,10 +21,10 @@ from runner.checkpoint_forms import (
     paths_in_line,
     step_from_name,
 )
+from runner.checkpoints.found import CheckpointFinder
 from runner.config import ConfigError, _run_defaults
-from runner.found_checkpoints import CheckpointFinder
-from runner.history import read_history
-from runner.ingest import Ingestor
+from runner.metrics.history import read_history
+from runner.metrics.ingest import Ingestor
 from runner.model import RunSpec
 from runner.registry import METRICS, OUTPUT, SUMMARY, Registry
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.health import (
+from runner.metrics.health import (
     find_oom,
     higher_is_better,
     is_diverging,
@@ -18,7 +18,7 @@ from runner.health import (
     memory_events_paths,
     oom_kill_count,
 )
-from runner.ingest import Ingestor
+from runner.metrics.ingest import Ingestor
 from runner.model import RunSpec, Status
 from runner.registry import OUTPUT, SUMMARY
 from runner.shim import classify

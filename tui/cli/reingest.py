@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from runner.reingest import ReingestError, reingest
+from runner.metrics.reingest import ReingestError, reingest
 
 
 def cmd_reingest(ctx: Any) -> int:

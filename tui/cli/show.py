@@ -54,7 +54,7 @@ def cmd_show(ctx: Context) -> int:
 
 def cmd_inspect(ctx: Context) -> int:
     """``backprop inspect``: a safe summary of a checkpoint file."""
-    from runner.inspect_checkpoint import CheckpointError, render_summary, summarize
+    from runner.checkpoints.inspection import CheckpointError, render_summary, summarize
 
     try:
         summary = summarize(Path(ctx.args.file))

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from runner.history import Point, StepRule, decode_record
+from runner.metrics.history import Point, StepRule, decode_record
 from runner.textsafe import sanitize_line
 from tui.feed.snapshot import EMPTY_MAP, OutputView, SeriesView
 
@@ -54,7 +54,7 @@ class MetricTail:
     """Incremental reader of one run's ``metrics.jsonl``.
 
     Reads whole lines from a byte offset (a torn last line waits for the next poll) and
-    places records by :class:`runner.history.StepRule`, the rule the summary and ``show``
+    places records by :class:`runner.metrics.history.StepRule`, the rule the summary and ``show``
     follow: within an attempt a record belongs at its step (a late one does not rewind);
     where attempts overlap in steps the latest attempt wins. Each metric keeps at most
     ``max_points``: beyond that, the older half is thinned, so recent points stay dense and

@@ -3,8 +3,8 @@
 Listing and the TUI read it instead of whole histories: the last and best value of the
 primary metric, the step, the speed, progress and ETA when a total is known, checkpoints and
 health. The supervisor feeds a :class:`SummaryBuilder` record by record; :func:`summarize`
-gives the same digest of a whole :class:`~runner.history.History`. Both read the history by
-:class:`~runner.history.StepRule`, the rule the TUI's curves follow too.
+gives the same digest of a whole :class:`~runner.metrics.history.History`. Both read the history by
+:class:`~runner.metrics.history.StepRule`, the rule the TUI's curves follow too.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from bisect import bisect_left
 from collections import deque
 from typing import Any
 
-from runner.health import data_flags, higher_is_better
-from runner.history import CheckpointEvent, History, Point, StepRule
+from runner.metrics.health import data_flags, higher_is_better
+from runner.metrics.history import CheckpointEvent, History, Point, StepRule
 from runner.model import SCHEMA
 
 MAX_METRIC_NAMES = 256
@@ -29,7 +29,7 @@ class SummaryBuilder:
 
     Only the primary metric's latest points are kept (steps, values, running best), in
     compact arrays in step order, so that a resume that rewinds the history also rewinds the
-    best value. Records are placed by :class:`~runner.history.StepRule`; :attr:`metrics`
+    best value. Records are placed by :class:`~runner.metrics.history.StepRule`; :attr:`metrics`
     holds each metric's value at its highest step (one a resume dropped is gone until
     reported again).
     Past :data:`KEEP_POINTS` the older half folds into a floor (its best and count), so a
