@@ -61,9 +61,9 @@ from runner.history import (
 )
 from runner.model import RunSpec, ShapeError
 from runner.parsers import LineSplitter, ParsedLine, StepTracker, parse_line
-from runner.recordkeeper import describe_write_error
 from runner.registry import CHECKPOINTS, METRICS, OUTPUT, REPORT, SUMMARY
 from runner.summary import SummaryBuilder
+from runner.supervisor.recordkeeper import describe_write_error
 from runner.textsafe import safe_label
 
 READ_PER_POLL = 4 * 1024 * 1024

@@ -336,7 +336,7 @@ def spawn_supervisor(registry: Registry, run_id: str, *, attempt: int, wait: boo
     cmd = [
         sys.executable,
         "-m",
-        "runner.shim",
+        "runner.supervisor.main",
         "--home",
         str(registry.root),
         "--run",
@@ -388,7 +388,7 @@ def send_request(
         folder.mkdir(exist_ok=True)
         write_json(folder / name, doc)
     except OSError as exc:
-        from runner.recordkeeper import describe_write_error
+        from runner.supervisor.recordkeeper import describe_write_error
 
         fallback = {"stop": signal.SIGTERM, "kill": signal.SIGUSR2}.get(action)
         with contextlib.suppress(ShapeError, OSError):
@@ -412,7 +412,7 @@ def stop(registry: Registry, run_id: str, *, force: bool = False) -> str:
     view = registry.load(run_id)
     if view.status is Status.LOST:
         # The supervisor is gone: end every process of the run ourselves, by identity.
-        from runner.members import stop_unsupervised
+        from runner.supervisor.members import stop_unsupervised
 
         ending = stop_unsupervised(
             view.state.trainer if view.state else None,

@@ -10,7 +10,7 @@ from runner.registry import OUTPUT, Registry
 
 
 class LocalBackend:
-    """Today's behaviour: ``python -m runner.shim --detach`` in a session of its own."""
+    """Today's behaviour: ``python -m runner.supervisor.main --detach`` in a session of its own."""
 
     name = "local"
     queues_itself = False

@@ -150,7 +150,9 @@ def test_queued_runs_hold_no_process_and_survive_the_dispatchers_death(
     waiting = [cli.run_script(QUICK, name=f"w{i}") for i in range(3)]
     for rid in waiting:
         cli.wait_status(rid, "queued")
-    assert len(run_processes(home, "runner.shim")) == 1  # the gated run's supervisor only
+    assert (
+        len(run_processes(home, "runner.supervisor.main")) == 1
+    )  # the gated run's supervisor only
     dispatchers = wait_until(lambda: run_processes(home, "governor.dispatcher"))
     assert len(dispatchers) == 1
     info = cli.json("status")["dispatcher"]

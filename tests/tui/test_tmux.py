@@ -131,7 +131,9 @@ def leftovers(home: Path) -> list[str]:
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         cmd = " ".join(proc.info.get("cmdline") or [])
-        ours = "runner.shim" in cmd or "governor.dispatcher" in cmd or cmd.endswith(".py")
+        ours = (
+            "runner.supervisor.main" in cmd or "governor.dispatcher" in cmd or cmd.endswith(".py")
+        )
         if str(home) in cmd and not ours:
             found.append(f"{proc.pid}: {cmd}")
     return found

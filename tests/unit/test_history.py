@@ -26,8 +26,8 @@ from runner.history import (
 from runner.ingest import SUMMARY_INTERVAL_S, Ingestor
 from runner.model import RunSpec
 from runner.registry import METRICS, OUTPUT, REPORT, SUMMARY
-from runner.shim import compact_output
 from runner.summary import SummaryBuilder, summarize
+from runner.supervisor.output_cap import compact_output
 
 
 class Clock:

@@ -11,7 +11,7 @@ from runner.config import ConfigError, format_duration, parse_duration, parse_si
 from runner.lifecycle import LifecycleError, merge_args, sweep_args, sweep_points
 from runner.model import ProcessIdentity, RunState, Status
 from runner.registry import STARTUP_GRACE_S, reconcile
-from runner.shim import classify
+from runner.supervisor.exits import classify
 from runner.textsafe import sanitize_line
 
 BOOT = "boot-a"
