@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from runner import lifecycle, provenance
+from runner import provenance
 from runner.config import (
     CONFIG_NAME,
     Config,
@@ -28,7 +28,8 @@ from runner.config import (
     format_duration,
     load_config,
 )
-from runner.lifecycle import LifecycleError
+from runner.control import bundle, readout, removal, reruns, run_actions
+from runner.control.errors import LifecycleError
 from runner.model import Status
 from runner.notify_rules import run_rules
 from runner.privacy import masked_env, tighten_registry
@@ -346,7 +347,7 @@ def follow(
         if not stop_on_interrupt:
             raise KeyboardInterrupt
         with contextlib.suppress(LifecycleError, RunNotFound):
-            lifecycle.stop(registry, run_id, force=interrupts > 1)
+            run_actions.stop(registry, run_id, force=interrupts > 1)
         msg = "force-stopping" if interrupts > 1 else "stopping gracefully (Ctrl-C again to force)"
         print(f"\nbackprop: {msg} run {run_id}", file=sys.stderr, flush=True)
 
@@ -418,7 +419,7 @@ def cmd_show(ctx: Context) -> int:
     queue_cli.ensure(ctx)
     run_id = ctx.resolve(ctx.args.id)
     view = ctx.registry.load(run_id)
-    events = lifecycle.events(ctx.registry, run_id)
+    events = readout.events(ctx.registry, run_id)
     doc = cli_pipeline.show_doc(ctx.registry, view)
     prov = provenance.read(ctx.registry.run_dir(run_id))
     env = masked_env(view.spec.env if view.spec else {}, show=ctx.args.show_env)
@@ -512,29 +513,29 @@ def _each(ctx: Context, action: Callable[[str], str]) -> int:
 def cmd_stop(ctx: Context) -> int:
     """``backprop stop``."""
     queue_cli.expand_stop(ctx)
-    return _each(ctx, lambda i: lifecycle.stop(ctx.registry, i, force=ctx.args.force))
+    return _each(ctx, lambda i: run_actions.stop(ctx.registry, i, force=ctx.args.force))
 
 
 def cmd_pause(ctx: Context) -> int:
     """``backprop pause``."""
-    return _each(ctx, lambda i: lifecycle.pause(ctx.registry, i))
+    return _each(ctx, lambda i: run_actions.pause(ctx.registry, i))
 
 
 def cmd_continue(ctx: Context) -> int:
     """``backprop continue``."""
-    return _each(ctx, lambda i: lifecycle.cont(ctx.registry, i))
+    return _each(ctx, lambda i: run_actions.cont(ctx.registry, i))
 
 
 def cmd_start(ctx: Context) -> int:
     """``backprop start``: start queued runs now."""
-    code = _each(ctx, lambda i: lifecycle.start_now(ctx.registry, i))
+    code = _each(ctx, lambda i: run_actions.start_now(ctx.registry, i))
     queue_cli.kick(ctx)
     return code
 
 
 def cmd_rm(ctx: Context) -> int:
     """``backprop rm``."""
-    return _each(ctx, lambda i: lifecycle.remove(ctx.registry, i, force=ctx.args.force))
+    return _each(ctx, lambda i: removal.remove(ctx.registry, i, force=ctx.args.force))
 
 
 def cmd_resume(ctx: Context) -> int:
@@ -544,13 +545,13 @@ def cmd_resume(ctx: Context) -> int:
     if not ctx.args.id:
         raise UsageError("resume needs a run id or --group")
     run_id = ctx.resolve(ctx.args.id)
-    attempt = lifecycle.resume(
+    attempt = reruns.resume(
         ctx.registry, run_id, timeout_s=_duration(ctx.args.timeout), dependents=False
     )
-    ckpt = lifecycle.latest_checkpoint(ctx.registry, run_id)
+    ckpt = reruns.latest_checkpoint(ctx.registry, run_id)
     requeued = []
     if not ctx.args.no_dependents:
-        requeued = lifecycle.requeue_skipped_dependents(ctx.registry, run_id)
+        requeued = reruns.requeue_skipped_dependents(ctx.registry, run_id)
     queue_cli.kick(ctx)
     ctx.emit(
         {"id": run_id, "attempt": attempt, "resume_from": ckpt, "requeued": requeued},
@@ -568,7 +569,7 @@ def cmd_fork(ctx: Context) -> int:
         name = parse_name(ctx.args.name)  # the fork dialog's rule
     except RequestError as exc:
         raise UsageError(str(exc)) from None
-    spec = lifecycle.fork(
+    spec = reruns.fork(
         ctx.registry,
         run_id,
         ctx.args.args,
@@ -588,7 +589,7 @@ def cmd_fork(ctx: Context) -> int:
 
 def cmd_rerun(ctx: Context) -> int:
     """``backprop rerun``."""
-    spec = lifecycle.rerun(ctx.registry, ctx.resolve(ctx.args.id), config=ctx.config)
+    spec = reruns.rerun(ctx.registry, ctx.resolve(ctx.args.id), config=ctx.config)
     queue_cli.kick(ctx)
     ctx.emit({"id": spec.id, "name": spec.name}, f"submitted run {spec.id} ({spec.name})")
     return EXIT_OK
@@ -598,7 +599,7 @@ def cmd_export(ctx: Context) -> int:
     """``backprop export``."""
     run_id = ctx.resolve(ctx.args.id)
     with_env = bool(ctx.args.with_env)
-    out = lifecycle.export_run(ctx.registry, run_id, Path(ctx.args.output), with_env=with_env)
+    out = bundle.export_run(ctx.registry, run_id, Path(ctx.args.output), with_env=with_env)
     if not with_env:
         print(
             f"backprop: run {run_id}'s environment was left out of {out} "
@@ -614,7 +615,7 @@ def cmd_export(ctx: Context) -> int:
 
 def cmd_import(ctx: Context) -> int:
     """``backprop import``."""
-    new_id = lifecycle.import_run(ctx.registry, Path(ctx.args.file))
+    new_id = bundle.import_run(ctx.registry, Path(ctx.args.file))
     ctx.emit({"id": new_id}, f"imported {ctx.args.file} as run {new_id}")
     return EXIT_OK
 

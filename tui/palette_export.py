@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from textual.app import SystemCommand
 
-from runner.lifecycle import LifecycleError
+from runner.control.errors import LifecycleError
 
 if TYPE_CHECKING:
     from tui.app import BackpropApp

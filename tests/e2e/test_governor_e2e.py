@@ -259,7 +259,7 @@ def test_a_supervisor_never_loads_the_governor_and_is_started_once(cli: Cli, hom
     assert names.count("supervisor_started") == 1 and names.count("admitted") == 1
     assert names.count("queued") == 1
     # A second supervisor for the same attempt (a dispatcher restarted mid-start) backs off.
-    from runner.lifecycle import spawn_supervisor
+    from runner.control.spawn import spawn_supervisor
 
     spawn_supervisor(reg, second, attempt=1)
     log = reg.run_dir(second) / "supervisor.log"

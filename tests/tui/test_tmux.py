@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from runner import lifecycle
+from runner.control import run_actions
 from runner.model import Status
 from runner.registry import Registry
 
@@ -153,7 +153,7 @@ def world(tmp_path: Path) -> Iterator[tuple[Tmux, Registry, Path]]:
         tmux.kill()
         for view in registry.list_runs(use_cache=False):
             if view.status.active:
-                lifecycle.stop(registry, view.id, force=True)
+                run_actions.stop(registry, view.id, force=True)
 
 
 def test_launch_stop_quit_and_reattach(world: tuple[Tmux, Registry, Path]) -> None:

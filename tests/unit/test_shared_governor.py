@@ -30,8 +30,9 @@ from governor.reservations import Lease
 from governor.settings import GovernorSettings
 from governor.shared import ENV_VAR, SharedDirError, owner_key, prepare
 from governor.store import GovernorStore, store_for
-from runner import identity, lifecycle
+from runner import identity
 from runner.config import ConfigError
+from runner.control import run_actions
 from runner.durable import write_json
 from runner.model import Resources, RunSpec, RunState, Status
 from runner.registry import STATE, Registry
@@ -170,7 +171,7 @@ def test_other_owners_entries_count_but_are_never_signalled(
     a = spec_in(reg)
     assert admit(reg, shared, max_parallel=1, pause_temperature=1.0).started == []
     assert "max_parallel" in reason(reg, a.id)
-    lifecycle.start_now(reg, a.id)
+    run_actions.start_now(reg, a.id)
     assert admit(reg, shared, max_parallel=1, pause_temperature=1.0).started == [(a.id, 1)]
     end(reg, a.id)
     admit(reg, shared, max_parallel=1)
