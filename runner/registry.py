@@ -1,3 +1,4 @@
+# over 400 lines: the registry folder and the run view read from it are one concept
 """The registry: one folder per run under ``$BACKPROP_HOME/runs``, the store of record.
 
 Files in a run folder and their single writers:
