@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from runner.durable import JsonlAppender
-from runner.recordkeeper import describe_write_error
 from runner.registry import METRICS
+from runner.supervisor.recordkeeper import describe_write_error
 
 MAX_PENDING_BYTES = 8 * 1024 * 1024  # metric lines held in memory while writes fail
 

@@ -436,7 +436,8 @@ class Ingestor:
         """The last announced checkpoint, while it exists.
 
         Never a guess from the folder: this summary stops changing when its supervisor dies,
-        and a resume must then find the newest file itself (``lifecycle.latest_checkpoint``).
+        and a resume must then find the newest file itself
+        (``runner.control.reruns.latest_checkpoint``).
         """
         announced = self.builder.latest_announced
         return announced if announced and os.path.exists(announced) else None

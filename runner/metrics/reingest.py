@@ -121,7 +121,7 @@ def reingest(registry: Registry, run_id: str) -> dict[str, Any]:
         ``id``, ``attempt``, ``points`` (metric records added), ``from_offset``,
         ``to_offset`` and ``dropped`` (lines that could not be written).
     """
-    from runner.shim import acquire_lock  # local: the CLI only needs it here
+    from runner.supervisor.claim import acquire_lock  # local: the CLI only needs it here
 
     run_dir = registry.run_dir(run_id)
     try:

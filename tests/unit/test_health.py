@@ -21,7 +21,7 @@ from runner.metrics.health import (
 from runner.metrics.ingest import Ingestor
 from runner.model import RunSpec, Status
 from runner.registry import OUTPUT, SUMMARY
-from runner.shim import classify
+from runner.supervisor.exits import classify
 
 CUDA_OOM = (
     "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB. GPU 0 has a total "

@@ -27,7 +27,7 @@ from runner.metrics.ingest import SUMMARY_INTERVAL_S, Ingestor
 from runner.metrics.summary import SummaryBuilder, summarize
 from runner.model import RunSpec
 from runner.registry import METRICS, OUTPUT, REPORT, SUMMARY
-from runner.shim import compact_output
+from runner.supervisor.output_cap import compact_output
 
 
 class Clock:

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runner import lifecycle
-from runner.lifecycle import LifecycleError
+from runner.control import run_actions
+from runner.control.errors import LifecycleError
 from runner.model import Status
 from runner.registry import OUTPUT, Registry, RunNotFound, RunView
 from runner.textsafe import sanitize_line
@@ -39,7 +39,7 @@ def follow(
         if not stop_on_interrupt:
             raise KeyboardInterrupt
         with contextlib.suppress(LifecycleError, RunNotFound):
-            lifecycle.stop(registry, run_id, force=interrupts > 1)
+            run_actions.stop(registry, run_id, force=interrupts > 1)
         msg = "force-stopping" if interrupts > 1 else "stopping gracefully (Ctrl-C again to force)"
         print(f"\nbackprop: {msg} run {run_id}", file=sys.stderr, flush=True)
 

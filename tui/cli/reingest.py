@@ -14,7 +14,7 @@ def cmd_reingest(ctx: Any) -> int:
     try:
         result = reingest(ctx.registry, run_id)
     except ReingestError as exc:
-        from runner.lifecycle import LifecycleError
+        from runner.control.errors import LifecycleError
 
         raise LifecycleError(str(exc)) from None
     if ctx.json:
