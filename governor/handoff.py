@@ -18,12 +18,16 @@ one the engine has is never submitted twice.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 from governor.reservations import Lease
+from governor.store import GovernorState, GovernorStore
+from runner import identity
 from runner.backends import Backend, backend_for
 from runner.backends.intent import read_intent
 from runner.model import RunSpec
 from runner.registry import Registry
+from runner.tickets import ADMITTED, Entry, Queue, Ticket
 
 LOCAL = "local"
 
@@ -51,3 +55,45 @@ def backend_to_start(registry: Registry, run_id: str, local: Backend) -> Backend
     except (OSError, ValueError):
         return local  # the supervisor itself refuses a run it cannot read
     return local if spec.placement.is_local else backend_for(registry, run_id)
+
+
+def hand_over(
+    store: GovernorStore,
+    queue: Queue,
+    st: GovernorState,
+    entry: Entry,
+    ticket: Ticket,
+    spec: RunSpec,
+    now: float,
+    gate_env: dict[str, str],
+) -> None:
+    """Record a queued attempt as handed to its engine (queue lock and state transaction held).
+
+    Lease (no resources), then ticket, then entry, as for a local admission; the caller then
+    submits it through the backend.
+    """
+    backend = spec.placement.backend
+    st.leases[entry.run_id] = Lease(
+        run_id=entry.run_id,
+        name=spec.name,
+        group=spec.group,
+        admitted_at=now,
+        forced=entry.forced,
+        attempt=entry.attempt,
+        backend=backend,
+    )
+    store.write(st)
+    queue.write_ticket(
+        replace(
+            ticket,
+            kind=ADMITTED,
+            reason=f"handed to {backend}",
+            rule="ok",
+            admitted_at=now,
+            boot_id=identity.boot_id(),
+            env=dict(gate_env),  # the engine's CUDA_VISIBLE_DEVICES stays untouched
+            gpus=(),
+            forced=entry.forced,
+        )
+    )
+    queue.remove(entry)

@@ -3,7 +3,8 @@
 Set by the supervisor for the trainer (``RUN_ID``, ``RUN_DIR``, ``CHECKPOINT_DIR``,
 ``ATTEMPT``, ``HOME``, ``RESUME_FROM``), by the notify hook (``EVENT`` ... ``MESSAGE``), by the
 dependency gate (``AFTER_PREFIX`` + name), or read from the user (``HOME``, ``CONFIG``,
-``GOVERNOR_DIR``, ``FAKE_NVML``). This module imports nothing: trainers load it.
+``GOVERNOR_DIR``, ``FAKE_NVML``, ``POLL``, ``HEARTBEAT_S``). This module imports nothing:
+trainers load it.
 """
 
 from __future__ import annotations
@@ -26,3 +27,5 @@ MESSAGE = "BACKPROP_MESSAGE"
 AFTER_PREFIX = "BACKPROP_AFTER_"
 GOVERNOR_DIR = "BACKPROP_GOVERNOR_DIR"
 FAKE_NVML = "BACKPROP_FAKE_NVML"
+POLL = "BACKPROP_POLL"  # 1: treat the registry as shared storage (poll, no cross-host locks)
+HEARTBEAT_S = "BACKPROP_HEARTBEAT_S"  # a remote supervisor's heartbeat interval (tests)

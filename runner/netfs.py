@@ -4,7 +4,7 @@ A cluster's registry sits on NFS, Lustre, GPFS, BeeGFS, CIFS or sshfs and is wri
 several hosts. inotify sees only the writes made through *this* kernel, so a TUI on the login
 node would never hear of a metric line written on a compute node (measured: see
 FIELD_NOTES.md). There the TUI's feed polls instead: it stats the few files of the live
-runs about once a second and lists ``runs/`` slowly for new runs (:mod:`tui.poll_watcher`);
+runs about once a second and lists ``runs/`` slowly for new runs (:mod:`tui.feed.poll_watcher`);
 it never polls the tree recursively. Cross-host ``flock`` cannot be relied on either (a mount
 with ``nolock``, or a lock daemon that is down), so registry code that only *optimises* with a
 lock skips it there.

@@ -18,11 +18,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from runner import proctree
 from runner.gpu_usage import GpuSampler
 from runner.heartbeat import HeartbeatWriter, this_host
 from runner.model import RunSpec
 from runner.registry import Registry
+from runner.supervisor import proctree
 
 
 class NodeReport:

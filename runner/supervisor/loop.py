@@ -25,6 +25,7 @@ class Supervisor(Starting):
         proctree.set_child_subreaper()
         self.keeper.make_reserve()
         self.set_state(status=Status.STARTING, reason="supervisor started")
+        self.node.tick(self.clock(), running=False)
         self.record(
             "supervisor_started",
             pid=os.getpid(),
@@ -73,6 +74,7 @@ class Supervisor(Starting):
             notify_observers(self, self.ingestor)
             self.enforce_output_cap()
             self.sync_records()
+            self.node.tick(now, running=self.paused_at is None)
             if now - self.trimmed_at >= TRIM_EVERY_S:
                 proctree.trim_heap()
                 self.trimmed_at = now

@@ -2,7 +2,7 @@
 arrive (issue 15).
 
 ``BACKPROP_POLL=1`` makes the registry count as shared storage (as NFS, Lustre… do when
-detected), so the feed watches with :class:`tui.poll_watcher.PollWatcher`. inotify is made
+detected), so the feed watches with :class:`tui.feed.poll_watcher.PollWatcher`. inotify is made
 unusable here, and the producer's own fallback polls are pushed far out, so whatever reaches
 its snapshots came through the polling watcher: a live run's new steps (written by its
 supervisor) and a run submitted by another process.
@@ -22,9 +22,10 @@ import pytest
 from governor.probes import GpuSnapshot
 from runner.registry import Registry
 from tests.conftest import ROOT, Cli, wait_until
-from tui import poll_watcher, seams
-from tui.data import Snapshot
-from tui.producer import Producer
+from tui import seams
+from tui.feed import poll_watcher
+from tui.feed.producer import Producer
+from tui.feed.snapshot import Snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -81,9 +82,10 @@ def test_other_processes_writes_reach_the_feed_by_polling(
         wait_until(lambda: (row(live).step or 0) >= first + 10, timeout=30, message="later steps")
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         code = (
-            "import sys; from runner import lifecycle; from runner.registry import Registry;"
-            "print(lifecycle.submit(Registry(sys.argv[1]), ['true'], name='elsewhere',"
-            " start=False).id)"
+            "import sys; from runner.control.submission import SubmitOptions, submit;"
+            "from runner.registry import Registry;"
+            "print(submit(Registry(sys.argv[1]), ['true'], name='elsewhere',"
+            " options=SubmitOptions(start=False)).id)"
         )
         new = subprocess.run(
             [sys.executable, "-c", code, str(home)],

@@ -1,7 +1,8 @@
 """A run placed on an engine, seen from another host: heartbeat, then the truth (issue 15).
 
 The supervisor is the real one, started as a Slurm batch step starts it (``python -m
-runner.shim`` in the foreground, no engine needed: the run's placement alone makes it remote).
+runner.supervisor.main`` in the foreground, no engine needed: the run's placement alone makes
+it remote).
 The "login node" is a process in its own UTS namespace with another host name (``unshare
 --uts``): same kernel and boot id, as for two containers on one machine, so the pids it reads
 from ``state.json`` are not its own to check, and it must go by the heartbeat.
@@ -23,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from runner import lifecycle
+from runner.control.submission import SubmitOptions, submit
 from runner.heartbeat import read_heartbeat, this_host
 from runner.model import Status
 from runner.placement import Placement
@@ -110,9 +111,8 @@ def _start_remote_run(home: Path, work: Path) -> tuple[Registry, str, subprocess
     reg = Registry(home)
     script = work / "train.py"
     script.write_text(TRAINER)
-    spec = lifecycle.submit(
-        reg, [sys.executable, str(script)], name="remote", cwd=str(work), start=False
-    )
+    opts = SubmitOptions(cwd=str(work), start=False)
+    spec = submit(reg, [sys.executable, str(script)], name="remote", options=opts)
     reg.create(replace(spec, placement=Placement(backend="slurm")))
     Queue(home).write_ticket(
         Ticket(
@@ -133,7 +133,7 @@ def _start_remote_run(home: Path, work: Path) -> tuple[Registry, str, subprocess
         [
             sys.executable,
             "-m",
-            "runner.shim",
+            "runner.supervisor.main",
             "--home",
             str(home),
             "--run",

@@ -32,7 +32,7 @@ SUBMITTER = textwrap.dedent(
     """
     import json, os, sys, time
     from pathlib import Path
-    from runner import lifecycle
+    from runner.control.submission import SubmitOptions, submit
     from runner.registry import Registry
 
     reg, go, ready = Registry(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
@@ -40,10 +40,8 @@ SUBMITTER = textwrap.dedent(
     while not go.exists():
         time.sleep(0.002)
     host = os.uname().nodename
-    cmd, cwd = [sys.executable, "-c", "pass"], sys.argv[4]
-    ids = [
-        lifecycle.submit(reg, cmd, name=f"{host}-{i}", cwd=cwd).id for i in range(int(sys.argv[5]))
-    ]
+    cmd, opts = [sys.executable, "-c", "pass"], SubmitOptions(cwd=sys.argv[4])
+    ids = [submit(reg, cmd, name=f"{host}-{i}", options=opts).id for i in range(int(sys.argv[5]))]
     print(json.dumps({"host": host, "ids": ids}))
     """
 )

@@ -6,7 +6,7 @@ import os
 import threading
 from pathlib import Path
 
-from tui.poll_watcher import ADDED, DELETED, MODIFIED, RUN_FILES, PollWatcher
+from tui.feed.poll_watcher import ADDED, DELETED, MODIFIED, RUN_FILES, PollWatcher
 
 
 def _registry(tmp_path: Path, runs: int) -> tuple[Path, list[Path]]:
