@@ -15,6 +15,8 @@ Files in a run folder and their single writers:
 ``checkpoints/``    the trainer
 ``cgroup``          the supervisor: the path of the attempt's cgroup, if it has one
 ``.reserve``        the supervisor: space given back to record an exit on a full disk
+``heartbeat``       the supervisor of a run placed on an engine: its sign of life
+``gpu.json``        the supervisor: its process tree's GPU memory, sampled on its node
 ==================  =========================================================
 
 Reading is strict (a wrong-shaped file marks the run ``corrupt``; nothing is ever deleted

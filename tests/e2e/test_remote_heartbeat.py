@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from runner.control.submission import SubmitOptions, submit
+from runner.gpu_usage import GPU_FILE, NVIDIA_DRIVER
 from runner.heartbeat import read_heartbeat, this_host
 from runner.model import Status
 from runner.placement import Placement
@@ -34,6 +35,7 @@ from tests.conftest import ROOT, wait_until
 
 pytestmark = pytest.mark.slow
 
+GIB = 1 << 30
 BEAT_S = 0.3  # the supervisor's heartbeat interval here (5 s in real use)
 
 TRAINER = textwrap.dedent(
@@ -106,7 +108,9 @@ def _from_login_node(home: Path, run_id: str, until: str) -> dict[str, Any]:
     return result
 
 
-def _start_remote_run(home: Path, work: Path) -> tuple[Registry, str, subprocess.Popen[bytes]]:
+def _start_remote_run(
+    home: Path, work: Path, **env_extra: str
+) -> tuple[Registry, str, subprocess.Popen[bytes]]:
     """A run placed on Slurm, started by hand the way its batch script starts it."""
     reg = Registry(home)
     script = work / "train.py"
@@ -128,6 +132,7 @@ def _start_remote_run(home: Path, work: Path) -> tuple[Registry, str, subprocess
         "PYTHONPATH": str(ROOT),
         "BACKPROP_HOME": str(home),
         "BACKPROP_HEARTBEAT_S": str(BEAT_S),
+        **env_extra,
     }
     sup = subprocess.Popen(
         [
@@ -168,6 +173,8 @@ def test_a_remote_run_whose_node_dies_is_lost_from_another_host(home: Path, tmp_
     )
     seen = _from_login_node(home, run_id, "running")
     assert seen["status"] == "running" and seen["after_s"] < 5, seen
+    if not os.path.exists(NVIDIA_DRIVER):  # no NVML here: the supervisor writes no sample
+        assert not (reg.run_dir(run_id) / GPU_FILE).exists()
 
     # The node dies: supervisor and trainer gone at once, nothing recorded.
     assert state.trainer is not None
@@ -193,3 +200,26 @@ def test_a_remote_supervisor_hears_a_stop_without_a_signal(home: Path, tmp_path:
     assert sup.wait(30) == 0
     state = reg.read_state(run_id)
     assert state is not None and state.status is Status.STOPPED, state
+
+
+def test_the_supervisor_samples_its_own_trees_gpu_memory(home: Path, tmp_path: Path) -> None:
+    """NVML on the run's node (faked: this machine has no GPU) into ``gpu.json``."""
+    gpus = tmp_path / "gpus.json"
+    other = {"pid": 1, "memory": 7 * GIB}  # someone else's process: never counted
+    gpus.write_text(json.dumps([{"memory_total": 80 * GIB, "processes": [other]}, {}]))
+    reg, run_id, sup = _start_remote_run(home, tmp_path, BACKPROP_FAKE_NVML=str(gpus))
+    state = reg.read_state(run_id)
+    assert state is not None and state.trainer is not None
+    mine = {"pid": state.trainer.pid, "memory": 3 * GIB}
+    gpus.write_text(
+        json.dumps([{"memory_total": 80 * GIB, "processes": [other]}, {"processes": [mine]}])
+    )
+    sample = wait_until(  # the next sample (every 5 s) sees the trainer on GPU 1
+        lambda: (p := reg.run_dir(run_id) / GPU_FILE).exists() and json.loads(p.read_text()),
+        timeout=30,
+        message="gpu.json",
+    )
+    assert sample["host"] == this_host() and sample["used_bytes"] == 3 * GIB
+    assert [(d["index"], d["used_bytes"]) for d in sample["devices"]] == [(1, 3 * GIB)]
+    sup.send_signal(signal.SIGTERM)
+    assert sup.wait(30) == 0
