@@ -8,9 +8,10 @@
 * Its own process tree's GPU memory (:mod:`runner.gpu_usage`, ``gpu.json``), every run, once
   the trainer has started: VRAM per run wherever the TUI runs.
 
-A remote supervisor needs no signal to hear a stop or pause: it reads ``requests/`` on every
-turn of its loop (ten times a second), which an NFS client sees once its attribute cache of
-the folder expires (``actimeo``; see the README's "Beyond one machine").
+A remote supervisor needs no signal to hear a stop or pause (no one on another host can send
+it one): it reads ``requests/`` every :data:`REQUEST_POLL_S` (:meth:`NodeReport.requests_due`;
+a local one reads it on every turn of its loop, as before, and is nudged by SIGUSR1). On NFS a
+new request shows once the client's attribute cache of the folder expires (``actimeo``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from runner.heartbeat import HeartbeatWriter, this_host
 from runner.model import RunSpec
 from runner.registry import Registry
 from runner.supervisor import proctree
+
+REQUEST_POLL_S = 1.0  # a remote supervisor's look at requests/ (one listing on shared storage)
 
 
 class NodeReport:
@@ -52,6 +55,7 @@ class NodeReport:
             HeartbeatWriter(run_dir, attempt=attempt, boot_id=boot_id) if self.remote else None
         )
         self.gpu = GpuSampler(run_dir, host=self.host, pids=pids or _own_tree)
+        self._requests_at = -1e18
 
     def tick(self, now: float, *, running: bool) -> None:
         """Beat (remote runs) and, while the trainer runs, sample the GPUs when due."""
@@ -59,6 +63,15 @@ class NodeReport:
             self.heartbeat.beat(now)
         if running:
             self.gpu.maybe_sample(now)
+
+    def requests_due(self, now: float) -> bool:
+        """Whether to read ``requests/`` now: always locally, each second on shared storage."""
+        if not self.remote:
+            return True
+        if now - self._requests_at < REQUEST_POLL_S:
+            return False
+        self._requests_at = now
+        return True
 
 
 def _own_tree() -> set[int]:

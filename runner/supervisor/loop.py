@@ -63,8 +63,9 @@ class Supervisor(Starting):
             status = self.reap()
             if status is not None:
                 break
-            for action, reason in read_requests(self.run_dir / REQUESTS):
-                self.handle(action, reason)
+            if self.node.requests_due(self.clock()):
+                for action, reason in read_requests(self.run_dir / REQUESTS):
+                    self.handle(action, reason)
             now = self.clock()
             dl = self.deadline()
             if dl is not None and now >= dl and self.stop_kind is None and self.paused_at is None:
