@@ -57,6 +57,8 @@ def test_other_processes_writes_reach_the_feed_by_polling(
     monkeypatch.setattr(poll_watcher, "PollWatcher", CountingPollWatcher)
     monkeypatch.setattr(seams, "FileWatcher", NoInotify)
     live = cli.run_script(TRAINER, name="live")
+    shown = cli.wait_status(live, "running")
+    assert shown["host"] == os.uname().nodename  # every run records where it ran, local too
     reg = Registry(home)
     snaps: list[Snapshot] = []
     producer = Producer(
