@@ -21,9 +21,10 @@ from collections.abc import Callable
 
 from runner.gpu_usage import GpuSampler
 from runner.heartbeat import HeartbeatWriter, this_host
-from runner.model import RunSpec
+from runner.model import RunSpec, ShapeError
 from runner.registry import Registry
 from runner.supervisor import proctree
+from runner.tickets import Queue
 
 REQUEST_POLL_S = 1.0  # a remote supervisor's look at requests/ (one listing on shared storage)
 
@@ -56,6 +57,10 @@ class NodeReport:
         )
         self.gpu = GpuSampler(run_dir, host=self.host, pids=pids or _own_tree)
         self._requests_at = -1e18
+        self._queue = Queue(registry.root)
+        self._run_id = spec.id
+        self._attempt = attempt
+        self._ticket_due = 0.0
 
     def tick(self, now: float, *, running: bool) -> None:
         """Beat (remote runs) and, while the trainer runs, sample the GPUs when due."""
@@ -63,6 +68,22 @@ class NodeReport:
             self.heartbeat.beat(now)
         if running:
             self.gpu.maybe_sample(now)
+
+    def superseded(self, now: float) -> int | None:
+        """The attempt that replaced this one, once the queue holds a later one (remote only).
+
+        A remote attempt is declared lost when its heartbeat stops (a node cut off from the
+        storage, say); its retry is a new attempt. Should the old supervisor come back, it
+        must not write over the new attempt's records: it looks each heartbeat interval.
+        """
+        if self.heartbeat is None or now < self._ticket_due:
+            return None
+        self._ticket_due = now + self.heartbeat.every_s
+        try:
+            ticket = self._queue.read_ticket(self._run_id)
+        except (ShapeError, OSError, ValueError):
+            return None
+        return ticket.attempt if ticket is not None and ticket.attempt > self._attempt else None
 
     def requests_due(self, now: float) -> bool:
         """Whether to read ``requests/`` now: always locally, each second on shared storage."""

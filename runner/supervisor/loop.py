@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+from typing import NoReturn
 
 from runner.model import Status
 from runner.registry import REQUESTS
-from runner.supervisor import proctree
+from runner.supervisor import proctree, runcgroup
 from runner.supervisor.inbox import read_requests
 from runner.supervisor.records import notify_observers
 from runner.supervisor.start import StartFailed, Starting
 
 POLL_S = 0.1
+EXIT_SUPERSEDED = 5  # a remote attempt declared lost found its retry in the queue
 TRIM_EVERY_S = 10.0  # how often a running supervisor returns freed heap pages
 
 
@@ -47,6 +49,18 @@ class Supervisor(Starting):
             self.fail_on_own_error(exc)
         return self.state.status
 
+    def give_way(self, later: int) -> NoReturn:
+        """End this attempt's tree and exit without a state write: ``later`` replaced it.
+
+        The run folder's ``state.json`` belongs to the newer attempt now; only the event log
+        (append-only, each line names its attempt) says what happened to this one.
+        """
+        self.kill_everything()
+        runcgroup.clear(self.cgroup)
+        self.ingestor.close()
+        self.record("superseded", by_attempt=later)
+        os._exit(EXIT_SUPERSEDED)
+
     # --- supervision -----------------------------------------------------------------------
 
     def deadline(self) -> float | None:
@@ -76,6 +90,9 @@ class Supervisor(Starting):
             self.enforce_output_cap()
             self.sync_records()
             self.node.tick(now, running=self.paused_at is None)
+            later = self.node.superseded(now)
+            if later is not None:
+                self.give_way(later)
             if now - self.trimmed_at >= TRIM_EVERY_S:
                 proctree.trim_heap()
                 self.trimmed_at = now

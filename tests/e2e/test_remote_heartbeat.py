@@ -223,3 +223,19 @@ def test_the_supervisor_samples_its_own_trees_gpu_memory(home: Path, tmp_path: P
     assert [(d["index"], d["used_bytes"]) for d in sample["devices"]] == [(1, 3 * GIB)]
     sup.send_signal(signal.SIGTERM)
     assert sup.wait(30) == 0
+
+
+def test_a_supervisor_declared_lost_gives_way_to_the_retry(home: Path, tmp_path: Path) -> None:
+    """A node cut off long enough is lost and retried; if it comes back, its old supervisor
+    must not write over the new attempt's records: it ends its trainer and leaves."""
+    reg, run_id, sup = _start_remote_run(home, tmp_path)
+    state = reg.read_state(run_id)
+    assert state is not None and state.trainer is not None
+    Queue(home).write_ticket(Ticket(run_id=run_id, attempt=2, reason="retry 1 after lost"))
+    assert sup.wait(30) == 5  # EXIT_SUPERSEDED
+    with pytest.raises(ProcessLookupError):
+        os.kill(state.trainer.pid, 0)
+    after = reg.read_state(run_id)
+    assert after is not None and (after.attempt, after.status) == (1, Status.RUNNING)
+    events = [json.loads(line) for line in (reg.run_dir(run_id) / "events.jsonl").open()]
+    assert events[-1]["event"] == "superseded" and events[-1]["by_attempt"] == 2

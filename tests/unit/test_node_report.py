@@ -11,6 +11,7 @@ from runner.model import RunSpec
 from runner.node_report import REQUEST_POLL_S, NodeReport
 from runner.placement import Placement
 from runner.registry import Registry
+from runner.tickets import Queue, Ticket
 
 
 def _report(tmp_path: Path, placement: Placement) -> tuple[Registry, NodeReport]:
@@ -44,3 +45,11 @@ def test_a_remote_run_beats_and_polls_its_requests_each_second(tmp_path: Path) -
     assert node.requests_due(100.0)
     assert not node.requests_due(100.0 + REQUEST_POLL_S / 2)
     assert node.requests_due(100.0 + REQUEST_POLL_S)
+
+
+def test_only_a_remote_attempt_looks_for_its_retry(tmp_path: Path) -> None:
+    for placement, expected in ((Placement(), None), (Placement(backend="slurm"), 2)):
+        reg, node = _report(tmp_path / placement.backend, placement)
+        assert node.superseded(100.0) is None  # its own attempt is the latest
+        Queue(reg.root).write_ticket(Ticket(run_id="000001", attempt=2))
+        assert node.superseded(100.0 + 10) == expected
