@@ -121,6 +121,13 @@ class RunView:
         return self.spec.name if self.spec else self.id
 
     @property
+    def backend(self) -> str:
+        """The backend that runs the run (``local`` when the spec says none or is unreadable)."""
+        if self.cached is not None:
+            return str(self.cached.get("backend") or "local")
+        return self.spec.placement.backend if self.spec else "local"
+
+    @property
     def attempt(self) -> int:
         """Latest attempt number (0 before the first supervisor reported)."""
         if self.cached is not None:
@@ -167,6 +174,7 @@ class RunView:
             "queue": _queue_json(self.ticket),
             "attempt_text": _attempt_text(self.attempt, self.ticket),
             "after": [d.to_json() for d in spec.after] if spec else [],
+            "backend": spec.placement.backend if spec else "local",
         }
 
 
