@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 ENGINE = "engine.json"
 ENGINE_STATES = (PENDING, RUNNING, ENDED, UNKNOWN)
-_INTENT_NAME = re.compile(r"^submit-([0-9]{1,9})\.json$")
+INTENT_NAME = re.compile(r"^submit-([0-9]{1,9})\.json$")
 _MAX_TEXT = 300
 # Which of our statuses each engine state agrees with (``unknown`` agrees with none).
 _AGREES = {
@@ -145,7 +145,7 @@ def latest_intent_attempt(folder: str | os.PathLike[str]) -> int | None:
     try:
         with os.scandir(folder) as entries:
             for entry in entries:
-                m = _INTENT_NAME.match(entry.name)
+                m = INTENT_NAME.match(entry.name)
                 if m and (best is None or int(m.group(1)) > best):
                     best = int(m.group(1))
     except OSError:

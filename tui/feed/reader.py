@@ -17,6 +17,7 @@ from collections.abc import Callable
 from types import MappingProxyType
 
 from governor.probes import GpuSnapshot, HostInfo, probe_gpus, probe_host
+from runner.backends.where import where
 from runner.model import Status
 from runner.registry import METRICS, OUTPUT, STATE, Registry, RunNotFound, RunView
 from runner.textsafe import safe_label
@@ -307,7 +308,8 @@ class FeedReader:
         base = self._bases.get(run_id)
         if base is None or base[0] is not view:  # the view was re-read: build its row again
             metric = primary_metric(view)
-            base = self._bases[run_id] = (view, row_from_view(view), metric)
+            remote = where(self.registry, run_id) if view.backend != "local" else None
+            base = self._bases[run_id] = (view, row_from_view(view, where=remote), metric)
             view.forget_decoded()  # the row has what the TUI shows
         _, row, metric = base
         tail = self._metric_tails.get(run_id)
