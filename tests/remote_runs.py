@@ -104,11 +104,11 @@ def build(root: Path) -> Registry:
     """Four runs: a local one, two on Slurm (one disagreeing, one queued there), one on Ray."""
     registry = Registry(root)
     registry.runs_dir.mkdir(parents=True, exist_ok=True)
-    _run(registry, "000001", "local-baseline", backend="local", status="completed")
+    _run(registry, "000001", "baseline", backend="local", status="completed")
     _run(
         registry,
         "000002",
-        "slurm-big",
+        "big-model",
         backend="slurm",
         status="running",
         host="node07",
@@ -118,7 +118,7 @@ def build(root: Path) -> Registry:
     _run(
         registry,
         "000003",
-        "slurm-wait",
+        "wait-gpu",
         backend="slurm",
         status="queued",
         handle="4243",
@@ -128,7 +128,7 @@ def build(root: Path) -> Registry:
     _run(
         registry,
         "000004",
-        "ray-sweep",
+        "sweep",
         backend="ray",
         status="running",
         host="raynode1",

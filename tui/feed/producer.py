@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from runner.backends.where import ENGINE, INTENT_NAME
 from runner.model import ID_RE
-from runner.registry import METRICS, OUTPUT, STATE
+from runner.registry import METRICS, OUTPUT, SUMMARY
 from tui.feed.reader import BUSY_READ_S, VIEW_EVERY_S, FeedReader
 from tui.feed.snapshot import Interest, Snapshot
 
@@ -271,8 +271,8 @@ class Producer(FeedReader):
                 self._written(run_id)
             elif name in _VIEW_FILES or INTENT_NAME.match(name):
                 self._dirty_views.add(run_id)
-                if name == STATE:
-                    self._view_loaded_at.pop(run_id, None)  # lifecycle: reload at once
+                if name != SUMMARY:  # lifecycle, submission, the engine's word: reload at once
+                    self._view_loaded_at.pop(run_id, None)
 
     def _written(self, run_id: str) -> None:
         """A run's output or metrics grew: busy once they grew in BUSY_BATCHES batches running."""
