@@ -7,8 +7,10 @@ from pathlib import Path
 from governor.probes import GpuSnapshot
 from runner.backends.base import BackendStatus
 from runner.backends.where import ENGINE, record_engine_view
+from runner.config import Config
 from runner.model import Status
 from tests import remote_runs
+from tui.cli.backends import configured_backends, reachability, render_reachability
 from tui.feed.producer import Producer
 from tui.feed.snapshot import RunRow
 from tui.widgets.tree_details import engine_text, where_text
@@ -113,3 +115,24 @@ def test_detail_lines_of_a_remote_run() -> None:
     fresh = RunRow(id="000003", name="new", status=Status.QUEUED, backend="ray")
     assert where_text(fresh) == "ray, not submitted yet, host not known yet"
     assert engine_text(fresh) == "not asked yet"
+
+
+def test_configured_backends_are_local_the_config_and_the_runs(tmp_path: Path) -> None:
+    registry = remote_runs.build(tmp_path)
+    assert configured_backends(Config(), []) == ["local"]
+    assert configured_backends(Config(raw={"slurm": {"partition": "gpu"}}), []) == [
+        "local",
+        "slurm",
+    ]
+    assert configured_backends(Config(raw={"run": {"backend": "ray"}}), []) == ["local", "ray"]
+    assert configured_backends(Config(), registry.list_runs()) == ["local", "slurm", "ray"]
+
+
+def test_reachability_never_raises_for_a_missing_backend() -> None:
+    (entry,) = reachability(["pbs"])
+    assert (entry["available"], entry["reachable"]) == (False, False)
+    assert "unknown backend 'pbs'" in entry["why"]
+    (local,) = reachability(["local"])
+    assert (local["available"], local["reachable"]) == (True, True)
+    assert "not available" in render_reachability([entry])
+    assert render_reachability([local]).startswith("backend local   reachable: this machine")

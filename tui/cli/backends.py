@@ -88,7 +88,7 @@ def where_fields(doc: dict[str, Any]) -> list[tuple[str, str]]:
     lines = [("backend", safe_label(str(w.get("backend") or "-"), 20))]
     lines.append(("host", safe_label(str(w.get("host") or "not known yet"), 100)))
     if w.get("submitted_from"):
-        lines.append(("submitted from", safe_label(str(w["submitted_from"]), 100)))
+        lines.append(("submitted", "from " + safe_label(str(w["submitted_from"]), 100)))
     lines.append(("job id", safe_label(str(w.get("handle") or "not submitted yet"), 100)))
     if w.get("engine_state"):
         text = str(w["engine_state"])
@@ -137,7 +137,8 @@ def reachability(names: Iterable[str]) -> list[dict[str, Any]]:
             ok, why = get_backend(name).reachable()
             entry.update(reachable=bool(ok), why=str(why))
         except ValueError as exc:  # unknown, or its module cannot be imported here
-            entry.update(available=False, why=str(exc))
+            why = str(exc).removeprefix(f"backend {name!r} is not available here: ")
+            entry.update(available=False, why=why)
         except Exception as exc:  # an engine check must not take ``status`` down
             entry.update(why=f"check failed: {type(exc).__name__}: {exc}")
         out.append(entry)
