@@ -25,7 +25,7 @@ def _write(path: Path, obj: dict[str, Any]) -> None:
     path.chmod(0o600)
 
 
-def _run(
+def add_run(
     registry: Registry,
     run_id: str,
     name: str,
@@ -104,8 +104,8 @@ def build(root: Path) -> Registry:
     """Four runs: a local one, two on Slurm (one disagreeing, one queued there), one on Ray."""
     registry = Registry(root)
     registry.runs_dir.mkdir(parents=True, exist_ok=True)
-    _run(registry, "000001", "baseline", backend="local", status="completed")
-    _run(
+    add_run(registry, "000001", "baseline", backend="local", status="completed")
+    add_run(
         registry,
         "000002",
         "big-model",
@@ -115,7 +115,7 @@ def build(root: Path) -> Registry:
         handle="4242",
         engine={"state": "ended", "reason": "COMPLETED"},
     )
-    _run(
+    add_run(
         registry,
         "000003",
         "wait-gpu",
@@ -125,7 +125,7 @@ def build(root: Path) -> Registry:
         engine={"state": "pending", "reason": "Resources"},
         reason="queued",
     )
-    _run(
+    add_run(
         registry,
         "000004",
         "sweep",

@@ -154,3 +154,34 @@ def test_damaged_files_never_raise(tmp_path: Path) -> None:
     assert where(reg, run_id) == Where("slurm")
     (folder / "spec.json").write_text("garbage")
     assert where(reg, run_id) == Where()  # an unreadable spec shows as local, like listing
+
+
+def test_a_cached_listing_entry_says_its_backend_without_being_decoded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import runner.registry as registry_mod
+    from runner.durable import write_json
+    from runner.model import ProcessIdentity, RunState
+
+    monkeypatch.setattr(registry_mod, "CACHE_SETTLE_S", 0.0)
+    reg = Registry(tmp_path)
+    backends = {}
+    for backend in ("local", "slurm", "ray"):
+        run_id = _run(reg, backend)
+        backends[run_id] = backend
+        state = RunState(
+            run_id=run_id,
+            attempt=1,
+            status=Status.COMPLETED,
+            updated_at=2.0,
+            supervisor=ProcessIdentity(pid=999_999, start_ticks=1, boot_id="another-boot"),
+            exit_code=0,
+        )
+        write_json(reg.run_dir(run_id) / "state.json", state.to_json())
+    fresh = {v.id: v.backend for v in reg.list_runs()}
+    assert fresh == backends
+    cached = reg.list_runs()
+    assert all(v.raw is not None for v in cached)  # served from the cache
+    assert {v.id: v.backend for v in cached} == backends
+    assert all("cached" not in v.__dict__ for v in cached)  # found without decoding
+    assert {v.id: v.to_json()["backend"] for v in cached} == backends

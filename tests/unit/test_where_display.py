@@ -136,3 +136,22 @@ def test_reachability_never_raises_for_a_missing_backend() -> None:
     assert (local["available"], local["reachable"]) == (True, True)
     assert "not available" in render_reachability([entry])
     assert render_reachability([local]).startswith("backend local   reachable: this machine")
+
+
+def test_a_finished_remote_run_sees_the_engine_speak_up_later(tmp_path: Path) -> None:
+    clock = Clock()
+    producer = _producer(tmp_path, clock)
+    registry = producer.registry
+    remote_runs.add_run(
+        registry, "000005", "done", backend="slurm", status="completed", handle="4250"
+    )
+    producer.scan()
+    clock.t += 20  # past slow_poll_s: finished runs' files are looked at
+    producer.tick()
+    record_engine_view(registry, "000005", BackendStatus("running", "", "4250", "node09"))
+    clock.t += 20
+    snap = producer.tick()
+    assert snap is not None
+    row = next(r for r in snap.runs if r.id == "000005")
+    assert (row.status, row.engine, row.engine_disagrees) == (Status.COMPLETED, "running", True)
+    assert row.host == "node09"
