@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from runner.backends.base import ENDED, PENDING, RUNNING, UNKNOWN, BackendStatus
+from runner.backends.intent import read_intent
 from runner.durable import read_json, write_json
 from runner.model import ShapeError, Status
 
@@ -153,7 +154,7 @@ def latest_intent_attempt(folder: str | os.PathLike[str]) -> int | None:
     return best
 
 
-def read_engine_view(registry: Registry, run_id: str) -> tuple[BackendStatus, float] | None:
+def read_engine_view(registry: Registry, run_id: str) -> tuple[BackendStatus, float | None] | None:
     """The engine's last recorded view of the run and when it was recorded.
 
     ``None``: never recorded, or damaged (a display then shows no engine view, never fails).
@@ -168,7 +169,7 @@ def read_engine_view(registry: Registry, run_id: str) -> tuple[BackendStatus, fl
         handle=_text(raw.get("handle")),
         host=_text(raw.get("host")),
     )
-    return view, float(at) if isinstance(at, (int, float)) and not isinstance(at, bool) else 0.0
+    return view, float(at) if isinstance(at, (int, float)) and not isinstance(at, bool) else None
 
 
 def record_engine_view(
@@ -197,8 +198,6 @@ def where(registry: Registry, run_id: str) -> Where:
     A local run reads only its spec (the caller usually knows the backend already and asks
     only about remote runs).
     """
-    from runner.backends.intent import read_intent  # here: intent imports the registry
-
     try:
         backend = registry.read_spec(run_id).placement.backend
     except (OSError, ValueError):  # ShapeError is a ValueError

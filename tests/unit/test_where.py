@@ -152,6 +152,8 @@ def test_damaged_files_never_raise(tmp_path: Path) -> None:
     assert where(reg, run_id) == Where("slurm")
     (folder / ENGINE).write_text(json.dumps({"state": "exploded"}))
     assert where(reg, run_id) == Where("slurm")
+    (folder / ENGINE).write_text(json.dumps({"state": "running", "at": True, "reason": 7}))
+    assert where(reg, run_id) == Where("slurm", engine_state="running", checked_at=None)
     (folder / "spec.json").write_text("garbage")
     assert where(reg, run_id) == Where()  # an unreadable spec shows as local, like listing
 
