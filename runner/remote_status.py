@@ -8,8 +8,9 @@ pid means nothing. There the listing decides from:
 2. the supervisor's heartbeat (:mod:`runner.heartbeat`): fresh means the record holds;
 3. only when the heartbeat is stale, or the attempt has not reached its supervisor yet, the
    engine's own view (:meth:`runner.backends.base.Backend.describe`), asked at most once per
-   :data:`DESCRIBE_EVERY_S` per run by all listers together (a small cache file per run under
-   ``engine-cache/``), never per run per listing tick.
+   :data:`DESCRIBE_EVERY_S` per run by all listers together (the engine's last word is kept
+   in the run folder's ``engine.json``, :mod:`runner.backends.where`, which the displays
+   show), never per run per listing tick.
 
 A stale run the engine says has ended is ``lost`` at once; one the engine says runs, or about
 which it cannot say, stays as recorded (the reason says how long it has been silent) until
@@ -24,7 +25,6 @@ one-node cluster), :func:`on_this_host` says so and the caller checks pids as fo
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -32,7 +32,7 @@ from collections.abc import Callable
 from runner import identity
 from runner.backends.base import ENDED, PENDING, RUNNING, UNKNOWN, BackendStatus
 from runner.backends.intent import Intent, read_intent
-from runner.durable import read_json, write_json
+from runner.backends.where import ENGINE_STATES, read_engine_view, record_engine_view
 from runner.heartbeat import (
     HEARTBEAT_S,
     HUNG_BEATS,
@@ -46,7 +46,6 @@ from runner.registry import Registry
 from runner.tickets import ADMITTED, Ticket
 
 DESCRIBE_EVERY_S = 15.0  # one run's engine view is asked for at most this often
-ENGINE_CACHE = "engine-cache"
 
 EngineView = Callable[[], "BackendStatus | None"]
 
@@ -147,7 +146,10 @@ def engine_view(
     now: float | None = None,
     every_s: float = DESCRIBE_EVERY_S,
 ) -> BackendStatus | None:
-    """The engine's view of the run, from a cache younger than ``every_s`` or asked now.
+    """The engine's view of the run, asked at most once per ``every_s`` by all listers.
+
+    Its last word (``engine.json``) is used while younger than ``every_s``; else the engine is
+    asked now and the answer recorded there for every other lister and display.
 
     Never raises: an engine that is missing here, unreachable or failing reads as
     ``unknown`` with the reason. ``None`` while a backend's own ``describe`` is loading the
@@ -156,52 +158,23 @@ def engine_view(
     if getattr(_describing, "active", False):
         return None
     t = time.time() if now is None else now
-    path = registry.root / ENGINE_CACHE / f"{registry.run_dir(run_id).name}.json"
-    cached = _read_cache(path)
-    if cached is not None and 0 <= t - cached[0] < every_s:
-        return cached[1]
+    recorded = read_engine_view(registry, run_id)
+    if recorded is not None and recorded[1] is not None and 0 <= t - recorded[1] < every_s:
+        return recorded[0]
     _describing.active = True
     try:
         from runner.backends import get_backend  # only for remote runs, only when due
 
         view = get_backend(backend).describe(registry, run_id)
+        if view.state not in ENGINE_STATES:
+            raise ValueError(f"engine state {view.state!r}")
     except Exception as exc:  # an engine's trouble is a reason, never a listing's crash
         view = BackendStatus(state=UNKNOWN, reason=f"{type(exc).__name__}: {exc}"[:200])
     finally:
         _describing.active = False
-    with contextlib.suppress(OSError):
-        path.parent.mkdir(mode=0o700, exist_ok=True)
-        record = {
-            "at": t,
-            "state": view.state,
-            "reason": view.reason[:300],
-            "handle": view.handle[:200],
-            "host": view.host[:200],
-        }
-        write_json(path, record, durable=False)  # a cache: rebuilt by asking again
+    with contextlib.suppress(OSError, ValueError):  # a read-only registry: asked again later
+        record_engine_view(registry, run_id, view, now=t)
     return view
-
-
-def _read_cache(path: os.PathLike[str]) -> tuple[float, BackendStatus] | None:
-    try:
-        raw = read_json(path)
-    except (OSError, ValueError):
-        return None
-    if not isinstance(raw, dict):
-        return None
-    try:
-        state = str(raw["state"])
-        if state not in (PENDING, RUNNING, ENDED, UNKNOWN):
-            return None
-        view = BackendStatus(
-            state=state,
-            reason=str(raw.get("reason") or "")[:300],
-            handle=str(raw.get("handle") or "")[:200],
-            host=str(raw.get("host") or "")[:200],
-        )
-        return float(raw["at"]), view
-    except (KeyError, TypeError, ValueError):
-        return None
 
 
 def remote_status(

@@ -9,6 +9,7 @@ import pytest
 from runner import remote_status
 from runner.backends.base import ENDED, PENDING, RUNNING, UNKNOWN, BackendStatus
 from runner.backends.intent import Intent
+from runner.backends.where import read_engine_view
 from runner.heartbeat import Heartbeat, HeartbeatWriter, read_heartbeat
 from runner.model import ProcessIdentity, RunState, Status
 from runner.registry import Registry
@@ -164,7 +165,9 @@ def test_the_engine_is_asked_once_per_interval_by_all_listers(
     first = remote_status.engine_view(reg, "000001", "slurm", now=NOW)
     again = remote_status.engine_view(reg, "000001", "slurm", now=NOW + 5)
     assert first == again == BackendStatus(state=PENDING, reason="Priority", handle="9")
-    assert calls == ["000001"]  # the second lister read the cache file
+    assert calls == ["000001"]  # the second lister read engine.json
+    recorded = read_engine_view(reg, "000001")  # what `show` and the tree display
+    assert recorded == (first, NOW)
     remote_status.engine_view(reg, "000001", "slurm", now=NOW + remote_status.DESCRIBE_EVERY_S)
     assert calls == ["000001", "000001"]
 
