@@ -2,8 +2,9 @@
 
 The files are those the Slurm and Ray backends write (``spec.json`` with ``placement``,
 ``state.json`` with ``host``, ``submit-<attempt>.json``, ``engine.json``, and for live runs
-their supervisor's ``heartbeat``), so the displays are tested without an engine. Runs that must look alive name the calling process as their
-supervisor (as :mod:`sample_registry` does), so reconcile sees them alive while it lives.
+their supervisor's ``heartbeat``), so the displays are tested without an engine. Runs that
+must look alive name the calling process as their supervisor (as :mod:`sample_registry`
+does), so reconcile sees them alive while it lives.
 """
 
 from __future__ import annotations
