@@ -12,11 +12,14 @@ pid means nothing. There the listing decides from:
    in the run folder's ``engine.json``, :mod:`runner.backends.where`, which the displays
    show), never per run per listing tick.
 
-A stale run the engine says has ended is ``lost`` at once; one the engine says runs, or about
-which it cannot say, stays as recorded (the reason says how long it has been silent) until
-:data:`runner.heartbeat.HUNG_BEATS` intervals have passed, then it is ``lost``: never
-``running`` forever. An attempt the engine still holds pending is ``queued`` with the
-engine's reason.
+A stale run the engine says has ended is ``lost`` at once. One the engine says still runs
+stays as recorded, its reason saying how long it has been silent: the job exists (a node cut
+off from the storage goes on training), and declaring it lost would retry it beside itself;
+the engine ends it in time (Slurm fails a dead node's jobs as ``NODE_FAIL``, a time limit ends
+any job), and then it is ``lost``. One about which the engine cannot say (not reachable from
+here, no accounting) is ``lost`` once silent for :data:`runner.heartbeat.HUNG_BEATS`
+intervals: never ``running`` forever. An attempt the engine still holds pending (or has
+requeued) is ``queued`` with the engine's reason.
 
 When the supervisor turns out to be on this very host (same host name and boot id, as on a
 one-node cluster), :func:`on_this_host` says so and the caller checks pids as for a local run.
@@ -96,7 +99,7 @@ def reconcile_remote(
         return Status.LOST, f"supervisor gone: {silent}; {said}"
     if view is not None and view.state == PENDING:
         return Status.QUEUED, f"requeued by {backend}: {view.reason or 'pending'}"
-    if hung:
+    if hung and (view is None or view.state != RUNNING):
         return Status.LOST, f"supervisor silent: {silent}; {said}"
     return state.status, f"{state.reason}; {silent}; {said}"
 

@@ -66,8 +66,21 @@ def test_a_stale_heartbeat_with_the_job_ended_is_lost_at_once() -> None:
     assert engine.calls == 1
 
 
-@pytest.mark.parametrize("view", [BackendStatus(state=RUNNING), BackendStatus(state=UNKNOWN), None])
-def test_a_silent_run_the_engine_cannot_end_is_lost_once_hung(view: BackendStatus | None) -> None:
+def test_a_silent_run_the_engine_says_runs_is_never_retried_beside_itself() -> None:
+    # A node cut off from the storage trains on: lost (and retried) it would run twice.
+    engine = Engine(BackendStatus(state=RUNNING, reason="node7"))
+    for age in (30, 61, 3600):
+        status, reason = remote_status.reconcile_remote(
+            _state(updated=NOW - 10_000), _beat(age=age), now=NOW, backend="slurm", engine=engine
+        )
+        assert status is Status.RUNNING, reason
+        assert f"no heartbeat from node7 for {age}s" in reason and "slurm says running" in reason
+
+
+@pytest.mark.parametrize("view", [BackendStatus(state=UNKNOWN, reason="no squeue"), None])
+def test_a_silent_run_the_engine_cannot_speak_for_is_lost_once_hung(
+    view: BackendStatus | None,
+) -> None:
     stale = remote_status.reconcile_remote(
         _state(), _beat(age=30), now=NOW, backend="ray", engine=Engine(view)
     )
