@@ -1,0 +1,303 @@
+"""The Ray backend end to end, on a real local Ray head (``.ci/ray.sh up``).
+
+Each run's supervisor is a real Ray job's entrypoint; the trainers are the repository's real
+PyTorch examples. Skipped with a reason when no head answers (``RAY_ADDRESS`` or
+``http://127.0.0.1:8265``) or ``ray`` is not installed.
+
+Ray starts each job in a fresh worker (seconds of CPU each on two cores), so the runs are few
+and tiny; the submission faults use runs that ask for more GPUs than the head has: they stay
+pending in Ray (no worker starts), which is all a submission needs, and cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner import envnames
+from runner.backends import ray_jobs
+from runner.backends.base import ENDED, PENDING
+from runner.backends.intent import read_intent
+from runner.history import Point, decode_record
+from runner.lifecycle import captured_env, latest_checkpoint
+from runner.model import Resources, RunSpec, Status
+from runner.placement import Placement
+from runner.registry import METRICS, Registry
+from runner.tickets import ADMITTED, Queue, Ticket
+from tests.conftest import ROOT, wait_until
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+EXAMPLES = ROOT / "examples"
+RUN_S = 180.0  # a Ray job's start takes seconds on an idle box, far more on a loaded one
+
+
+@pytest.fixture(scope="module")
+def ray_backend() -> Iterator[Any]:
+    """The backend, once a Ray head answers (else every test here skips, saying why)."""
+    try:
+        import ray.job_submission  # noqa: F401
+    except ImportError:
+        pytest.skip("ray is not installed (pip install -e '.[ray]'; .ci/ray.sh up)")
+    from runner.backends.ray import RayBackend
+
+    backend = RayBackend()
+    ok, why = backend.reachable()
+    if not ok:
+        pytest.skip(f"no Ray head: {why} (start one with .ci/ray.sh up)")
+    yield backend
+
+
+def make_run(
+    registry: Registry,
+    command: Sequence[str],
+    *,
+    name: str,
+    gpus: int | None = None,
+    timeout_s: float | None = None,
+    env: dict[str, str] | None = None,
+) -> str:
+    """Record a Ray run and hand its first attempt over (as the dispatcher does)."""
+    run_id = registry.allocate_id()
+    spec = RunSpec(
+        id=run_id,
+        name=name,
+        command=tuple(command),
+        cwd=str(ROOT),
+        created_at=time.time(),
+        timeout_s=timeout_s,
+        env={**captured_env(), **(env or {})},
+        grace_int_s=10.0,
+        grace_term_s=5.0,
+        resources=Resources(gpus=gpus),
+        placement=Placement(backend="ray"),
+    )
+    registry.create(spec)
+    hand_over(registry, run_id, 1, timeout_s=timeout_s)
+    return run_id
+
+
+def hand_over(
+    registry: Registry,
+    run_id: str,
+    attempt: int,
+    *,
+    timeout_s: float | None = None,
+    resume_from: str | None = None,
+) -> None:
+    """Admit an attempt without local placement: Ray schedules it."""
+    now = time.time()
+    ticket = Ticket(
+        run_id=run_id,
+        attempt=attempt,
+        kind=ADMITTED,
+        queued_at=now,
+        updated_at=now,
+        admitted_at=now,
+        reason="handed to Ray",
+        timeout_s=timeout_s,
+        resume_from=resume_from,
+    )
+    Queue(registry.root).write_ticket(ticket)
+
+
+def python(script: str, *args: str) -> list[str]:
+    return [sys.executable, "-u", str(EXAMPLES / script), *args]
+
+
+def wait_status(registry: Registry, run_id: str, *statuses: Status, timeout: float = RUN_S) -> Any:
+    return wait_until(
+        lambda: (lambda v: v if v.status in statuses else None)(registry.load(run_id)),
+        timeout=timeout,
+        interval=0.2,
+        message=f"run {run_id} to be {[s.value for s in statuses]}",
+    )
+
+
+def metric_steps(registry: Registry, run_id: str, attempt: int | None = None) -> list[int]:
+    """Steps of the run's metric history (of one attempt), as the supervisor recorded them."""
+    path = registry.run_dir(run_id) / METRICS
+    if not path.exists():
+        return []
+    points = [decode_record(json.loads(line)) for line in path.read_text().splitlines()]
+    return [
+        p.step for p in points if isinstance(p, Point) and (attempt is None or p.attempt == attempt)
+    ]
+
+
+def test_a_pytorch_example_completes_on_ray_with_its_metrics_in_the_tui_data(
+    ray_backend: Any, home: Path
+) -> None:
+    from tui.data import MetricTail
+
+    registry = Registry(home)
+    run_id = make_run(registry, python("train_helpers.py", "--steps", "40"), name="ray-ok")
+    handle = ray_backend.submit(registry, run_id, 1)
+    assert handle == read_intent(registry, run_id, 1).handle  # type: ignore[union-attr]
+    assert ray_backend.submit(registry, run_id, 1) == handle  # idempotent: no second job
+
+    view = wait_status(registry, run_id, Status.COMPLETED, Status.FAILED, Status.LOST)
+    assert view.status is Status.COMPLETED, view.reason
+    tail = MetricTail(registry.run_dir(run_id) / METRICS)
+    tail.poll()
+    steps, values = tail.view().metrics["loss"]
+    assert steps[-1] == 40 and len(values) == 40
+    data, _ = ray_backend.logs(registry, run_id, 0, 1 << 20)
+    assert b"done: 40 steps" in data
+    seen = wait_until(
+        lambda: (lambda s: s if s.state == ENDED else None)(ray_backend.describe(registry, run_id)),
+        timeout=30,
+        message="Ray to report the job's end",
+    )
+    assert seen.reason.startswith("Ray SUCCEEDED") and seen.handle == handle
+
+
+def test_a_graceful_stop_checkpoints_and_a_resume_continues_its_steps(
+    ray_backend: Any, home: Path
+) -> None:
+    registry = Registry(home)
+    args = ("--steps", "400", "--step-time", "0.03", "--ckpt-every", "1000")
+    run_id = make_run(registry, python("train_helpers.py", *args), name="ray-stop")
+    ray_backend.submit(registry, run_id, 1)
+    wait_until(
+        lambda: len(metric_steps(registry, run_id)) >= 15,
+        timeout=RUN_S,
+        interval=0.2,
+        message="15 steps",
+    )
+    ray_backend.cancel(registry, run_id, force=False)
+    view = wait_status(registry, run_id, Status.STOPPED, Status.COMPLETED, Status.FAILED)
+    assert view.status is Status.STOPPED, view.reason
+    ckpt = latest_checkpoint(registry, run_id)
+    assert ckpt is not None and Path(ckpt).is_file()  # saved by the script's SIGINT handler
+    stopped_at = max(metric_steps(registry, run_id, 1))
+    assert stopped_at < 400
+
+    hand_over(registry, run_id, 2, resume_from=ckpt)
+    ray_backend.submit(registry, run_id, 2)
+    view = wait_status(registry, run_id, Status.COMPLETED, Status.FAILED, Status.STOPPED)
+    assert view.status is Status.COMPLETED and view.state.attempt == 2, view.reason
+    second = metric_steps(registry, run_id, 2)
+    assert second[0] == stopped_at + 1 and second[-1] == 400  # the steps went on
+
+
+def test_two_one_gpu_runs_get_different_devices_and_a_time_limit_ends_them_timeboxed(
+    ray_backend: Any, home: Path
+) -> None:
+    registry = Registry(home)
+    cmd = python("train_gpu.py", "--steps", "100000000", "--min-seconds", "600")
+    # The submitter's own CUDA_VISIBLE_DEVICES must not reach a trainer Ray placed. The limit
+    # leaves room for torch's import on a loaded box (the limit runs from the trainer's start).
+    env = {"CUDA_VISIBLE_DEVICES": "7"}
+    ids = [
+        make_run(registry, cmd, name=f"ray-gpu{i}", gpus=1, timeout_s=25, env=env) for i in range(2)
+    ]
+    for run_id in ids:
+        ray_backend.submit(registry, run_id, 1)
+
+    def device_line(run_id: str) -> dict[str, Any] | None:
+        path = registry.run_dir(run_id) / "output.log"
+        for line in (path.read_text() if path.exists() else "").splitlines():
+            if line.startswith("{") and "cuda_visible_devices" in line:
+                return dict(json.loads(line))
+        return None
+
+    devices = [
+        wait_until(lambda r=r: device_line(r), timeout=RUN_S, message=f"run {r} to start")
+        for r in ids
+    ]
+    assert sorted(d["cuda_visible_devices"] for d in devices) == ["0", "1"]
+    for run_id in ids:
+        view = wait_status(registry, run_id, Status.TIMEBOXED, Status.FAILED, Status.COMPLETED)
+        assert view.status is Status.TIMEBOXED, view.reason
+
+
+def test_a_run_pending_in_ray_shows_ray_s_reason_and_stops_there(
+    ray_backend: Any, home: Path
+) -> None:
+    registry = Registry(home)
+    run_id = make_run(registry, python("train_plain.py"), name="ray-wait", gpus=3)
+    ray_backend.submit(registry, run_id, 1)
+    seen = ray_backend.describe(registry, run_id)
+    assert seen.state == PENDING and "waiting for resources" in seen.reason
+    ray_backend.cancel(registry, run_id, force=False)
+    view = registry.load(run_id)
+    assert view.status is Status.STOPPED and "pending in Ray" in view.reason
+
+
+FAULT_DRIVER = r"""
+import os, sys
+import ray.job_submission  # once, before the forks
+from runner import envnames
+from runner.backends.ray import RayBackend
+from runner.registry import Registry
+home, stage, *ids = sys.argv[1:]
+os.environ[envnames.FAULT_SUBMIT] = stage
+for run_id in ids:
+    pid = os.fork()
+    if pid == 0:
+        RayBackend().submit(Registry(home), run_id, 1)
+        os._exit(0)  # never reached: the hook SIGKILLs the submitter
+    _, status = os.waitpid(pid, 0)
+    if not (os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9):
+        sys.exit(f"submitter of {run_id} was not killed: {status}")
+"""
+
+
+def _jobs_of(ray_backend: Any, run_ids: set[str]) -> dict[str, list[str]]:
+    """Ray's jobs per run of this registry (by the run's metadata and submission id)."""
+    client = ray_backend.client(ray_jobs.address_for(None))
+    out: dict[str, list[str]] = {r: [] for r in run_ids}
+    for job in client.list_jobs():
+        run = (job.metadata or {}).get("backprop_run")
+        if run in out and job.submission_id and job.submission_id.startswith("backprop-"):
+            out[run].append(job.submission_id)
+    return out
+
+
+@pytest.mark.parametrize("stage", ["before", "after"])
+def test_kill_9_of_the_submitter_around_submit_job_never_loses_or_doubles_a_run(
+    ray_backend: Any, home: Path, stage: str
+) -> None:
+    registry = Registry(home)
+    # 3 GPUs on a 2-GPU head: the jobs stay pending in Ray, so no worker starts for them.
+    ids = [make_run(registry, ["true"], name=f"f{i}", gpus=3) for i in range(20)]
+    # Only this registry's jobs count: run ids repeat across registries, the keys do not.
+    keys = {r: ray_jobs.submission_id(r, 1, registry.read_spec(r).created_at) for r in ids}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-c", FAULT_DRIVER, str(home), stage, *ids],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+    def ours() -> dict[str, list[str]]:
+        jobs = _jobs_of(ray_backend, set(ids))
+        return {r: [k for k in found if k == keys[r]] for r, found in jobs.items()}
+
+    for run_id in ids:
+        intent = read_intent(registry, run_id, 1)
+        assert intent is not None and intent.handle is None and intent.key == keys[run_id]
+    before = ours()
+    assert all(len(v) == (0 if stage == "before" else 1) for v in before.values()), before
+    for run_id in ids:  # the next command (the dispatcher's retry of an unstarted attempt)
+        assert ray_backend.submit(registry, run_id, 1) == keys[run_id]
+    after = ours()
+    assert all(v == [keys[r]] for r, v in after.items()), after  # exactly one job each
+    assert sorted(registry.ids()) == sorted(ids)
+    for run_id in ids:
+        assert read_intent(registry, run_id, 1).handle == keys[run_id]  # type: ignore[union-attr]
+        ray_backend.cancel(registry, run_id, force=True)
+        assert registry.load(run_id).status is Status.STOPPED
+    assert envnames.FAULT_SUBMIT not in os.environ
