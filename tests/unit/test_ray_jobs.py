@@ -91,3 +91,27 @@ def test_jobs_api_errors_are_told_apart() -> None:
     )
     assert ray_jobs.is_missing(missing) and not ray_jobs.is_duplicate(missing)
     assert ray_jobs.is_duplicate(dup) and not ray_jobs.is_missing(dup)
+
+
+def test_inside_an_engine_s_job_the_job_s_devices_and_cluster_win() -> None:
+    from runner.backends.job_env import keep_job_placement
+
+    job = {"CUDA_VISIBLE_DEVICES": "1", "RAY_ADDRESS": "10.0.0.1:6379", "HOME": "/root"}
+    built = {"CUDA_VISIBLE_DEVICES": "7", "RAY_ADDRESS": "http://127.0.0.1:8265", "HOME": "/u"}
+    out = keep_job_placement(dict(built), job, "ray")
+    assert out == {"CUDA_VISIBLE_DEVICES": "1", "RAY_ADDRESS": "10.0.0.1:6379", "HOME": "/u"}
+    assert keep_job_placement(dict(built), job, "local") == built  # the governor placed it
+    # Slurm keeps its devices; Ray's address means nothing there.
+    assert keep_job_placement(dict(built), job, "slurm")["RAY_ADDRESS"] == built["RAY_ADDRESS"]
+    # No devices given by the engine (a CPU job): the submitter's choice stands.
+    assert keep_job_placement(dict(built), {}, "ray") == built
+
+
+def test_only_ray_s_sigint_counts_as_a_stop_of_the_whole_job() -> None:
+    import signal
+
+    from runner.backends.job_env import RAY_STOP_REASON, engine_stop
+
+    assert engine_stop("ray", signal.SIGINT) == RAY_STOP_REASON
+    assert engine_stop("ray", signal.SIGTERM) is None
+    assert engine_stop("local", signal.SIGINT) is None
