@@ -176,7 +176,7 @@ class RayBackend:
         after the run's grace). ``force``: our kill request. A job still pending in Ray is
         stopped there and its attempt recorded as stopped before it started.
         """
-        from runner.lifecycle import send_request, stop
+        from runner.control.run_actions import send_request, stop
 
         view = registry.load(run_id)
         attempt = latest_attempt(registry, run_id)

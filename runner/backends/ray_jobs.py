@@ -87,7 +87,7 @@ def entrypoint(root: Path | str, run_id: str, attempt: int, python: str | None =
     argv = [
         python or sys.executable,
         "-m",
-        "runner.shim",
+        "runner.supervisor.main",
         "--home",
         str(root),
         "--run",

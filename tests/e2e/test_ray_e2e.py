@@ -26,8 +26,9 @@ from runner import envnames
 from runner.backends import ray_jobs
 from runner.backends.base import ENDED, PENDING
 from runner.backends.intent import read_intent
-from runner.history import Point, decode_record
-from runner.lifecycle import captured_env, latest_checkpoint
+from runner.control.reruns import latest_checkpoint
+from runner.control.submission import captured_env
+from runner.metrics.history import Point, decode_record
 from runner.model import Resources, RunSpec, Status
 from runner.placement import Placement
 from runner.registry import METRICS, Registry
@@ -136,7 +137,7 @@ def metric_steps(registry: Registry, run_id: str, attempt: int | None = None) ->
 def test_a_pytorch_example_completes_on_ray_with_its_metrics_in_the_tui_data(
     ray_backend: Any, home: Path
 ) -> None:
-    from tui.data import MetricTail
+    from tui.feed.snapshot import MetricTail
 
     registry = Registry(home)
     run_id = make_run(registry, python("train_helpers.py", "--steps", "40"), name="ray-ok")

@@ -34,7 +34,7 @@ def test_the_entrypoint_execs_the_supervisor_with_quoted_paths() -> None:
     assert argv == [
         "/opt/py/bin/python",
         "-m",
-        "runner.shim",
+        "runner.supervisor.main",
         "--home",
         "/shared/bp home",
         "--run",
