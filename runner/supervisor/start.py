@@ -6,6 +6,7 @@ import os
 from typing import TYPE_CHECKING
 
 from runner import envnames, identity
+from runner.backends.job_env import dies_with_supervisor, keep_job_placement
 from runner.model import ProcessIdentity, Status
 from runner.registry import OUTPUT, REQUESTS
 from runner.supervisor import proctree, runcgroup
@@ -43,6 +44,7 @@ class Starting(ExitRecording):
         env = dict(os.environ)
         env.update(self.spec.env)
         env.update(self.ticket.env)
+        keep_job_placement(env, os.environ, self.spec.placement.backend)  # Slurm's, Ray's GPUs
         env.update(
             {
                 "PYTHONUNBUFFERED": "1",
@@ -109,7 +111,9 @@ class Starting(ExitRecording):
                 stderr=out,
                 close_fds=True,
                 process_group=0,
-                preexec_fn=runcgroup.preexec(self.cgroup),
+                preexec_fn=dies_with_supervisor(
+                    self.spec.placement.backend, runcgroup.preexec(self.cgroup)
+                ),
             )
         except OSError as exc:
             os.close(out)
