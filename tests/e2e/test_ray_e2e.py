@@ -138,7 +138,7 @@ def metric_steps(registry: Registry, run_id: str, attempt: int | None = None) ->
 def test_a_pytorch_example_completes_on_ray_with_its_metrics_in_the_tui_data(
     ray_backend: Any, home: Path
 ) -> None:
-    from tui.feed.snapshot import MetricTail
+    from tui.feed.tails import MetricTail
 
     registry = Registry(home)
     run_id = make_run(registry, python("train_helpers.py", "--steps", "40"), name="ray-ok")
