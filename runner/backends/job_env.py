@@ -21,6 +21,7 @@ short the checkpoint the first one started).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections.abc import Callable, Mapping
@@ -58,6 +59,26 @@ def engine_stop(backend: str, signum: int) -> str | None:
     if backend == "ray" and signum == signal.SIGINT:
         return RAY_STOP_REASON
     return None
+
+
+def ray_job_facts(environ: Mapping[str, str]) -> dict[str, str] | None:
+    """The Ray job this supervisor is the entrypoint of (for the run's events), or ``None``.
+
+    Ray passes the job's metadata to the entrypoint in ``RAY_JOB_CONFIG_JSON_ENV_VAR``.
+    """
+    raw = environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    if not raw:
+        return None
+    try:
+        meta = json.loads(raw).get("metadata") or {}
+    except (ValueError, AttributeError):
+        meta = {}
+    return {
+        "backend": "ray",
+        "submission_id": str(meta.get("job_submission_id", ""))[:200],
+        "node": os.uname()[1],
+        "cuda_visible_devices": environ.get("CUDA_VISIBLE_DEVICES", ""),
+    }
 
 
 _PR_SET_PDEATHSIG = 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from runner.backends.job_env import ray_job_facts
 from runner.model import Status
 from runner.registry import REQUESTS
 from runner.supervisor import proctree
@@ -31,6 +32,8 @@ class Supervisor(Starting):
             timeout_s=self.timeout_s,
             resume_from=self.resume_from,
         )
+        if self.spec.placement.backend == "ray" and (job := ray_job_facts(os.environ)):
+            self.record("ray_job", **job)  # the job's id, node and devices, for `show`
         t = self.ticket
         if t.first_reason:  # the queue's history, told once its single writer exists
             self.record("queued", reason=t.first_reason, queued_at=t.queued_at)

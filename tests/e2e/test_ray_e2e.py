@@ -154,6 +154,9 @@ def test_a_pytorch_example_completes_on_ray_with_its_metrics_in_the_tui_data(
     assert steps[-1] == 40 and len(values) == 40
     data, _ = ray_backend.logs(registry, run_id, 0, 1 << 20)
     assert b"done: 40 steps" in data
+    events = [json.loads(x) for x in (registry.run_dir(run_id) / "events.jsonl").open()]
+    job = next(e for e in events if e["event"] == "ray_job")
+    assert job["submission_id"] == handle and job["node"]  # what `show` can tell
     seen = wait_until(
         lambda: (lambda s: s if s.state == ENDED else None)(ray_backend.describe(registry, run_id)),
         timeout=30,

@@ -115,3 +115,15 @@ def test_only_ray_s_sigint_counts_as_a_stop_of_the_whole_job() -> None:
     assert engine_stop("ray", signal.SIGINT) == RAY_STOP_REASON
     assert engine_stop("ray", signal.SIGTERM) is None
     assert engine_stop("local", signal.SIGINT) is None
+
+
+def test_the_ray_job_s_facts_come_from_its_entrypoint_env() -> None:
+    from runner.backends.job_env import ray_job_facts
+
+    meta = '{"runtime_env": {}, "metadata": {"job_submission_id": "backprop-000001-a1-x"}}'
+    env = {"RAY_JOB_CONFIG_JSON_ENV_VAR": meta, "CUDA_VISIBLE_DEVICES": "1"}
+    facts = ray_job_facts(env)
+    assert facts is not None and facts["submission_id"] == "backprop-000001-a1-x"
+    assert facts["cuda_visible_devices"] == "1" and facts["node"]
+    assert ray_job_facts({}) is None  # not inside a Ray job
+    assert ray_job_facts({"RAY_JOB_CONFIG_JSON_ENV_VAR": "{bad"})["submission_id"] == ""  # type: ignore[index]
