@@ -181,12 +181,18 @@ class RayBackend:
         view = registry.load(run_id)
         attempt = latest_attempt(registry, run_id)
         intent = self.reconcile(registry, run_id, attempt) if attempt else None
-        if view.status is Status.QUEUED or intent is None:
-            return stop(registry, run_id, force=force)  # not handed to Ray yet
-        action = "kill" if force else "stop"
         state = registry.read_state(run_id)
-        supervised = state is not None and state.attempt == attempt and state.status.active
-        if supervised:
+        started = state is not None and state.attempt == attempt
+        if (
+            view.status is Status.QUEUED
+            or intent is None
+            or (view.status.finished and (started or view.status is not Status.LOST))
+        ):
+            # Not handed to Ray yet, ended, or lost after its start: the same as locally
+            # (refuses an ended run; ends a lost one's leftovers on this host by identity).
+            return stop(registry, run_id, force=force)
+        action = "kill" if force else "stop"
+        if started:
             send_request(registry, run_id, action)
             if _request_taken(registry, run_id, REACT_S):
                 return f"{'force-' if force else ''}stop requested for run {run_id}"
@@ -196,9 +202,13 @@ class RayBackend:
             stopped = info is not None and bool(self.client(address).stop_job(intent.key))
         except RayError as exc:
             raise RayError(f"cannot stop run {run_id}: {exc}") from None
-        if not supervised:
-            _cancel_unstarted(registry, run_id, attempt, "stopped while pending in Ray")
-            send_request(registry, run_id, action)  # should Ray start it after all
+        if not started and _cancel_unstarted(
+            registry, run_id, attempt, "stopped while pending in Ray"
+        ):
+            # Ray keeps a pending job pending after stop_job (2.60); should it start later,
+            # its supervisor finds this request (and the cancelled ticket) and runs nothing.
+            send_request(registry, run_id, action)
+            return f"stopped run {run_id} while pending in Ray (job {intent.key})"
         if stopped:
             return f"stop sent to Ray job {intent.key} (SIGINT, SIGKILL after the grace)"
         return f"Ray job {intent.key} had ended already"
@@ -265,19 +275,23 @@ def _request_taken(registry: Registry, run_id: str, within_s: float) -> bool:
         time.sleep(0.05)
 
 
-def _cancel_unstarted(registry: Registry, run_id: str, attempt: int, reason: str) -> None:
-    """Record that an attempt Ray never started ended: its ticket, cancelled as stopped."""
+def _cancel_unstarted(registry: Registry, run_id: str, attempt: int, reason: str) -> bool:
+    """Record that an attempt Ray never started ended: its ticket, cancelled as stopped.
+
+    Returns ``False`` when its supervisor started after all (it records the stop itself).
+    """
     queue = Queue(registry.root)
     with queue.locked():
         ticket = queue.read_ticket(run_id)
         state = registry.read_state(run_id)
         if ticket is None or ticket.attempt != attempt or ticket.kind != ADMITTED:
-            return
+            return False
         if state is not None and state.attempt >= attempt:
-            return  # its supervisor started after all: it records the stop itself
+            return False
         queue.write_ticket(
             replace(ticket, kind=CANCELLED, reason=reason, end_status=Status.STOPPED.value)
         )
+    return True
 
 
 def _fault_point(stage: str) -> None:

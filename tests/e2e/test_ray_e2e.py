@@ -27,6 +27,7 @@ from runner import envnames
 from runner.backends import ray_jobs
 from runner.backends.base import ENDED, PENDING
 from runner.backends.intent import read_intent
+from runner.control.errors import LifecycleError
 from runner.control.reruns import latest_checkpoint
 from runner.control.submission import captured_env
 from runner.metrics.history import Point, decode_record
@@ -163,6 +164,9 @@ def test_a_pytorch_example_completes_on_ray_with_its_metrics_in_the_tui_data(
         message="Ray to report the job's end",
     )
     assert seen.reason.startswith("Ray SUCCEEDED") and seen.handle == handle
+    with pytest.raises(LifecycleError, match="completed"):  # nothing left to stop
+        ray_backend.cancel(registry, run_id, force=False)
+    assert not list((registry.run_dir(run_id) / "requests").glob("*.json"))
 
 
 def test_a_graceful_stop_checkpoints_a_resume_continues_and_ray_s_own_stop_is_told_apart(
