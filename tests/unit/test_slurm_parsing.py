@@ -181,3 +181,40 @@ def test_usr1_inside_a_job_is_slurms_warning_unless_a_request_waits(tmp_path: Pa
     assert not slurm_job.usr1_is_time_warning(requests, job)
     facts = slurm_job.job_facts(job)
     assert (facts["job_id"], facts["node"], facts["restart_count"]) == ("5", "n1", 2)
+
+
+def test_backend_flags_override_the_backend_section_key_by_key() -> None:
+    from runner.backends.settings import placement_from
+    from runner.config import Config, ConfigError
+
+    assert placement_from(Config()) == Placement()
+    file = Config(
+        raw={
+            "backend": {
+                "name": "slurm",
+                "partition": "gpu",
+                "account": "lab",
+                "slurm_args": ["--qos=high"],
+                "ray_address": "",
+            }
+        }
+    )
+    assert placement_from(file) == Placement("slurm", "gpu", "lab", ("--qos=high",))
+    assert placement_from(file, partition="big", slurm_args=["--exclusive"]) == Placement(
+        "slurm", "big", "lab", ("--exclusive",)
+    )
+    assert placement_from(file, backend="local") == Placement()  # the file's Slurm keys stay out
+    ray = placement_from(file, backend="ray", ray_address="http://127.0.0.1:8265")
+    assert (ray.backend, ray.address, ray.partition) == ("ray", "http://127.0.0.1:8265", None)
+    for kwargs, words in (
+        ({"backend": "local", "partition": "gpu"}, "need --backend slurm"),
+        ({"backend": "pbs"}, "unknown backend 'pbs'"),
+        ({"backend": "slurm", "ray_address": "http://x"}, "needs --backend ray"),
+        ({"backend": "slurm", "slurm_args": ["qos"]}, "one option"),
+    ):
+        with pytest.raises(ConfigError, match=words):
+            placement_from(Config(), **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="unknown keys: queue"):
+        placement_from(Config(raw={"backend": {"queue": "x"}}))
+    with pytest.raises(ConfigError, match="list of strings"):
+        placement_from(Config(raw={"backend": {"name": "slurm", "slurm_args": [1]}}))
