@@ -23,8 +23,10 @@ This module imports nothing heavy: the supervisor loads it at start.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import signal
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 # Variables that describe the job's allocation: the job's own values win over the spec's.
@@ -86,3 +88,63 @@ def usr1_is_time_warning(requests_dir: Path, environ: Mapping[str, str] | None =
         )
     except OSError:
         return True
+
+
+def attach(sup: Any, requests_dir: Path) -> None:
+    """Slurm's side of a supervisor that is a job's batch step (nothing outside a job).
+
+    Records the job's facts (event ``slurm_job``), reads SIGUSR1 as Slurm's time-limit
+    warning (see :func:`usr1_is_time_warning`) and words a SIGTERM with the job it came to,
+    keeping the "supervisor received SIG..." that the retry policy reads as a preemption.
+    ``sup`` is the :class:`~runner.supervisor.loop.Supervisor` (duck-typed: ``record``,
+    ``stop_kind``, ``_terminate_reason``), with its own handlers installed already.
+    """
+    if not in_slurm_job():
+        return
+    facts = job_facts()
+    sup.record("slurm_job", **facts)
+    where = f"Slurm job {facts['job_id']}" + (
+        f", restart {facts['restart_count']}" if facts["restart_count"] else ""
+    )
+    on_term = signal.getsignal(signal.SIGTERM)
+
+    def on_usr1(signum: int, frame: FrameType | None) -> None:
+        if sup.stop_kind is None and usr1_is_time_warning(requests_dir):
+            sup.stop_kind = "timeout"
+            sup._terminate_reason = f"Slurm's time limit is near (SIGUSR1 to {where})"
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        fresh = sup.stop_kind is None
+        if callable(on_term):
+            on_term(signum, frame)
+        if fresh and str(sup._terminate_reason).startswith("supervisor received SIG"):
+            sup._terminate_reason = f"{sup._terminate_reason} ({where})"
+
+    signal.signal(signal.SIGUSR1, on_usr1)
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def die_with_supervisor() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the trainer die with its supervisor, inside a Slurm job.
+
+    When the batch step (the supervisor) dies, Slurm releases the job's GPUs; with
+    ``proctrack/linuxproc`` it does not find a trainer in a process group of its own, which
+    would go on using GPUs given to the next job. ``PR_SET_PDEATHSIG`` ends it. Outside a job
+    ``None``: locally a new supervisor re-adopts an orphaned trainer instead.
+    """
+    if not in_slurm_job():
+        return None
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded here: the child only calls it
+    parent = os.getpid()
+
+    def preexec() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the supervisor died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+_PR_SET_PDEATHSIG = 1
