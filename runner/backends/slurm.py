@@ -246,13 +246,13 @@ def status_of(job: Job | None, intent: Intent, *, accounting: bool) -> BackendSt
             "how it ended is unknown",
             handle,
         )
+    # Slurm's own words (the caller says which engine): "Resources", "running", "node_fail".
     if job.waiting:
-        reason = job.reason or job.state.lower()
-        return BackendStatus(PENDING, f"Slurm: {reason}", job.job_id, job.node)
+        return BackendStatus(PENDING, job.reason or job.state.lower(), job.job_id, job.node)
     if job.active:
-        return BackendStatus(RUNNING, f"Slurm: {job.state.lower()}", job.job_id, job.node)
+        return BackendStatus(RUNNING, job.state.lower(), job.job_id, job.node)
     detail = f" ({job.reason})" if job.reason else ""
-    return BackendStatus(ENDED, f"Slurm: {job.state.lower()}{detail}", job.job_id, job.node)
+    return BackendStatus(ENDED, f"{job.state.lower()}{detail}", job.job_id, job.node)
 
 
 def write_request(registry: Registry, run_id: str, action: str) -> None:

@@ -98,13 +98,13 @@ def _intent(handle: str | None) -> Intent:
 def test_slurm_view_is_worded_pending_running_ended_or_unknown() -> None:
     waiting = Job("17", "bp-k-1-a1", "PENDING", "", "Resources")
     st = status_of(waiting, _intent("17"), accounting=False)
-    assert (st.state, st.reason, st.handle) == (PENDING, "Slurm: Resources", "17")
+    assert (st.state, st.reason, st.handle) == (PENDING, "Resources", "17")
     st = status_of(Job("17", "bp-k-1-a1", "RUNNING", "node7"), _intent("17"), accounting=False)
     assert (st.state, st.host) == (RUNNING, "node7")
     st = status_of(
         Job("17", "k", "NODE_FAIL", "node7", "exit code 1:0"), _intent("17"), accounting=True
     )
-    assert (st.state, st.reason) == (ENDED, "Slurm: node_fail (exit code 1:0)")
+    assert (st.state, st.reason) == (ENDED, "node_fail (exit code 1:0)")
     # Gone from squeue: without accounting nobody can say how it ended, and we say so.
     st = status_of(None, _intent("17"), accounting=False)
     assert st.state == UNKNOWN and "keeps no accounting" in st.reason and st.handle == "17"
