@@ -10,7 +10,7 @@
 # down: stops the daemons it started (by their pid files).
 #
 # Needs root (apt-get, mknod, daemons). No accounting (slurmdbd): the backend says what it
-# cannot know without it. KillWait is short so a forced cancel ends within seconds.
+# cannot know without it. KillWait is Slurm's default (30 s): what a preempted supervisor gets.
 set -uo pipefail
 
 ACTION=${1:-up}
@@ -77,7 +77,7 @@ JobCompType=jobcomp/none
 GresTypes=gpu
 ReturnToService=2
 MinJobAge=300
-KillWait=5
+KillWait=30
 InactiveLimit=0
 SlurmctldTimeout=30
 SlurmdTimeout=60

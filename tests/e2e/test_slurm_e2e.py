@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from runner import lifecycle
+from runner import lifecycle, retry
 from runner.backends import slurm_cli
 from runner.backends.base import ENDED, PENDING, RUNNING
 from runner.backends.intent import read_intent
@@ -231,6 +231,26 @@ def test_two_one_gpu_runs_get_different_devices_and_a_third_waits_for_one(
         out = (reg.run_dir(run_id) / "output.log").read_text()
         seen.add(out.split("CVD=")[1].split()[0])
     assert seen == {"0", "1"}
+
+
+def test_sigterm_from_slurm_is_a_preemption(cluster: SlurmBackend, reg: Registry) -> None:
+    run_id = submit(
+        reg,
+        [str(EXAMPLES / "train_helpers.py"), "--steps", "100000", "--step-time", "0.01"],
+        name="preempted",
+    )
+    job = start(cluster, reg, run_id)
+    folder = reg.run_dir(run_id)
+    wait_until(lambda: read_history(folder).points, timeout=60, message="a first metric")
+    # What a preemption (or an administrator's scancel) does: SIGTERM to the job's processes.
+    slurm_cli.scancel(job)
+    wait_status(reg, run_id, Status.STOPPED)
+    view = reg.load(run_id)
+    assert view.reason.startswith(f"supervisor received SIGTERM (Slurm job {job}"), view.reason
+    assert retry.cause_of(view.status, view.reason) == "preempted"
+    assert sorted((folder / "checkpoints").glob("*.pt")), "no checkpoint on SIGTERM"
+    facts = [e for e in lifecycle.events(reg, run_id) if e["event"] == "slurm_job"]
+    assert facts and facts[0]["job_id"] == job and facts[0]["restart_count"] == 0
 
 
 @pytest.mark.parametrize("point", ["before", "after"])
