@@ -122,18 +122,26 @@ def _fault(point: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def find_job(intent: Intent) -> Job | None:
+def find_job(intent: Intent, *, fresh: bool = True) -> Job | None:
     """The job of a submission, by id when known (its name checked: ids are reused), else name.
 
-    Raises :class:`SlurmError` when Slurm does not answer (never guess "not submitted").
+    ``fresh=False`` reads this user's jobs from one ``squeue`` shared by every look-up of the
+    next few seconds (listings: one call for all runs, not one per run); submitting and
+    cancelling always ask afresh. Raises :class:`SlurmError` when Slurm does not answer
+    (never guess "not submitted").
     """
+    mine = None if fresh else slurm_cli.my_jobs()
     if intent.handle:
-        jobs = slurm_cli.squeue(job_id=intent.handle)
+        if mine is None:
+            jobs = slurm_cli.squeue(job_id=intent.handle)
+        else:
+            jobs = [j for j in mine if j.job_id == intent.handle]
         if any(j.name == intent.key for j in jobs):
             return next(j for j in jobs if j.name == intent.key)
         if jobs:  # the id now belongs to another job: ours was lost (controller crash)
             return None
-    jobs = [j for j in slurm_cli.squeue(name=intent.key) if j.name == intent.key]
+    named = slurm_cli.squeue(name=intent.key) if mine is None else mine
+    jobs = [j for j in named if j.name == intent.key]
     if jobs:
         return min(jobs, key=lambda j: int(j.job_id) if j.job_id.isdigit() else 0)
     try:
@@ -190,7 +198,7 @@ class SlurmBackend:
         if intent is None:
             return BackendStatus(UNKNOWN, "not submitted to Slurm")
         try:
-            job = find_job(intent)
+            job = find_job(intent, fresh=False)
         except SlurmError as exc:
             return BackendStatus(UNKNOWN, f"Slurm does not answer: {exc}", intent.handle or "")
         return status_of(job, intent, accounting=_has_accounting())

@@ -180,6 +180,32 @@ def squeue(*, name: str | None = None, job_id: str | None = None) -> list[Job]:
         raise
 
 
+_MINE: tuple[float, list[Job] | SlurmError] | None = None
+MINE_MAX_AGE_S = 5.0
+
+
+def my_jobs(max_age_s: float = MINE_MAX_AGE_S) -> list[Job]:
+    """Every job of this user that Slurm still lists, from one ``squeue`` per ``max_age_s``.
+
+    A failure is remembered as long: with the controller down each call waits ~9 s, and a
+    listing of many runs must not wait that long per run.
+    """
+    global _MINE
+    import time
+
+    now = time.monotonic()
+    if _MINE is None or now - _MINE[0] > max_age_s:
+        argv = ["squeue", "--noheader", "--states=all", f"--format={SQUEUE_FORMAT}"]
+        try:
+            _MINE = (now, parse_squeue(run([*argv, f"--user={os.getuid()}"])))
+        except SlurmError as exc:
+            _MINE = (time.monotonic(), exc)
+    answer = _MINE[1]
+    if isinstance(answer, SlurmError):
+        raise answer
+    return answer
+
+
 def sacct(*, name: str, since: float) -> list[Job]:
     """What accounting recorded for jobs called ``name`` since ``since`` (a Unix time).
 
