@@ -40,6 +40,15 @@ def in_slurm_job(environ: Mapping[str, str] | None = None) -> bool:
     return bool(env.get("SLURM_JOB_ID"))
 
 
+def applies(backend: str, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether a supervisor of a run placed on ``backend`` is a Slurm job's batch step.
+
+    Both are needed: a local run started from a shell inside a Slurm allocation inherits
+    ``SLURM_JOB_ID`` but is not a batch step, and keeps local behaviour.
+    """
+    return backend == "slurm" and in_slurm_job(environ)
+
+
 def job_facts(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The job's facts worth recording in the run folder (id, node, restarts, GPUs)."""
     env = os.environ if environ is None else environ
@@ -74,14 +83,12 @@ def trainer_env(
     return out
 
 
-def usr1_is_time_warning(requests_dir: Path, environ: Mapping[str, str] | None = None) -> bool:
-    """Whether a SIGUSR1 just received is Slurm's time-limit warning (not a nudge).
+def usr1_is_time_warning(requests_dir: Path) -> bool:
+    """Whether a SIGUSR1 a batch step's supervisor just received is Slurm's time warning.
 
-    Inside a Slurm job Backprop does not nudge, so SIGUSR1 is Slurm's — unless a request file
+    Backprop does not nudge a run on an engine, so SIGUSR1 is Slurm's — unless a request file
     is waiting (then it is a nudge from a Backprop that did, and the request is served).
     """
-    if not in_slurm_job(environ):
-        return False
     try:
         return not any(
             n.endswith(".json") and not n.startswith(".") for n in os.listdir(requests_dir)
@@ -91,7 +98,7 @@ def usr1_is_time_warning(requests_dir: Path, environ: Mapping[str, str] | None =
 
 
 def attach(sup: Any, requests_dir: Path) -> None:
-    """Slurm's side of a supervisor that is a job's batch step (nothing outside a job).
+    """Slurm's side of a supervisor that is a job's batch step (check :func:`applies` first).
 
     Records the job's facts (event ``slurm_job``), reads SIGUSR1 as Slurm's time-limit
     warning (see :func:`usr1_is_time_warning`) and words a SIGTERM with the job it came to,
@@ -99,8 +106,6 @@ def attach(sup: Any, requests_dir: Path) -> None:
     ``sup`` is the :class:`~runner.supervisor.loop.Supervisor` (duck-typed: ``record``,
     ``stop_kind``, ``_terminate_reason``), with its own handlers installed already.
     """
-    if not in_slurm_job():
-        return
     facts = job_facts()
     sup.record("slurm_job", **facts)
     where = f"Slurm job {facts['job_id']}" + (
@@ -124,16 +129,14 @@ def attach(sup: Any, requests_dir: Path) -> None:
     signal.signal(signal.SIGTERM, on_sigterm)
 
 
-def die_with_supervisor() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that makes the trainer die with its supervisor, inside a Slurm job.
+def die_with_supervisor(then: Callable[[], None]) -> Callable[[], None]:
+    """A ``preexec_fn``: the trainer dies with its supervisor, then ``then`` runs.
 
-    When the batch step (the supervisor) dies, Slurm releases the job's GPUs; with
-    ``proctrack/linuxproc`` it does not find a trainer in a process group of its own, which
-    would go on using GPUs given to the next job. ``PR_SET_PDEATHSIG`` ends it. Outside a job
-    ``None``: locally a new supervisor re-adopts an orphaned trainer instead.
+    For a supervisor that is a Slurm batch step (check :func:`applies` first): when the batch
+    step dies, Slurm releases the job's GPUs, but with ``proctrack/linuxproc`` it does not find
+    a trainer in a process group of its own, which would go on using GPUs given to the next
+    job. ``PR_SET_PDEATHSIG`` ends it. (Locally a new supervisor re-adopts an orphan instead.)
     """
-    if not in_slurm_job():
-        return None
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)  # loaded here: the child only calls it
@@ -143,6 +146,7 @@ def die_with_supervisor() -> Callable[[], None] | None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:  # the supervisor died before prctl took effect
             os._exit(1)
+        then()
 
     return preexec
 

@@ -175,10 +175,12 @@ def test_usr1_inside_a_job_is_slurms_warning_unless_a_request_waits(tmp_path: Pa
     requests = tmp_path / "requests"
     requests.mkdir()
     job = {"SLURM_JOB_ID": "5", "SLURM_RESTART_COUNT": "2", "SLURMD_NODENAME": "n1"}
-    assert slurm_job.usr1_is_time_warning(requests, job)
-    assert not slurm_job.usr1_is_time_warning(requests, {})  # not in a job: a nudge
+    assert slurm_job.applies("slurm", job)
+    assert not slurm_job.applies("local", job)  # a local run started inside an allocation
+    assert not slurm_job.applies("slurm", {})
+    assert slurm_job.usr1_is_time_warning(requests)
     (requests / "0001-ab.json").write_text('{"action": "stop"}')
-    assert not slurm_job.usr1_is_time_warning(requests, job)
+    assert not slurm_job.usr1_is_time_warning(requests)  # a nudge: its request waits
     facts = slurm_job.job_facts(job)
     assert (facts["job_id"], facts["node"], facts["restart_count"]) == ("5", "n1", 2)
 
