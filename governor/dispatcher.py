@@ -1,3 +1,4 @@
+# over 400 lines: the dispatcher process, with the calls that find, start and wake it
 """The dispatcher: one process per registry and machine that starts queued runs when they fit.
 
 Started on demand (``python -m governor.dispatcher --home H --detach``) by any command that
@@ -381,18 +382,18 @@ class Dispatcher:
 
 def _pause_run(registry: Registry) -> Callable[[str, str], object]:
     def pause(run_id: str, reason: str) -> object:
-        from runner import lifecycle
+        from runner.control import run_actions
 
-        return lifecycle.pause(registry, run_id, reason=reason)
+        return run_actions.pause(registry, run_id, reason=reason)
 
     return pause
 
 
 def _continue_run(registry: Registry) -> Callable[[str], object]:
     def cont(run_id: str) -> object:
-        from runner import lifecycle
+        from runner.control import run_actions
 
-        return lifecycle.cont(registry, run_id, reason="continued by the governor: GPU cooled")
+        return run_actions.cont(registry, run_id, reason="continued by the governor: GPU cooled")
 
     return cont
 

@@ -1,3 +1,4 @@
+# over 400 lines: one pure admission decision; its rules share the pool and placement helpers
 """The admission decision, a pure function.
 
 Its inputs: a resource snapshot, the request, the leases, the runs queued ahead, the token

@@ -1,3 +1,4 @@
+# over 400 lines: the run's frozen records (spec, state) and their one strict schema parser
 """Frozen records of a run: what to run (spec), what happened (state), and how it reads.
 
 Every file in a run folder carries ``"schema": SCHEMA``. Parsing is strict: a value of the

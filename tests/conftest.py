@@ -11,12 +11,17 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 import pytest
 
+if TYPE_CHECKING:
+    from runner.registry import Registry
+
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT / "screenshots") not in sys.path:  # sample_registry: the registry the pictures show
+    sys.path.insert(0, str(ROOT / "screenshots"))
 
 
 def wait_until(
@@ -65,7 +70,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.delenv("BACKPROP_CONFIG", raising=False)
     yield root
     _kill_processes_mentioning(str(root))
-    from runner.runcgroup import leftovers
+    from runner.supervisor.runcgroup import leftovers
 
     for run_dir in root.glob("runs/*"):  # a run's cgroup outlives a killed supervisor
         for path in leftovers(run_dir, run_dir.name):
@@ -146,3 +151,23 @@ def cli(home: Path, tmp_path: Path) -> Cli:
     work = tmp_path / "work"
     work.mkdir()
     return Cli(home, work)
+
+
+@pytest.fixture
+def deterministic_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Colour on, UTC, no user configuration: the same picture on every machine."""
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.delenv("BACKPROP_CONFIG", raising=False)
+    monkeypatch.setenv("TZ", "UTC")
+    monkeypatch.setenv("TEXTUAL_ANIMATIONS", "none")
+    time.tzset()
+    yield
+    time.tzset()
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> Registry:
+    """The sample registry: one run in every status (Textual-free; unit, pilot, snapshot)."""
+    import sample_registry
+
+    return sample_registry.build(tmp_path / "home")

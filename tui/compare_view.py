@@ -17,7 +17,7 @@ from runner.registry import Registry
 from tui.widgets.compare_table import CompareTable
 
 if TYPE_CHECKING:
-    from tui.app import BackpropApp
+    from tui.app_panes import PanesApp
 
 
 def terminal_signals(registry: Registry) -> tuple[str, ...]:
@@ -41,7 +41,7 @@ def compute(registry: Registry, run_ids: list[str]) -> tuple[dict[str, Any] | No
 REFRESH_EVERY_S = 5.0
 
 
-def refresh_table(app: BackpropApp, *, every_s: float = 0.0) -> None:
+def refresh_table(app: PanesApp, *, every_s: float = 0.0) -> None:
     """Recompute the table for the marked runs (synchronously when the app does not watch).
 
     ``every_s``: skip it when the last refresh is more recent (the periodic redraw passes

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from tui.data import Snapshot
+from tui.feed.snapshot import Snapshot
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The private APIs of dependencies this project relies on, each behind one function.
 
 Nothing else in the project may touch a ``_private`` name of a third-party package
-(``tests/unit/test_static_checks.py`` scans for it). Each seam here has a test in
+(``tests/e2e/test_static_checks.py`` scans for it). Each seam here has a test in
 ``tests/unit/test_seams.py`` that exercises it for real, so an upgrade that moves or changes
 one fails there, loudly, rather than in the TUI at a user's desk. The other sanctioned seam
 is :class:`tui.widgets.output_pane.OutputLog`, which overrides Textual ``Log`` internals.

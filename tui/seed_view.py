@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from runner.seeds import SeedGroup, aggregate, seed_groups
-from tui.data import RunRow, SeriesView
+from tui.feed.snapshot import RunRow, SeriesView
 from tui.widgets.plot_pane import Curve
 
 

@@ -64,7 +64,7 @@ def complete(cli: Cli, tmp_path: Path, line: str) -> list[str]:
 
 
 def test_bash_completes_subcommands_options_and_run_ids(cli: Cli, tmp_path: Path) -> None:
-    from tui.cli import build_parser
+    from tui.cli.parser import build_parser
 
     subparsers = next(a for a in build_parser()._actions if a.dest == "command")
     expected = sorted(name for name in subparsers.choices if name.startswith("st"))

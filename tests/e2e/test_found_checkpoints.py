@@ -23,7 +23,7 @@ import pytest
 
 from runner.registry import Registry
 from tests.conftest import ROOT, Cli, wait_until
-from tui.data import row_from_view
+from tui.feed.rows import row_from_view
 
 pytestmark = pytest.mark.slow
 

@@ -17,8 +17,10 @@ from runner.durable import write_json
 from runner.model import RunSpec, RunState, Status
 from runner.registry import STATE, Registry
 from tui import cli
-from tui.cli_conventions import EXIT_CODES, attach_completers, complete_runs, completion_script
-from tui.cli_pipeline import RunWaiter, filter_runs, parse_since
+from tui.cli.completion import attach_completers, complete_runs, completion_script
+from tui.cli.conventions import EXIT_CODES
+from tui.cli.parser import build_parser
+from tui.cli.pipeline import RunWaiter, filter_runs, parse_since
 
 
 def test_version_comes_from_the_package_metadata(capsys: pytest.CaptureFixture[str]) -> None:
@@ -27,13 +29,13 @@ def test_version_comes_from_the_package_metadata(capsys: pytest.CaptureFixture[s
 
 
 def test_every_help_documents_its_exit_codes() -> None:
-    commands = subcommands_of(cli.build_parser())
+    commands = subcommands_of(build_parser())
     assert {"wait", "completion"} <= set(commands)
     assert set(EXIT_CODES) <= set(commands)  # no stale entries
     for name, parser in commands.items():
         assert "exit status: 0 " in parser.format_help(), name
     assert "124" in commands["wait"].format_help()
-    assert "124" in cli.build_parser().format_help()
+    assert "124" in build_parser().format_help()
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
@@ -47,7 +49,7 @@ def test_run_arguments_complete_ids_and_names(tmp_path: Path) -> None:
     for name in ("train", "eval"):
         run_id = reg.allocate_id()
         reg.create(RunSpec(id=run_id, name=name, command=("true",), cwd="/", created_at=1.0))
-    parser = cli.build_parser()
+    parser = build_parser()
     attach_completers(parser)
     stop = subcommands_of(parser)["stop"]
     ids = next(a for a in stop._actions if a.dest == "ids")
@@ -140,8 +142,8 @@ def test_config_after_applies_unless_overridden(
     monkeypatch.delenv("BACKPROP_CONFIG", raising=False)
     monkeypatch.chdir(tmp_path)  # ./backprop.toml is looked for first
     from runner.model import Dependency
-    from tui.cli import Context, build_parser
-    from tui.cli_pipeline import dependencies
+    from tui.cli.context import Context
+    from tui.cli.pipeline import dependencies
 
     reg = Registry(tmp_path)
     for name in ("prepare", "other"):

@@ -6,15 +6,13 @@ import json
 import os
 import signal
 import struct
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from runner.inspect_checkpoint import CheckpointError, render_summary, summarize
-from tests.conftest import ROOT
+from runner.checkpoints.inspection import CheckpointError, render_summary, summarize
 
 
 def _torch() -> Any:
@@ -130,21 +128,6 @@ def test_safetensors_header_needs_no_torch(tmp_path: Path) -> None:
         summarize(path)
 
 
-def test_backprop_inspect_command(tmp_path: Path) -> None:
-    torch = _torch()
-    model, _ = _model_and_optimizer()
-    path = tmp_path / "w.pt"
-    torch.save({"model": model.state_dict(), "step": 7}, path)
-    cmd = [sys.executable, "-m", "tui.cli", "--home", str(tmp_path / "home"), "inspect"]
-    ok = subprocess.run([*cmd, "--json", str(path)], capture_output=True, text=True, cwd=ROOT)
-    assert ok.returncode == 0, ok.stderr
-    assert json.loads(ok.stdout)["entries"] == {"step": 7}
-    bad = subprocess.run(
-        [*cmd, str(tmp_path / "nope.pt")], capture_output=True, text=True, cwd=ROOT
-    )
-    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "no such file" in bad.stderr
-
-
 # --- runner.torch ------------------------------------------------------------------------------
 
 
@@ -198,30 +181,3 @@ def test_graceful_stop_turns_sigint_into_a_request() -> None:
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)  # asked twice: the user insists
     assert signal.getsignal(signal.SIGINT) is before and not should_stop()
-
-
-def test_graceful_stop_in_a_script_saves_and_exits_cleanly(tmp_path: Path) -> None:
-    _torch()
-    code = (
-        "import sys, time\n"
-        "from runner.torch import GracefulStop, save_checkpoint\n"
-        "with GracefulStop() as stop:\n"
-        "    step = 0\n"
-        "    while not stop.requested:\n"
-        "        step += 1\n"
-        "        if step == 1:\n"
-        "            print('ready', flush=True)\n"
-        "        time.sleep(0.01)\n"
-        "save_checkpoint({'step': step}, step)\n"
-    )
-    env = {**os.environ, "BACKPROP_CHECKPOINT_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True, cwd=ROOT
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready"
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0
-    assert json.loads(out.splitlines()[-1])["event"] == "checkpoint_saved"
-    assert len(os.listdir(tmp_path)) == 1

@@ -27,7 +27,7 @@ OWN = {"runner", "governor", "tui", "bench", "tests", "examples"}
 # Each seam wraps one dependency's internals and has a test that fails loudly on upgrade.
 SEAMS = {
     "tui/seams.py": "watchfiles' RustNotify, plotext's theme table (tests/unit/test_seams.py)",
-    "tui/widgets/output_pane.py": "Textual Log's line cache (tests/tui/test_log_seam.py)",
+    "tui/widgets/output_pane.py": "Textual Log's line cache (tests/pilot/test_log_seam.py)",
 }
 
 

@@ -8,10 +8,13 @@ from pathlib import Path
 import pytest
 
 from runner.config import ConfigError, format_duration, parse_duration, parse_size
-from runner.lifecycle import LifecycleError, merge_args, sweep_args, sweep_points
+from runner.control.errors import LifecycleError
+from runner.control.reruns import merge_args
+from runner.control.submission import SubmitOptions
+from runner.control.sweeps import sweep_args, sweep_points
 from runner.model import ProcessIdentity, RunState, Status
 from runner.registry import STARTUP_GRACE_S, reconcile
-from runner.shim import classify
+from runner.supervisor.exits import classify
 from runner.textsafe import sanitize_line
 
 BOOT = "boot-a"
@@ -212,7 +215,7 @@ def test_sanitize_keeps_only_colour_when_asked() -> None:
 
 
 def test_sweep_options_after_the_script_are_backprops_and_dash_dash_passes_through() -> None:
-    from tui.cli import _SEPARATOR, _protect_run_separator, _split_sweep_options
+    from tui.cli.run import _SEPARATOR, _protect_run_separator, _split_sweep_options
 
     rest, sweeps, template = _split_sweep_options(
         ["--epochs", "3", "--sweep", "lr=1,2", "--sweep=batch=8", "--sweep-template={key}={value}"]
@@ -227,8 +230,8 @@ def test_sweep_options_after_the_script_are_backprops_and_dash_dash_passes_throu
 
 
 def test_stall_settings_reach_the_run_spec(tmp_path: Path) -> None:
-    from runner import lifecycle
     from runner.config import load_config
+    from runner.control import submission
     from runner.registry import Registry
 
     (tmp_path / "backprop.toml").write_text('[run]\nstall_factor = 4\nstall_after = "2m"\n')
@@ -236,7 +239,9 @@ def test_stall_settings_reach_the_run_spec(tmp_path: Path) -> None:
     assert (config.run.stall_factor, config.run.stall_after_s) == (4.0, 120.0)
     reg = Registry(tmp_path)
     reg.ensure()
-    spec = lifecycle.submit(reg, ["true"], name="t", timeout_s=None, config=config, start=False)
+    spec = submission.submit(
+        reg, ["true"], name="t", options=SubmitOptions(timeout_s=None, config=config, start=False)
+    )
     assert reg.read_spec(spec.id).stall_factor == 4.0
     assert reg.read_spec(spec.id).stall_after_s == 120.0
     for bad in ("stall_factor = 1", 'stall_factor = "x"', 'stall_after = "soon"'):
@@ -248,7 +253,7 @@ def test_stall_settings_reach_the_run_spec(tmp_path: Path) -> None:
 def test_ls_cuts_a_long_reason_at_a_word(capsys: pytest.CaptureFixture[str]) -> None:
     """``ls`` showed "… [6 more characters]" at the end of a long reason."""
     from runner.registry import RunView
-    from tui.cli import print_table
+    from tui.cli.render import print_table
 
     reason = "stopped by user (forced: SIGKILL); the trainer ignored SIGINT and SIGTERM for 20 s"
     print_table([RunView("000001", Status.STOPPED, reason)])

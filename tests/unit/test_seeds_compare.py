@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 import statistics
-import subprocess
-import sys
 
 import pytest
 from hypothesis import given
@@ -141,13 +139,3 @@ def test_compare_shows_what_differs_and_always_commit_and_results() -> None:
     assert result["metrics"]["best loss"] == [0.2, 0.15]
     assert result["env"] == ["TOKEN"]  # names only
     assert "secret1" not in repr(result)
-
-
-def test_matplotlib_is_not_loaded_by_the_cli_or_the_tui() -> None:
-    code = (
-        "import sys, tui.cli, tui.app, tui.cli_export, tui.cli_compare;"
-        "tui.cli.build_parser();"
-        "print('matplotlib' in sys.modules)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"

@@ -1,6 +1,6 @@
 """The compare view's table: the fields that differ between the marked runs, side by side.
 
-It draws what it is given (the rows of :func:`tui.cli_compare.table_rows`, the same as
+It draws what it is given (the rows of :func:`tui.compare_rows.table_rows`, the same as
 ``backprop compare`` prints); the app computes them off the UI thread.
 """
 
@@ -13,7 +13,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from runner.textsafe import safe_label
-from tui.cli_compare import table_rows
+from tui.compare_rows import table_rows
 
 
 class CompareTable(Static):

@@ -15,7 +15,7 @@ from textual.widget import Widget
 
 from governor.probes import GpuInfo, GpuSnapshot, HostInfo
 from runner.model import Status
-from tui.data import RunRow
+from tui.feed.snapshot import RunRow
 from tui.widgets.format import fit_items, truncate
 
 GIB = 1024**3

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from rich.markup import escape
 from textual.containers import Grid
 
-from tui.data import OutputView
+from tui.feed.snapshot import OutputView
 from tui.widgets.output_pane import OutputLog
 
 WAITING = "waiting for output…"

@@ -16,7 +16,7 @@ from rich.text import Text
 from textual.strip import Strip
 from textual.widgets import Log
 
-from tui.data import OutputView
+from tui.feed.snapshot import OutputView
 
 _SGR_RE = re.compile(r"\x1b\[[0-9;]*m")
 MAX_LINES = 2000

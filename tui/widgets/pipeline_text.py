@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from runner.model import Status
-from tui.data import RunRow
+from tui.feed.snapshot import RunRow
 
 KIND_TEXT = {"ok": "must complete", "any": "must end"}
 
