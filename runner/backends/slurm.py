@@ -37,6 +37,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from runner import envnames
 from runner.backends import slurm_cli
 from runner.backends.base import ENDED, PENDING, RUNNING, UNKNOWN, BackendStatus
 from runner.backends.intent import Intent, read_intent, record_handle, write_intent
@@ -46,13 +47,17 @@ from runner.model import ShapeError
 from runner.registry import OUTPUT, REQUESTS, Registry
 from runner.tickets import ADMITTED, CANCELLED, Queue
 
-FAULT_SUBMIT = "BACKPROP_FAULT_SUBMIT"  # test only: before|after -> SIGKILL self at that point
-SUPERVISOR_MODULE = "runner.shim"
+SUPERVISOR_MODULE = "runner.supervisor.main"
 USR1_MARGIN_S = 15.0  # after the trainer's grace, time for the supervisor to record the end
 EARLY_SIGNAL_S = 60.0  # Slurm may send --signal up to a minute early (its event resolution)
 SLACK_S = 30.0
 # Never passed to sbatch: Slurm sets the job's own allocation; the fault hook is the test's.
-_NOT_EXPORTED = ("CUDA_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL", "ROCR_VISIBLE_DEVICES", FAULT_SUBMIT)
+_NOT_EXPORTED = (
+    "CUDA_VISIBLE_DEVICES",
+    "GPU_DEVICE_ORDINAL",
+    "ROCR_VISIBLE_DEVICES",
+    envnames.FAULT_SUBMIT,
+)
 
 
 def job_name(registry: Registry, run_id: str, attempt: int) -> str:
@@ -109,7 +114,7 @@ def batch_script(registry: Registry, run_id: str, attempt: int) -> str:
     return (
         "#!/bin/sh\n"
         f"# Backprop run {run_id}, attempt {int(attempt)}: the supervisor is this batch step.\n"
-        f"export BACKPROP_HOME={root}\n"
+        f"export {envnames.HOME}={root}\n"
         f'export PYTHONPATH={q(pkg_root)}"${{PYTHONPATH:+:$PYTHONPATH}}"\n'
         f"exec {q(sys.executable)} -m {SUPERVISOR_MODULE} --home {root} "
         f"--run {q(run_id)} --attempt {int(attempt)}\n"
@@ -118,7 +123,7 @@ def batch_script(registry: Registry, run_id: str, attempt: int) -> str:
 
 def _fault(point: str) -> None:
     """Test hook: die by SIGKILL at ``point`` of a submission (crash-safety tests)."""
-    if os.environ.get(FAULT_SUBMIT) == point:
+    if os.environ.get(envnames.FAULT_SUBMIT) == point:
         os.kill(os.getpid(), signal.SIGKILL)
 
 

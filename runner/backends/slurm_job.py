@@ -1,12 +1,13 @@
 """What a supervisor running as a Slurm batch step needs to know about its job.
 
-The supervisor (``runner.shim``) is the batch step's process: ``sbatch`` runs a script that
-``exec``s it, so Slurm's signals for the batch step reach it directly.
+The supervisor (``runner.supervisor.main``) is the batch step's process: ``sbatch`` runs a
+script that ``exec``s it, so Slurm's signals for the batch step reach it directly.
 
 * **SIGUSR1 means "time is nearly up".** The job is submitted with
   ``--signal=B:USR1@<grace>``. Backprop's own nudge ("read your requests") is also SIGUSR1,
-  but Backprop never nudges a run placed on an engine (:func:`runner.lifecycle.send_request`
-  leaves a request file only; the supervisor polls for it ten times a second), so inside a
+  but Backprop never nudges a run placed on an engine
+  (:func:`runner.control.run_actions.send_request` leaves a request file only; the supervisor
+  polls for it ten times a second), so inside a
   Slurm job a SIGUSR1 is Slurm's warning — unless a request file is waiting at that moment
   (a nudge from an older Backprop), see :func:`usr1_is_time_warning`. The supervisor then ends
   the trainer gracefully and the run is ``timeboxed``.

@@ -20,16 +20,16 @@ from pathlib import Path
 
 import pytest
 
-from runner import lifecycle, retry
+from runner import envnames, retry
 from runner.backends import slurm_cli
 from runner.backends.base import ENDED, PENDING, RUNNING
 from runner.backends.intent import read_intent
 from runner.backends.slurm import SlurmBackend, job_name
-from runner.durable import write_json
-from runner.history import read_history
+from runner.control import readout, reruns, submission
+from runner.metrics.history import read_history
 from runner.model import Resources, Status
 from runner.placement import Placement
-from runner.registry import SPEC, Registry
+from runner.registry import Registry
 from runner.tickets import ADMITTED, Queue
 from tests.conftest import ROOT, wait_until
 
@@ -86,18 +86,19 @@ def submit(
     name: str = "t",
 ) -> str:
     """Record a Slurm run (spec + queue) the way ``backprop run --backend slurm`` does."""
-    spec = lifecycle.submit(
+    spec = submission.submit(
         reg,
         [sys.executable, "-u", *args],
         name=name,
-        cwd=str(ROOT),
-        timeout_s=timeout_s,
-        resources=Resources(gpus=gpus),
-        # One thread: the box is shared, and torch's threads fighting slow every step.
-        env={**lifecycle.captured_env(), "OMP_NUM_THREADS": "1"},
+        options=submission.SubmitOptions(
+            cwd=str(ROOT),
+            timeout_s=timeout_s,
+            resources=Resources(gpus=gpus),
+            # One thread: the box is shared, and torch's threads fighting slow every step.
+            env={**submission.captured_env(), "OMP_NUM_THREADS": "1"},
+            placement=Placement(backend="slurm", extra_args=tuple(extra)),
+        ),
     )
-    spec = replace(spec, placement=Placement(backend="slurm", extra_args=tuple(extra)))
-    write_json(reg.run_dir(spec.id) / SPEC, spec.to_json())
     return spec.id
 
 
@@ -177,7 +178,7 @@ def test_graceful_stop_saves_and_resume_continues_the_steps(
     assert stopped_at < 700
     # Resume waits for the supervisor to be gone (it exits right after its last record).
     wait_until(lambda: cluster.describe(reg, run_id).state == ENDED, message="job 1 ended")
-    assert lifecycle.resume(reg, run_id) == 2
+    assert reruns.resume(reg, run_id) == 2
     start(cluster, reg, run_id)
     wait_status(reg, run_id, Status.COMPLETED, timeout=60)
     history = read_history(folder)
@@ -249,7 +250,7 @@ def test_sigterm_from_slurm_is_a_preemption(cluster: SlurmBackend, reg: Registry
     assert view.reason.startswith(f"supervisor received SIGTERM (Slurm job {job}"), view.reason
     assert retry.cause_of(view.status, view.reason) == "preempted"
     assert sorted((folder / "checkpoints").glob("*.pt")), "no checkpoint on SIGTERM"
-    facts = [e for e in lifecycle.events(reg, run_id) if e["event"] == "slurm_job"]
+    facts = [e for e in readout.events(reg, run_id) if e["event"] == "slurm_job"]
     assert facts and facts[0]["job_id"] == job and facts[0]["restart_count"] == 0
 
 
@@ -265,7 +266,7 @@ def test_kill_9_of_the_submitter_around_sbatch_leaves_one_job_per_run(
         "from runner.backends.slurm import SlurmBackend; "
         "SlurmBackend().submit(Registry(sys.argv[1]), sys.argv[2], 1)"
     )
-    env = {**os.environ, "BACKPROP_FAULT_SUBMIT": point, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, envnames.FAULT_SUBMIT: point, "PYTHONPATH": str(ROOT)}
     for run_id in runs:
         admit(reg, run_id)
         proc = subprocess.run(
