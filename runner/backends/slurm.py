@@ -135,7 +135,7 @@ def find_job(intent: Intent, *, fresh: bool = True) -> Job | None:
     cancelling always ask afresh. Raises :class:`SlurmError` when Slurm does not answer
     (never guess "not submitted").
     """
-    mine = None if fresh else slurm_cli.my_jobs()
+    mine = None if fresh else slurm_cli.my_jobs(since=intent.at)
     if intent.handle:
         if mine is None:
             jobs = slurm_cli.squeue(job_id=intent.handle)

@@ -184,22 +184,23 @@ _MINE: tuple[float, list[Job] | SlurmError] | None = None
 MINE_MAX_AGE_S = 5.0
 
 
-def my_jobs(max_age_s: float = MINE_MAX_AGE_S) -> list[Job]:
+def my_jobs(*, since: float = 0.0, max_age_s: float = MINE_MAX_AGE_S) -> list[Job]:
     """Every job of this user that Slurm still lists, from one ``squeue`` per ``max_age_s``.
 
-    A failure is remembered as long: with the controller down each call waits ~9 s, and a
-    listing of many runs must not wait that long per run.
+    ``since``: a listing taken before this (Unix) time is not used (it cannot hold a job
+    submitted then). A failure is remembered as long: with the controller down each call
+    waits ~9 s, and a listing of many runs must not wait that long per run.
     """
     global _MINE
     import time
 
-    now = time.monotonic()
-    if _MINE is None or now - _MINE[0] > max_age_s:
+    now = time.time()
+    if _MINE is None or now - _MINE[0] > max_age_s or _MINE[0] < since:
         argv = ["squeue", "--noheader", "--states=all", f"--format={SQUEUE_FORMAT}"]
         try:
             _MINE = (now, parse_squeue(run([*argv, f"--user={os.getuid()}"])))
         except SlurmError as exc:
-            _MINE = (time.monotonic(), exc)
+            _MINE = (time.time(), exc)
     answer = _MINE[1]
     if isinstance(answer, SlurmError):
         raise answer
