@@ -26,6 +26,6 @@ MESSAGE = "BACKPROP_MESSAGE"
 AFTER_PREFIX = "BACKPROP_AFTER_"
 GOVERNOR_DIR = "BACKPROP_GOVERNOR_DIR"
 FAKE_NVML = "BACKPROP_FAKE_NVML"
-# Tests only: the submitting process SIGKILLs itself right ``before`` or ``after`` an engine's
-# submit call (Slurm's sbatch, Ray's submit_job), to prove submission is crash-safe.
+# Test only: ``before``/``after`` makes a submitter SIGKILL itself at that point of an engine's
+# submit call (crash-safe submission is tested by really dying there).
 FAULT_SUBMIT = "BACKPROP_FAULT_SUBMIT"

@@ -10,8 +10,9 @@ are taken from the job's environment after the submitter's.
 An engine frees a job's GPUs when the job's main process (our supervisor) dies, but a trainer
 in a process group of its own outlives it (Ray kills only the entrypoint's group): it would go
 on using GPUs given to the next job. Locally a new supervisor re-adopts such an orphan; inside
-an engine's job the trainer dies with its supervisor instead (``PR_SET_PDEATHSIG``), the run
-reads ``lost`` and its retry goes back through the engine.
+an engine's job the trainer dies with its supervisor instead (``PR_SET_PDEATHSIG``, see
+:func:`runner.backends.slurm_job.die_with_supervisor`), the run reads ``lost`` and its retry
+goes back through the engine.
 
 Ray's ``stop_job`` signals the job's whole process tree (the trainer too) with
 ``RAY_JOB_STOP_SIGNAL``: a supervisor that receives SIGINT there did not get it from Backprop
@@ -24,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 # The job's devices, on every engine (NVIDIA; AMD's equivalents, which Ray also sets).
 DEVICE_VARS = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES")
@@ -79,28 +80,3 @@ def ray_job_facts(environ: Mapping[str, str]) -> dict[str, str] | None:
         "node": os.uname()[1],
         "cuda_visible_devices": environ.get("CUDA_VISIBLE_DEVICES", ""),
     }
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def dies_with_supervisor(backend: str, then: Callable[[], None]) -> Callable[[], None]:
-    """The trainer's ``preexec_fn``: inside an engine's job, SIGKILL when the supervisor dies.
-
-    ``then`` (the cgroup join) runs after. A local run gets ``then`` unchanged (it is
-    re-adopted when its supervisor vanishes).
-    """
-    if backend == "local":
-        return then
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)  # loaded here: the child only calls it
-    parent = os.getpid()
-
-    def preexec() -> None:
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # the supervisor died before the request took effect
-            os._exit(1)
-        then()
-
-    return preexec

@@ -170,48 +170,46 @@ class RayBackend:
         )
 
     def cancel(self, registry: Registry, run_id: str, *, force: bool) -> str:
-        """Stop the run: through its supervisor when one runs, else (or if it is deaf) Ray.
+        """Stop an active run: through its supervisor when it runs, else (or if deaf) in Ray.
 
-        Graceful: our stop request (SIGINT to the trainer, then SIGTERM, then SIGKILL, each
-        after the run's grace). ``force``: our kill request. A job still pending in Ray is
-        stopped there and its attempt recorded as stopped before it started.
+        Called by :func:`runner.control.run_actions.stop` (which refuses ended runs, ends lost
+        ones and cancels queued ones itself). Graceful: our stop request (SIGINT to the
+        trainer's group, then SIGTERM, then SIGKILL, each after the run's grace); ``force``:
+        our kill request. An attempt Ray has not started is recorded as stopped at once.
         """
-        from runner.control.run_actions import send_request, stop
+        from runner.control.run_actions import send_request
 
-        view = registry.load(run_id)
         attempt = latest_attempt(registry, run_id)
         intent = self.reconcile(registry, run_id, attempt) if attempt else None
         state = registry.read_state(run_id)
         started = state is not None and state.attempt == attempt
-        if (
-            view.status is Status.QUEUED
-            or intent is None
-            or (view.status.finished and (started or view.status is not Status.LOST))
-        ):
-            # Not handed to Ray yet, ended, or lost after its start: the same as locally
-            # (refuses an ended run; ends a lost one's leftovers on this host by identity).
-            return stop(registry, run_id, force=force)
         action = "kill" if force else "stop"
+        if started and state is not None and not state.status.active:
+            return f"run {run_id} has ended"
         if started:
             send_request(registry, run_id, action)
             if _request_taken(registry, run_id, REACT_S):
                 return f"{'force-' if force else ''}stop requested for run {run_id}"
-        address = self.address(registry, run_id)
-        try:
-            info = self.job_info(address, intent.key)
-            stopped = info is not None and bool(self.client(address).stop_job(intent.key))
-        except RayError as exc:
-            raise RayError(f"cannot stop run {run_id}: {exc}") from None
-        if not started and _cancel_unstarted(
-            registry, run_id, attempt, "stopped while pending in Ray"
+        stopped = False
+        if intent is not None:
+            address = self.address(registry, run_id)
+            try:
+                info = self.job_info(address, intent.key)
+                stopped = info is not None and bool(self.client(address).stop_job(intent.key))
+            except RayError as exc:
+                raise RayError(f"cannot stop run {run_id}: {exc}") from None
+        if (
+            not started
+            and attempt
+            and _cancel_unstarted(registry, run_id, attempt, "stopped before Ray started it")
         ):
             # Ray keeps a pending job pending after stop_job (2.60); should it start later,
             # its supervisor finds this request (and the cancelled ticket) and runs nothing.
             send_request(registry, run_id, action)
-            return f"stopped run {run_id} while pending in Ray (job {intent.key})"
-        if stopped:
+            return f"stopped run {run_id} before Ray started it"
+        if intent is not None and stopped:
             return f"stop sent to Ray job {intent.key} (SIGINT, SIGKILL after the grace)"
-        return f"Ray job {intent.key} had ended already"
+        return f"{'force-' if force else ''}stop requested for run {run_id}"
 
     def logs(self, registry: Registry, run_id: str, offset: int, limit: int) -> tuple[bytes, int]:
         """Read the run folder's ``output.log`` from ``offset`` (shared storage, not Ray's)."""

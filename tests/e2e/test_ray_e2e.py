@@ -29,6 +29,7 @@ from runner.backends.base import ENDED, PENDING
 from runner.backends.intent import read_intent
 from runner.control.errors import LifecycleError
 from runner.control.reruns import latest_checkpoint
+from runner.control.run_actions import stop
 from runner.control.submission import captured_env
 from runner.metrics.history import Point, decode_record
 from runner.model import Resources, RunSpec, Status
@@ -165,7 +166,7 @@ def test_a_pytorch_example_completes_on_ray_with_its_metrics_in_the_tui_data(
     )
     assert seen.reason.startswith("Ray SUCCEEDED") and seen.handle == handle
     with pytest.raises(LifecycleError, match="completed"):  # nothing left to stop
-        ray_backend.cancel(registry, run_id, force=False)
+        stop(registry, run_id)
     assert not list((registry.run_dir(run_id) / "requests").glob("*.json"))
 
 
@@ -182,7 +183,7 @@ def test_a_graceful_stop_checkpoints_a_resume_continues_and_ray_s_own_stop_is_to
         interval=0.2,
         message="10 steps",
     )
-    ray_backend.cancel(registry, run_id, force=False)  # ours: a request, one SIGINT
+    stop(registry, run_id)  # ours: a request, one SIGINT
     view = wait_status(registry, run_id, Status.STOPPED, Status.COMPLETED, Status.FAILED)
     assert view.status is Status.STOPPED and view.reason.startswith("stopped by user"), view.reason
     ckpt = latest_checkpoint(registry, run_id)
@@ -269,9 +270,9 @@ def test_a_run_pending_in_ray_shows_ray_s_reason_and_stops_there(
     ray_backend.submit(registry, run_id, 1)
     seen = ray_backend.describe(registry, run_id)
     assert seen.state == PENDING and "waiting for resources" in seen.reason
-    ray_backend.cancel(registry, run_id, force=False)
+    stop(registry, run_id)
     view = registry.load(run_id)
-    assert view.status is Status.STOPPED and "pending in Ray" in view.reason
+    assert view.status is Status.STOPPED and "before Ray started it" in view.reason
 
 
 FAULT_DRIVER = r"""
@@ -339,6 +340,6 @@ def test_kill_9_of_the_submitter_around_submit_job_never_loses_or_doubles_a_run(
     assert sorted(registry.ids()) == sorted(ids)
     for run_id in ids:
         assert read_intent(registry, run_id, 1).handle == keys[run_id]  # type: ignore[union-attr]
-        ray_backend.cancel(registry, run_id, force=True)
+        stop(registry, run_id, force=True)
         assert registry.load(run_id).status is Status.STOPPED
     assert envnames.FAULT_SUBMIT not in os.environ
