@@ -27,6 +27,7 @@ class Supervisor(Starting):
         proctree.set_child_subreaper()
         self.keeper.make_reserve()
         self.set_state(status=Status.STARTING, reason="supervisor started")
+        self.node.tick(self.clock(), running=False)
         self.record(
             "supervisor_started",
             pid=os.getpid(),
@@ -68,8 +69,9 @@ class Supervisor(Starting):
             status = self.reap()
             if status is not None:
                 break
-            for action, reason in read_requests(self.run_dir / REQUESTS):
-                self.handle(action, reason)
+            if self.node.requests_due(self.clock()):
+                for action, reason in read_requests(self.run_dir / REQUESTS):
+                    self.handle(action, reason)
             now = self.clock()
             dl = self.deadline()
             if dl is not None and now >= dl and self.stop_kind is None and self.paused_at is None:
@@ -79,6 +81,7 @@ class Supervisor(Starting):
             notify_observers(self, self.ingestor)
             self.enforce_output_cap()
             self.sync_records()
+            self.node.tick(now, running=self.paused_at is None)
             if now - self.trimmed_at >= TRIM_EVERY_S:
                 proctree.trim_heap()
                 self.trimmed_at = now
