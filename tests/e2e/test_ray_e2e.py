@@ -23,18 +23,20 @@ from typing import Any
 
 import pytest
 
+from governor.dispatcher import ensure, kick
 from runner import envnames
 from runner.backends import ray_jobs
 from runner.backends.base import ENDED, PENDING
 from runner.backends.intent import read_intent
 from runner.control.errors import LifecycleError
-from runner.control.reruns import latest_checkpoint
+from runner.control.reruns import latest_checkpoint, resume
 from runner.control.run_actions import stop
-from runner.control.submission import captured_env
+from runner.control.submission import SubmitOptions, captured_env, submit
 from runner.metrics.history import Point, decode_record
 from runner.model import Resources, RunSpec, Status
 from runner.placement import Placement
 from runner.registry import METRICS, Registry
+from runner.retry import RetryPolicy
 from runner.tickets import ADMITTED, Queue, Ticket
 from tests.conftest import ROOT, wait_until
 
@@ -60,6 +62,36 @@ def ray_backend() -> Iterator[Any]:
     yield backend
 
 
+def run_on_ray(
+    registry: Registry,
+    command: Sequence[str],
+    *,
+    name: str,
+    gpus: int | None = None,
+    timeout_s: float | None = None,
+    env: dict[str, str] | None = None,
+    retries: int = 0,
+) -> str:
+    """``backprop run --backend ray``: record the run, and the dispatcher hands it to Ray."""
+    from governor.dispatcher import kick
+
+    spec = submit(
+        registry,
+        command,
+        name=name,
+        options=SubmitOptions(
+            cwd=str(ROOT),
+            timeout_s=timeout_s,
+            env={**captured_env(), **(env or {})},
+            resources=Resources(gpus=gpus),
+            retry=RetryPolicy(retries=retries, backoff_s=0.0),
+            placement=Placement(backend="ray"),
+        ),
+    )
+    kick(registry)
+    return spec.id
+
+
 def make_run(
     registry: Registry,
     command: Sequence[str],
@@ -69,7 +101,7 @@ def make_run(
     timeout_s: float | None = None,
     env: dict[str, str] | None = None,
 ) -> str:
-    """Record a Ray run and hand its first attempt over (as the dispatcher does)."""
+    """Record a Ray run and hand its first attempt over without submitting it (the faults)."""
     run_id = registry.allocate_id()
     spec = RunSpec(
         id=run_id,
@@ -143,9 +175,9 @@ def test_a_pytorch_example_completes_on_ray_with_its_metrics_in_the_tui_data(
     from tui.feed.tails import MetricTail
 
     registry = Registry(home)
-    run_id = make_run(registry, python("train_helpers.py", "--steps", "40"), name="ray-ok")
-    handle = ray_backend.submit(registry, run_id, 1)
-    assert handle == read_intent(registry, run_id, 1).handle  # type: ignore[union-attr]
+    run_id = run_on_ray(registry, python("train_helpers.py", "--steps", "40"), name="ray-ok")
+    handle = read_intent(registry, run_id, 1).handle  # type: ignore[union-attr]
+    assert handle == ray_jobs.submission_id(run_id, 1, registry.read_spec(run_id).created_at)
     assert ray_backend.submit(registry, run_id, 1) == handle  # idempotent: no second job
 
     view = wait_status(registry, run_id, Status.COMPLETED, Status.FAILED, Status.LOST)
@@ -175,8 +207,7 @@ def test_a_graceful_stop_checkpoints_a_resume_continues_and_ray_s_own_stop_is_to
 ) -> None:
     registry = Registry(home)
     args = ("--steps", "100000", "--step-time", "0.03", "--ckpt-every", "100000")
-    run_id = make_run(registry, python("train_helpers.py", *args), name="ray-stop")
-    ray_backend.submit(registry, run_id, 1)
+    run_id = run_on_ray(registry, python("train_helpers.py", *args), name="ray-stop")
     wait_until(
         lambda: len(metric_steps(registry, run_id)) >= 10,
         timeout=RUN_S,
@@ -190,8 +221,8 @@ def test_a_graceful_stop_checkpoints_a_resume_continues_and_ray_s_own_stop_is_to
     assert ckpt is not None and Path(ckpt).is_file()  # saved by the script's SIGINT handler
     stopped_at = max(metric_steps(registry, run_id, 1))
 
-    hand_over(registry, run_id, 2, resume_from=ckpt)
-    ray_backend.submit(registry, run_id, 2)
+    assert resume(registry, run_id) == 2  # `backprop resume`: from the latest checkpoint
+    kick(registry)
     wait_until(
         lambda: len(metric_steps(registry, run_id, 2)) >= 5,
         timeout=RUN_S,
@@ -211,24 +242,36 @@ def test_a_graceful_stop_checkpoints_a_resume_continues_and_ray_s_own_stop_is_to
     )
 
 
-def test_kill_9_of_the_job_s_supervisor_ends_the_run_truthfully(
+def test_kill_9_of_the_job_s_supervisor_ends_the_attempt_lost_and_retries_it_on_ray(
     ray_backend: Any, home: Path
 ) -> None:
     registry = Registry(home)
     args = ("--steps", "100000", "--step-time", "0.05")
-    run_id = make_run(registry, python("train_helpers.py", *args), name="ray-kill")
-    ray_backend.submit(registry, run_id, 1)
+    run_id = run_on_ray(registry, python("train_helpers.py", *args), name="ray-kill", retries=1)
     view = wait_status(registry, run_id, Status.RUNNING, Status.FAILED, Status.COMPLETED)
     assert view.status is Status.RUNNING, view.reason
+    first_key = read_intent(registry, run_id, 1).key  # type: ignore[union-attr]
     os.kill(view.state.supervisor.pid, signal.SIGKILL)
-    view = wait_status(registry, run_id, *[s for s in Status if s.finished], timeout=60)
-    assert view.status is Status.LOST, view.reason  # never `running` forever
-    seen = wait_until(
-        lambda: (lambda s: s if s.state == ENDED else None)(ray_backend.describe(registry, run_id)),
-        timeout=60,
-        message="Ray to see the job end",
-    )
-    assert seen.reason.startswith("Ray FAILED") and "-9" in seen.reason, seen.reason
+
+    def retried() -> Any:
+        ensure(registry)  # what every command does: a round for leases left behind
+        v = registry.load(run_id)
+        return v if v.state and v.state.attempt == 2 and v.status is Status.RUNNING else None
+
+    # Attempt 1 ends lost (its trainer died with it: never `running` forever), and its retry
+    # goes back through Ray as a new job.
+    view = wait_until(retried, timeout=RUN_S, interval=0.5, message="attempt 2 running on Ray")
+    events = [json.loads(x) for x in (registry.run_dir(run_id) / "events.jsonl").open()]
+    assert [e["attempt"] for e in events if e["event"] == "ray_job"] == [1, 2]
+    ticket = Queue(registry.root).read_ticket(run_id)
+    assert ticket is not None and ticket.retry.get("after") == "lost", ticket
+    second_key = read_intent(registry, run_id, 2).key  # type: ignore[union-attr]
+    assert second_key != first_key
+    info = ray_backend.job_info(ray_jobs.address_for(None), first_key)
+    assert info.status.value == "FAILED" and info.driver_exit_code == -9
+    stop(registry, run_id, force=True)
+    view = wait_status(registry, run_id, Status.STOPPED, Status.FAILED, Status.COMPLETED)
+    assert view.status is Status.STOPPED, view.reason
 
 
 def test_two_one_gpu_runs_get_different_devices_and_a_time_limit_ends_them_timeboxed(
@@ -240,10 +283,9 @@ def test_two_one_gpu_runs_get_different_devices_and_a_time_limit_ends_them_timeb
     # leaves room for torch's import on a loaded box (the limit runs from the trainer's start).
     env = {"CUDA_VISIBLE_DEVICES": "7"}
     ids = [
-        make_run(registry, cmd, name=f"ray-gpu{i}", gpus=1, timeout_s=25, env=env) for i in range(2)
+        run_on_ray(registry, cmd, name=f"ray-gpu{i}", gpus=1, timeout_s=25, env=env)
+        for i in range(2)
     ]
-    for run_id in ids:
-        ray_backend.submit(registry, run_id, 1)
 
     def device_line(run_id: str) -> dict[str, Any] | None:
         path = registry.run_dir(run_id) / "output.log"
@@ -266,8 +308,7 @@ def test_a_run_pending_in_ray_shows_ray_s_reason_and_stops_there(
     ray_backend: Any, home: Path
 ) -> None:
     registry = Registry(home)
-    run_id = make_run(registry, python("train_plain.py"), name="ray-wait", gpus=3)
-    ray_backend.submit(registry, run_id, 1)
+    run_id = run_on_ray(registry, python("train_plain.py"), name="ray-wait", gpus=3)
     seen = ray_backend.describe(registry, run_id)
     assert seen.state == PENDING and "waiting for resources" in seen.reason
     stop(registry, run_id)
