@@ -221,7 +221,14 @@ def test_a_graceful_stop_checkpoints_a_resume_continues_and_ray_s_own_stop_is_to
     assert ckpt is not None and Path(ckpt).is_file()  # saved by the script's SIGINT handler
     stopped_at = max(metric_steps(registry, run_id, 1))
 
-    assert resume(registry, run_id) == 2  # `backprop resume`: from the latest checkpoint
+    def resumed() -> int | None:  # `backprop resume`, once attempt 1's supervisor has exited
+        try:
+            return resume(registry, run_id)
+        except LifecycleError as exc:
+            assert "still alive" in str(exc)
+            return None
+
+    assert wait_until(resumed, timeout=60, interval=0.2, message="resume") == 2
     kick(registry)
     wait_until(
         lambda: len(metric_steps(registry, run_id, 2)) >= 5,
