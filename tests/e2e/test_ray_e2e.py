@@ -290,7 +290,7 @@ def test_two_one_gpu_runs_get_different_devices_and_a_time_limit_ends_them_timeb
     # leaves room for torch's import on a loaded box (the limit runs from the trainer's start).
     env = {"CUDA_VISIBLE_DEVICES": "7"}
     ids = [
-        run_on_ray(registry, cmd, name=f"ray-gpu{i}", gpus=1, timeout_s=25, env=env)
+        run_on_ray(registry, cmd, name=f"ray-gpu{i}", gpus=1, timeout_s=15, env=env)
         for i in range(2)
     ]
 
