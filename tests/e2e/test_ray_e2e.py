@@ -30,7 +30,7 @@ from runner.backends.base import ENDED, PENDING
 from runner.backends.intent import read_intent
 from runner.control.errors import LifecycleError
 from runner.control.reruns import latest_checkpoint, resume
-from runner.control.run_actions import stop
+from runner.control.run_actions import cont, pause, stop
 from runner.control.submission import SubmitOptions, captured_env, submit
 from runner.metrics.history import Point, decode_record
 from runner.model import Resources, RunSpec, Status
@@ -214,6 +214,10 @@ def test_a_graceful_stop_checkpoints_a_resume_continues_and_ray_s_own_stop_is_to
         interval=0.2,
         message="10 steps",
     )
+    pause(registry, run_id)  # as locally: the supervisor stops the trainer's tree
+    wait_status(registry, run_id, Status.PAUSED, timeout=30)
+    cont(registry, run_id)
+    wait_status(registry, run_id, Status.RUNNING, timeout=30)
     stop(registry, run_id)  # ours: a request, one SIGINT
     view = wait_status(registry, run_id, Status.STOPPED, Status.COMPLETED, Status.FAILED)
     assert view.status is Status.STOPPED and view.reason.startswith("stopped by user"), view.reason

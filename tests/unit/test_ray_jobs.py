@@ -127,3 +127,17 @@ def test_the_ray_job_s_facts_come_from_its_entrypoint_env() -> None:
     assert facts["cuda_visible_devices"] == "1" and facts["node"]
     assert ray_job_facts({}) is None  # not inside a Ray job
     assert ray_job_facts({"RAY_JOB_CONFIG_JSON_ENV_VAR": "{bad"})["submission_id"] == ""  # type: ignore[index]
+
+
+def test_a_jobs_api_that_does_not_answer_is_said_in_one_line() -> None:
+    from runner.backends.ray import RayBackend, _one_line
+
+    ok, why = RayBackend().reachable("http://127.0.0.1:1")
+    assert not ok and why.startswith("Ray Jobs API at http://127.0.0.1:1 does not answer")
+    ray_error = RuntimeError(
+        "Request failed with status code 500: Traceback (most recent call last):\n"
+        '  File "job_head.py", line 419\nValueError: Job with submission_id x already exists.'
+    )
+    assert _one_line(ray_error) == (
+        "Request failed with status code 500: ValueError: Job with submission_id x already exists."
+    )
