@@ -27,7 +27,6 @@ import contextlib
 import os
 import signal
 import time
-import urllib.error
 import urllib.request
 from dataclasses import replace
 from typing import Any
