@@ -27,5 +27,8 @@ MESSAGE = "BACKPROP_MESSAGE"
 AFTER_PREFIX = "BACKPROP_AFTER_"
 GOVERNOR_DIR = "BACKPROP_GOVERNOR_DIR"
 FAKE_NVML = "BACKPROP_FAKE_NVML"
+# Test only: ``before``/``after`` makes a submitter SIGKILL itself at that point of an engine's
+# submit call (crash-safe submission is tested by really dying there).
+FAULT_SUBMIT = "BACKPROP_FAULT_SUBMIT"
 POLL = "BACKPROP_POLL"  # 1: treat the registry as shared storage (poll, no cross-host locks)
 HEARTBEAT_S = "BACKPROP_HEARTBEAT_S"  # a remote supervisor's heartbeat interval (tests)

@@ -191,7 +191,8 @@ class GracefulStop:
     def __init__(self, signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM)) -> None:
         self.signals = tuple(signals)
         self.requested = False
-        self.signal: int | None = None
+        self.signal: int | None = None  # the first one
+        self._interrupts = 0
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> GracefulStop:
@@ -214,10 +215,15 @@ class GracefulStop:
             _current.remove(self)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+        # Only a second SIGINT insists: SIGTERM then SIGINT is a scheduler's stop (Slurm
+        # signals the whole job) followed by the supervisor's own, not the user twice.
+        if signum == signal.SIGINT:
+            self._interrupts += 1
+            if self._interrupts > 1:
+                raise KeyboardInterrupt
+        if not self.requested:
+            self.signal = signum
         self.requested = True
-        self.signal = signum
 
     def should_stop(self) -> bool:
         """Whether a stop was requested."""

@@ -209,6 +209,7 @@ def fork(
             resume_from=ckpt,
             after=parent_spec.after,
             checkpoint_globs=parent_spec.checkpoint_globs,
+            placement=parent_spec.placement,  # a fork runs where its parent ran
         ),
     )
 
@@ -233,6 +234,7 @@ def rerun(registry: Registry, run_id: str, *, config: Config | None = None) -> R
             script=s.script,
             after=s.after,
             checkpoint_globs=s.checkpoint_globs,
+            placement=s.placement,
         ),
     )
 

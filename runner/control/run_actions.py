@@ -1,7 +1,9 @@
 """Acting on a run through its supervisor: stop, cancel, pause, continue, start now.
 
 Control goes through files and signals only: a request file in the run's ``requests/`` folder,
-then SIGUSR1 to the supervisor (after checking its identity) so it acts at once.
+then SIGUSR1 to the supervisor (after checking its identity) so it acts at once. A run placed on
+an engine (Slurm, Ray) gets the file only (its supervisor polls it) and is stopped through its
+backend, which may still hold it pending.
 """
 
 from __future__ import annotations
@@ -67,6 +69,9 @@ def send_request(
         why = describe_write_error(exc, REQUESTS)
         raise LifecycleError(f"cannot {action} run {run_id}: {why}") from None
     with contextlib.suppress(ShapeError, OSError):
+        if not registry.read_spec(run_id).placement.is_local:
+            # An engine's supervisor polls its requests; SIGUSR1 is Slurm's time warning there.
+            return False
         state = registry.read_state(run_id)
         if state is not None:
             return identity.send_signal(state.supervisor, signal.SIGUSR1)
@@ -98,6 +103,11 @@ def stop(registry: Registry, run_id: str, *, force: bool = False) -> str:
     require_status(view, {Status.STARTING, Status.QUEUED, Status.RUNNING, Status.PAUSED}, "stop")
     if view.status is Status.QUEUED and cancel_queued(registry, run_id, "stopped while queued"):
         return f"stopped queued run {run_id}"
+    if view.spec is not None and not view.spec.placement.is_local:
+        # Handed to an engine: it may hold the job pending, or the supervisor is on another host.
+        from runner.backends import get_backend
+
+        return get_backend(view.spec.placement.backend).cancel(registry, run_id, force=force)
     send_request(registry, run_id, "kill" if force else "stop")
     return f"{'force-' if force else ''}stop requested for run {run_id}"
 

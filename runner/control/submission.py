@@ -23,6 +23,7 @@ from runner.model import (
     validate_new_name,
 )
 from runner.notify_rules import RunRules
+from runner.placement import Placement
 from runner.registry import (
     Registry,
 )
@@ -120,6 +121,7 @@ class SubmitOptions:
     notify: RunRules | None = None
     after: Sequence[Dependency] = ()
     checkpoint_globs: Sequence[str] = ()
+    placement: Placement | None = None  # where the supervisor runs (None: local)
 
 
 def submit(
@@ -222,6 +224,7 @@ def _record(
         checkpoint_globs=tuple(
             dict.fromkeys((*config.run.checkpoint_globs, *opts.checkpoint_globs))
         ),
+        placement=opts.placement or Placement(),
     )
     folder = registry.create(spec, durable=False)
     if prov is not None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import NoReturn
 
+from runner.backends import slurm_job
+from runner.backends.job_env import ray_job_facts
 from runner.model import Status
 from runner.registry import REQUESTS
 from runner.supervisor import proctree, runcgroup
@@ -34,10 +36,14 @@ class Supervisor(Starting):
             timeout_s=self.timeout_s,
             resume_from=self.resume_from,
         )
+        if self.spec.placement.backend == "ray" and (job := ray_job_facts(os.environ)):
+            self.record("ray_job", **job)  # the job's id, node and devices, for `show`
         t = self.ticket
         if t.first_reason:  # the queue's history, told once its single writer exists
             self.record("queued", reason=t.first_reason, queued_at=t.queued_at)
         self.record("admitted", reason=t.reason, gpus=list(t.gpus), env=dict(t.env))
+        if self.on_slurm:  # its job's facts; Slurm's USR1 and SIGTERM
+            slurm_job.attach(self, self.run_dir / REQUESTS)
         try:
             if self.stopped_before_start():
                 return self.state.status

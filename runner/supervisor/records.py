@@ -78,6 +78,7 @@ class SupervisorBase:
         self.cgroup: Path | None = None
         self.stop_kind: StopKind | None = None
         self.stop_phase = 0  # 0 none, 1 SIGINT sent, 2 SIGTERM sent, 3 SIGKILL sent
+        self.engine_sigint = False  # the engine (Ray's stop_job) sent SIGINT to the whole job
         self.phase_at = 0.0
         self.paused_at: float | None = None
         self.paused_total = 0.0

@@ -6,6 +6,8 @@ import os
 from typing import TYPE_CHECKING
 
 from runner import envnames, identity
+from runner.backends import slurm_job
+from runner.backends.job_env import keep_job_placement
 from runner.model import ProcessIdentity, Status
 from runner.registry import OUTPUT, REQUESTS
 from runner.supervisor import proctree, runcgroup
@@ -38,11 +40,25 @@ class Starting(ExitRecording):
         self.record("stopped", reason=reason)
         return True
 
+    @property
+    def on_slurm(self) -> bool:
+        """Whether this supervisor is the batch step of the run's Slurm job."""
+        return slurm_job.applies(self.spec.placement.backend)
+
+    @property
+    def on_ray(self) -> bool:
+        """Whether this supervisor is a Ray job's entrypoint (a Ray run's always is)."""
+        return self.spec.placement.backend == "ray"
+
     def trainer_env(self) -> dict[str, str]:
         """The trainer's environment: the submitter's, the run's, Backprop's and placement."""
         env = dict(os.environ)
         env.update(self.spec.env)
         env.update(self.ticket.env)
+        if self.on_slurm:  # the job's GPUs and SLURM_* win over the submitter's
+            env = slurm_job.trainer_env(env, {**self.spec.env, **self.ticket.env}, os.environ)
+        elif self.on_ray:  # the job's GPUs and cluster win over the submitter's
+            keep_job_placement(env, os.environ, "ray")
         env.update(
             {
                 "PYTHONUNBUFFERED": "1",
@@ -99,6 +115,9 @@ class Starting(ExitRecording):
             self.drain_records()
             runcgroup.remove(self.cgroup)
             raise StartFailed from None
+        preexec = runcgroup.preexec(self.cgroup)
+        if self.on_slurm or self.on_ray:  # the engine frees the job's GPUs when it dies
+            preexec = slurm_job.die_with_supervisor(preexec)
         try:
             proc = subprocess.Popen(
                 cmd,
@@ -109,7 +128,7 @@ class Starting(ExitRecording):
                 stderr=out,
                 close_fds=True,
                 process_group=0,
-                preexec_fn=runcgroup.preexec(self.cgroup),
+                preexec_fn=preexec,
             )
         except OSError as exc:
             os.close(out)

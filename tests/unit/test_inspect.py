@@ -181,3 +181,10 @@ def test_graceful_stop_turns_sigint_into_a_request() -> None:
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)  # asked twice: the user insists
     assert signal.getsignal(signal.SIGINT) is before and not should_stop()
+    # A scheduler's SIGTERM to the whole job, then the supervisor's SIGINT: one stop, saved.
+    with GracefulStop() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.requested and stop.signal == signal.SIGTERM
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)  # now the second SIGINT: insisting
