@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runner.capture_noise import NoiseFilter  # noqa: E402
-from runner.parsers import LineSplitter, StepTracker, parse_line  # noqa: E402
+from runner.metrics.capture_noise import NoiseFilter  # noqa: E402
+from runner.metrics.parsers import LineSplitter, StepTracker, parse_line  # noqa: E402
 
 GOAL = 200_000
 

@@ -59,7 +59,8 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as run_dir:
         os.environ[envnames.RUN_DIR] = run_dir
-        from runner import report, reporting
+        from runner import report
+        from runner.metrics import reporting
 
         report(step=-1, loss=0.0)  # the first call sets up (file, thread) and writes at once
         assert reporting.is_active()

@@ -4,7 +4,7 @@
 
 Two measures, each against an empty working directory:
 
-1. The finder alone (:class:`runner.found_checkpoints.CheckpointFinder`): the time of its
+1. The finder alone (:class:`runner.checkpoints.found.CheckpointFinder`): the time of its
    walks over the first minute of a run (30 walks, one every 2 s), and of one walk once the
    tree is known, for 100,000 files laid out as a data set (``data/train/<class>/<n>.jpg``),
    as a corpus in folders whose names say nothing (``corpus/shard_<k>/<n>.bin``), and in one
@@ -32,7 +32,7 @@ from bench.common import ROOT, backprop_cli, child_env
 
 sys.path.insert(0, str(ROOT))
 
-from runner.found_checkpoints import SCAN_INTERVAL_S, CheckpointFinder  # noqa: E402
+from runner.checkpoints.found import SCAN_INTERVAL_S, CheckpointFinder  # noqa: E402
 
 TRAINER = r"""
 import sys, time

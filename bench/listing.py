@@ -3,7 +3,7 @@
 Both stores get the same runs: the same names, groups, learning rates, statuses (completed,
 failed, stopped, timeboxed; MLflow's FINISHED, FAILED, KILLED, KILLED) and the same 100 loss
 values per run. Ours is written directly in the registry's format (spec, state, summary from
-`runner.summary.SummaryBuilder`, and `metrics.jsonl` in the supervisor's format);
+`runner.metrics.summary.SummaryBuilder`, and `metrics.jsonl` in the supervisor's format);
 MLflow's through its client and batch API (`create_run`, `log_batch`, `set_terminated`) into
 its default local store (`./mlflow.db` in a scratch folder). Only listing is timed:
 
@@ -48,10 +48,10 @@ from bench.common import (  # noqa: E402
     ratio,
 )
 from runner.durable import dump_json, write_json  # noqa: E402
-from runner.history import Point, point_record  # noqa: E402
+from runner.metrics.history import Point, point_record  # noqa: E402
+from runner.metrics.summary import SummaryBuilder  # noqa: E402
 from runner.model import ProcessIdentity, RunSpec, RunState, Status  # noqa: E402
 from runner.registry import INDEX, Registry  # noqa: E402
-from runner.summary import SummaryBuilder  # noqa: E402
 
 STATUSES = [Status.COMPLETED, Status.FAILED, Status.STOPPED, Status.TIMEBOXED]
 MLFLOW_STATUS = {

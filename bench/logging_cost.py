@@ -128,7 +128,8 @@ class Tool:
         return loop, lambda: None
 
     def _report(self) -> tuple[Callable[[int, list[float]], None], Callable[[], None]]:
-        from runner import report, reporting
+        from runner import report
+        from runner.metrics import reporting
 
         run_dir = self.work / f"rep{self.rep}"
         run_dir.mkdir()
@@ -284,8 +285,8 @@ def measure(calls: int, repeats: int, work: Path) -> dict[str, Any]:
 
 def capture_cost(calls: int, repeats: int) -> list[float]:
     """Seconds per line for our capture (in the supervisor) to turn printed lines into points."""
-    from runner.capture_noise import NoiseFilter
-    from runner.parsers import LineSplitter, StepTracker, parse_line
+    from runner.metrics.capture_noise import NoiseFilter
+    from runner.metrics.parsers import LineSplitter, StepTracker, parse_line
 
     values = values_for(calls)
     data = "".join(json.dumps({"step": i, "loss": values[i]}) + "\n" for i in range(1, calls + 1))

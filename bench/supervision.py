@@ -41,7 +41,7 @@ from bench.common import (
 
 sys.path.insert(0, str(ROOT))
 
-from runner.history import read_history  # noqa: E402
+from runner.metrics.history import read_history  # noqa: E402
 from runner.registry import Registry  # noqa: E402
 
 GOAL = 1.01

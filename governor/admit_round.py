@@ -12,7 +12,7 @@ milliseconds and:
    ``admitted`` with the placement (durably), then its entry leaves the queue. Only after the
    round does the caller start its supervisor, so a crash anywhere loses nothing: the next
    round finds the admitted ticket without a supervisor and starts it then, and a supervisor
-   never starts an attempt twice (see :mod:`runner.shim`);
+   never starts an attempt twice (see :mod:`runner.supervisor`);
 3. stops at the first run that does not fit (strict FIFO) unless backfill lets later runs
    pass, and writes the reason into the waiting runs' tickets (the first :data:`SHOWN` only,
    when it changed: a 10,000-run queue costs a handful of writes, not 10,000);

@@ -37,7 +37,7 @@ def dependency_states(registry: Registry, spec: RunSpec) -> dict[str, Dependency
 
 def dependency_values(registry: Registry, spec: RunSpec) -> list[dict[str, str | None]]:
     """What ``{after[i].*}`` stands for now: each dependency's id, folder and checkpoint."""
-    from runner.lifecycle import latest_checkpoint  # only when a dependent is about to start
+    from runner.control.reruns import latest_checkpoint  # only when a dependent is about to start
 
     return [
         {

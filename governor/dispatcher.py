@@ -382,18 +382,18 @@ class Dispatcher:
 
 def _pause_run(registry: Registry) -> Callable[[str, str], object]:
     def pause(run_id: str, reason: str) -> object:
-        from runner import lifecycle
+        from runner.control import run_actions
 
-        return lifecycle.pause(registry, run_id, reason=reason)
+        return run_actions.pause(registry, run_id, reason=reason)
 
     return pause
 
 
 def _continue_run(registry: Registry) -> Callable[[str], object]:
     def cont(run_id: str) -> object:
-        from runner import lifecycle
+        from runner.control import run_actions
 
-        return lifecycle.cont(registry, run_id, reason="continued by the governor: GPU cooled")
+        return run_actions.cont(registry, run_id, reason="continued by the governor: GPU cooled")
 
     return cont
 

@@ -68,7 +68,7 @@ def after_end(
         if t.fail_fast and view.status is Status.FAILED and view.spec and view.spec.group:
             fail_fast(lease.run_id, view.spec.group)
         return view.status
-    from runner.lifecycle import latest_checkpoint
+    from runner.control.reruns import latest_checkpoint
 
     nxt = Ticket(
         run_id=lease.run_id,

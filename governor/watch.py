@@ -5,8 +5,8 @@ While a run placed on GPUs runs, the dispatcher samples NVML every ``sample_inte
 
 * the run's peak VRAM per GPU (the processes of its process group), learned at release;
 * with ``pause_temperature`` set, the temperature of its GPUs: at or above it the run is
-  paused (``runner.lifecycle.pause``, the same request a user makes); once every GPU of the
-  run is below ``max_temperature`` again, a run this watch paused is continued. A run the
+  paused (``runner.control.run_actions.pause``, the same request a user makes); once every
+  GPU of the run is below ``max_temperature`` again, a run this watch paused is continued. A run the
   user paused is never continued by the watch; one the user continues while still hot is
   left running until its GPUs have cooled and heat up again.
 """

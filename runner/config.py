@@ -201,7 +201,7 @@ def _run_defaults(d: Any) -> RunDefaults:
         globs = [globs]
     if not isinstance(globs, list) or not all(isinstance(g, str) and g.strip() for g in globs):
         raise ConfigError("[run] checkpoint_glob must be a glob or a list of globs")
-    from runner.checkpoint_forms import glob_error
+    from runner.checkpoints.forms import glob_error
 
     for g in globs:
         problem = glob_error(g)

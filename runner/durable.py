@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 from runner.model import ShapeError
+from runner.tail import read_lines
 
 TMP_PREFIX = ".tmp-"
 PRIVATE_FILE = 0o600
@@ -288,21 +289,12 @@ def read_jsonl(
     A torn last line (no newline yet) is left for the next call. Lines that are not valid JSON
     are skipped. A missing file reads as empty.
     """
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read() if max_bytes is None else f.read(max_bytes)
-    except FileNotFoundError:
-        return [], offset
-    end = data.rfind(b"\n")
-    if end < 0:
-        return [], offset
-    records = list(_parse_lines(data[: end + 1]))
-    return records, offset + end + 1
+    lines, end = read_lines(path, offset, max_bytes)
+    return list(_parse_lines(lines)), end
 
 
-def _parse_lines(data: bytes) -> Iterator[Any]:
-    for line in data.split(b"\n"):
+def _parse_lines(lines: Iterable[bytes]) -> Iterator[Any]:
+    for line in lines:
         if not line:
             continue
         try:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from runner.history import History, encode_value, read_history
+from runner.metrics.history import History, encode_value, read_history
 
 FORMATS = ("csv", "jsonl")
 FIXED_COLUMNS = ("run_id", "attempt", "step", "time")

@@ -31,10 +31,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from runner import envnames, proctree
+from runner import envnames
 from runner.config import ConfigError, load_config
 from runner.durable import append_jsonl, read_json, read_jsonl, write_json
-from runner.history import encode_value
+from runner.metrics.history import encode_value
 from runner.model import RunSpec, RunState, ShapeError, Status
 from runner.notify_rules import (
     Rule,
@@ -44,6 +44,7 @@ from runner.notify_rules import (
     read_run_rules,
 )
 from runner.registry import EVENTS, SUPERVISOR_LOCK, Registry
+from runner.supervisor import proctree
 from runner.textsafe import safe_label
 
 NOTIFIED = "notified"

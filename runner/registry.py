@@ -1,3 +1,4 @@
+# over 400 lines: the registry folder and the run view read from it are one concept
 """The registry: one folder per run under ``$BACKPROP_HOME/runs``, the store of record.
 
 Files in a run folder and their single writers:
@@ -236,7 +237,8 @@ class Registry:
     def __init__(self, root: Path | str | None = None, *, adopt: bool = True) -> None:
         self.root = Path(root) if root is not None else default_home()
         self.runs_dir = self.root / "runs"
-        # Reconciling a lost run whose trainer lives starts a supervisor for it (runner.adopt).
+        # Reconciling a lost run whose trainer lives starts a supervisor for it
+        # (runner.supervisor.adopt).
         self.adopt = adopt
 
     # --- paths ----------------------------------------------------------------------------
@@ -429,7 +431,9 @@ class Registry:
     ) -> tuple[Status, str, RunState]:
         """Re-adopt a lost run whose trainer lives; else end its time at its last sign of life."""
         if self.adopt and state.status.active:
-            from runner.adopt import adopt_orphan  # local: rarely needed, spawns a process
+            from runner.supervisor.adopt import (
+                adopt_orphan,
+            )  # local: rarely needed, spawns a process
 
             try:
                 action = adopt_orphan(self, run_id, state)

@@ -14,7 +14,7 @@ Meanings fixed here, once:
   a sweep is ``KEY=V1,V2``.
 
 This module checks what the user typed; whether a script exists or a command is on ``PATH``
-stays with :func:`runner.lifecycle.build_command`, which the submit path calls.
+stays with :func:`runner.control.submission.build_command`, which the submit path calls.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from runner.checkpoint_forms import glob_error
+from runner.checkpoints.forms import glob_error
 from runner.config import ConfigError, parse_duration, parse_size
 from runner.model import validate_name, validate_new_name
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from runner import lifecycle
 from runner.config import Config
+from runner.control import submission, sweeps
+from runner.control.submission import SubmitOptions
 from runner.model import Resources, RunSpec, validate_new_name
 from runner.registry import Registry
 from runner.request import RunRequest
@@ -39,7 +40,8 @@ def submit_request(
         env: the environment the runs see before the request's pairs (default: the captured one).
         check_env: called with the final environment and GPU count before anything is
             recorded, to refuse what the governor could never place.
-        **options: passed on to :func:`runner.lifecycle.submit` (priority, retry, notify, after).
+        **options: fields of :class:`runner.control.submission.SubmitOptions` (priority,
+            retry, notify, after).
 
     Returns:
         The specs submitted and the group of a sweep (``None`` for a single run).
@@ -48,7 +50,7 @@ def submit_request(
         LifecycleError: no such script or command.
         ValueError: a default name that a new run may not take.
     """
-    command, script = lifecycle.build_command(
+    command, script = submission.build_command(
         request.target, list(request.args), python=python, config=config
     )
     timeout = request.timeout_s if request.timeout_s is not None else config.run.timeout_s
@@ -59,11 +61,11 @@ def submit_request(
         gpu_ids=request.gpu_ids,
         framework=framework,
     )
-    full_env = dict(lifecycle.captured_env() if env is None else env)
+    full_env = dict(submission.captured_env() if env is None else env)
     full_env.update(request.env)
     if check_env is not None:
         check_env(full_env, request.gpus)
-    base = request.name or lifecycle.default_name(command, script)
+    base = request.name or submission.default_name(command, script)
     validate_new_name(base)
     shared: dict[str, Any] = {
         "timeout_s": timeout,
@@ -75,12 +77,16 @@ def submit_request(
         **options,
     }
     if not request.sweeps:
-        spec = lifecycle.submit(registry, command, name=base, group=request.group, **shared)
+        spec = submission.submit(
+            registry, command, name=base, options=SubmitOptions(group=request.group, **shared)
+        )
         return [spec], None
     group = request.group or f"{base}-sweep"
     runs = []
     for point in request.sweep_points():
         label = ",".join(f"{k}={v}" for k, v in point)
-        args = lifecycle.sweep_args(point, request.sweep_template)
+        args = sweeps.sweep_args(point, request.sweep_template)
         runs.append((command + args, f"{base} {label}"[:128]))
-    return lifecycle.submit_many(registry, runs, group=group, **shared), group
+    return submission.submit_many(
+        registry, runs, options=SubmitOptions(group=group, **shared)
+    ), group

@@ -1,3 +1,4 @@
+# over 400 lines: the durable queue (ticket, place in line and their one lock) is one protocol
 """The durable queue: a queued run is its spec, its ticket and an entry in ``queue/``.
 
 Nothing waits in a process. Each run folder has a ``ticket.json`` describing its latest

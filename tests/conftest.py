@@ -70,7 +70,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.delenv("BACKPROP_CONFIG", raising=False)
     yield root
     _kill_processes_mentioning(str(root))
-    from runner.runcgroup import leftovers
+    from runner.supervisor.runcgroup import leftovers
 
     for run_dir in root.glob("runs/*"):  # a run's cgroup outlives a killed supervisor
         for path in leftovers(run_dir, run_dir.name):

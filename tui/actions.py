@@ -1,4 +1,4 @@
-"""What the TUI can do to runs: a small protocol over :mod:`runner.lifecycle`.
+"""What the TUI can do to runs: a small protocol over :mod:`runner.control`.
 
 The app only talks to a :class:`RunActions`; :class:`LocalActions` is the real one, tests pass
 a recorder. Every method returns a one-line description of what was done, or raises
@@ -13,9 +13,9 @@ from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 from governor import dispatcher as dispatch
-from runner import lifecycle
 from runner.config import Config, ConfigError, load_config
-from runner.lifecycle import LifecycleError
+from runner.control import reruns, run_actions
+from runner.control.errors import LifecycleError
 from runner.registry import Registry, RunNotFound
 from runner.request import RunRequest, parse_run_request
 from runner.submit_request import submit_request
@@ -86,7 +86,7 @@ def _one_line() -> Iterator[None]:
 
 
 class LocalActions:
-    """The real actions: :mod:`runner.lifecycle` on this machine's registry."""
+    """The real actions: :mod:`runner.control` on this machine's registry."""
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
@@ -109,19 +109,19 @@ class LocalActions:
 
     def stop(self, run_id: str, *, force: bool = False) -> str:
         with _one_line():
-            return lifecycle.stop(self.registry, run_id, force=force)
+            return run_actions.stop(self.registry, run_id, force=force)
 
     def pause(self, run_id: str) -> str:
         with _one_line():
-            return lifecycle.pause(self.registry, run_id)
+            return run_actions.pause(self.registry, run_id)
 
     def cont(self, run_id: str) -> str:
         with _one_line():
-            return lifecycle.cont(self.registry, run_id)
+            return run_actions.cont(self.registry, run_id)
 
     def resume(self, run_id: str, *, timeout_s: float | None = None) -> str:
         with _one_line():
-            attempt = lifecycle.resume(self.registry, run_id, timeout_s=timeout_s)
+            attempt = reruns.resume(self.registry, run_id, timeout_s=timeout_s)
             dispatch.kick(self.registry)
         return f"resumed run {run_id} as attempt {attempt}"
 
@@ -134,7 +134,7 @@ class LocalActions:
         timeout_s: float | None = None,
     ) -> str:
         with _one_line():
-            spec = lifecycle.fork(
+            spec = reruns.fork(
                 self.registry,
                 run_id,
                 list(changes),
@@ -147,6 +147,6 @@ class LocalActions:
 
     def rerun(self, run_id: str) -> str:
         with _one_line():
-            spec = lifecycle.rerun(self.registry, run_id, config=self.config)
+            spec = reruns.rerun(self.registry, run_id, config=self.config)
             dispatch.kick(self.registry)
         return f"submitted run {spec.id} ({spec.name})"

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from governor import dispatcher
-from runner import envnames, lifecycle
+from runner import envnames
 from runner.config import CONFIG_NAME, load_config
+from runner.control import submission
+from runner.control.submission import SubmitOptions
 from runner.model import Resources
 from runner.registry import Registry
 
@@ -84,20 +86,20 @@ def launch(registry: Registry, runs: tuple[DemoRun, ...] = DEMO_RUNS) -> list[st
     config = load_config(registry.root)
     ids = []
     for run in runs:
-        command, script = lifecycle.build_command(
+        command, script = submission.build_command(
             str(EXAMPLES / run.script), list(run.args), python=sys.executable, config=config
         )
-        spec = lifecycle.submit(
+        spec = submission.submit(
             registry,
             command,
             name=run.name,
-            timeout_s=run.timeout_s,
-            config=config,
-            group=run.group,
-            script=script,
-            # The examples train on the CPU: a CPU lane takes no GPU slot or VRAM reservation,
-            # so the demo behaves the same on a laptop and on a busy GPU box.
-            resources=Resources(gpus=0),
+            options=SubmitOptions(
+                timeout_s=run.timeout_s,
+                config=config,
+                group=run.group,
+                script=script,
+                resources=Resources(gpus=0),
+            ),
         )
         ids.append(spec.id)
     dispatcher.kick(registry)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from textual.app import SystemCommand
 
-from runner.lifecycle import LifecycleError
+from runner.control.errors import LifecycleError
 from tui.bindings import COMMANDS, key_label
 
 if TYPE_CHECKING:

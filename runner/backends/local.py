@@ -10,7 +10,7 @@ from runner.registry import OUTPUT, Registry
 
 
 class LocalBackend:
-    """Today's behaviour: ``python -m runner.shim --detach`` in a session of its own."""
+    """Today's behaviour: ``python -m runner.supervisor.main --detach`` in a session of its own."""
 
     name = "local"
     queues_itself = False
@@ -22,7 +22,7 @@ class LocalBackend:
 
     def submit(self, registry: Registry, run_id: str, attempt: int) -> str:
         """Start the supervisor (a second start of the same attempt exits by itself)."""
-        from runner.lifecycle import spawn_supervisor
+        from runner.control.spawn import spawn_supervisor
 
         spawn_supervisor(registry, run_id, attempt=attempt, wait=self.wait)
         return run_id
@@ -42,7 +42,7 @@ class LocalBackend:
 
     def cancel(self, registry: Registry, run_id: str, *, force: bool) -> str:
         """Stop through the run's control requests (the supervisor escalates)."""
-        from runner.lifecycle import stop
+        from runner.control.run_actions import stop
 
         return stop(registry, run_id, force=force)
 

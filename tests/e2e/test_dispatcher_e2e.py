@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from governor import dispatcher
+from runner.control.submission import SubmitOptions
 from runner.model import Status
 from runner.registry import Registry
 from tests.conftest import Cli, wait_until
@@ -93,7 +94,7 @@ def test_the_boot_unit_drains_the_queue_and_exits(cli: Cli, home: Path) -> None:
     import shlex
     import subprocess
 
-    from runner import lifecycle
+    from runner.control import submission
 
     configure(home, dispatcher_idle="1s")
     unit = cli.cwd / "unit.service"
@@ -104,7 +105,7 @@ def test_the_boot_unit_drains_the_queue_and_exits(cli: Cli, home: Path) -> None:
     env_line = next(x for x in text.splitlines() if x.startswith("Environment="))
     # Queued before "the boot": nothing is running for them, as after a reboot.
     reg = Registry(home)
-    spec = lifecycle.submit(reg, ["true"], name="after-boot", env={})
+    spec = submission.submit(reg, ["true"], name="after-boot", options=SubmitOptions(env={}))
     assert reg.load(spec.id).status is Status.QUEUED
     key, _, value = env_line.removeprefix("Environment=").partition("=")
     proc = subprocess.run(

@@ -26,9 +26,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from runner import members
 from runner.model import RunState
 from runner.registry import Registry
+from runner.supervisor import members
 from tests.conftest import Cli, _kill_processes_mentioning, wait_until
 
 pytestmark = pytest.mark.slow
@@ -265,7 +265,7 @@ SEED = 20261207
 def _shim_pid(run_id: str, home: Path) -> int | None:
     for p in psutil.process_iter(["pid", "cmdline"]):
         cmd = p.info["cmdline"] or []
-        if "runner.shim" in cmd and str(home) in cmd and run_id in cmd:
+        if "runner.supervisor.main" in cmd and str(home) in cmd and run_id in cmd:
             return int(p.info["pid"])
     return None
 

@@ -150,7 +150,9 @@ def test_queued_runs_hold_no_process_and_survive_the_dispatchers_death(
     waiting = [cli.run_script(QUICK, name=f"w{i}") for i in range(3)]
     for rid in waiting:
         cli.wait_status(rid, "queued")
-    assert len(run_processes(home, "runner.shim")) == 1  # the gated run's supervisor only
+    assert (
+        len(run_processes(home, "runner.supervisor.main")) == 1
+    )  # the gated run's supervisor only
     dispatchers = wait_until(lambda: run_processes(home, "governor.dispatcher"))
     assert len(dispatchers) == 1
     info = cli.json("status")["dispatcher"]
@@ -257,7 +259,7 @@ def test_a_supervisor_never_loads_the_governor_and_is_started_once(cli: Cli, hom
     assert names.count("supervisor_started") == 1 and names.count("admitted") == 1
     assert names.count("queued") == 1
     # A second supervisor for the same attempt (a dispatcher restarted mid-start) backs off.
-    from runner.lifecycle import spawn_supervisor
+    from runner.control.spawn import spawn_supervisor
 
     spawn_supervisor(reg, second, attempt=1)
     log = reg.run_dir(second) / "supervisor.log"

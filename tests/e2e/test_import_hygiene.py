@@ -16,14 +16,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # Training-side modules that may (lazily) use torch.
-TORCH_ALLOWED = {"runner.torch", "runner.inspect_checkpoint"}
+TORCH_ALLOWED = {"runner.torch", "runner.checkpoints.inspection"}
 
 
 def modules(package: str) -> list[str]:
-    path = ROOT / package
-    return [package] + [
-        f"{package}.{m.name}" for m in pkgutil.iter_modules([str(path)]) if m.name != "__main__"
-    ]
+    path = ROOT / package.replace(".", "/")
+    found = [package]
+    for m in pkgutil.iter_modules([str(path)]):
+        if m.name == "__main__":
+            continue
+        name = f"{package}.{m.name}"
+        # subpackages (runner.metrics, runner.checkpoints, ...): every module in them too
+        found += modules(name) if m.ispkg else [name]
+    return found
 
 
 def loaded_after_import(module: str) -> set[str]:

@@ -19,7 +19,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from runner import identity, lifecycle
+from runner import identity
+from runner.control import run_actions
 from runner.durable import write_json
 from runner.model import ProcessIdentity, RunSpec, RunState, Status
 from runner.registry import Registry
@@ -279,7 +280,7 @@ def test_pause_and_continue(cli: Cli) -> None:
     run_id = cli.run_script(TRAINER)
     cli.wait_status(run_id, "running")
     pid = trainer_pid(cli, run_id)
-    lifecycle.pause(Registry(cli.home), run_id, reason="paused by the governor: GPU at 91°C")
+    run_actions.pause(Registry(cli.home), run_id, reason="paused by the governor: GPU at 91°C")
     d = cli.wait_status(run_id, "paused")
     assert d["reason"] == "paused by the governor: GPU at 91°C"
     cli("continue", run_id)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from runner.history import read_history
+from runner.metrics.history import read_history
 from tests.conftest import ROOT, Cli, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.torch]

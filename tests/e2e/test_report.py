@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner import reporting
-from runner.ingest import _loads_report
+from runner.metrics import reporting
+from runner.metrics.report_lines import _loads_report
 from tests.conftest import ROOT, wait_until
 
 
@@ -136,7 +136,7 @@ def test_no_op_outside_backprop(tmp_path: Path) -> None:
         "before = threading.active_count()\n"
         "for i in range(10):\n"
         "    runner.report(step=i, loss=0.5)\n"
-        "from runner import reporting\n"
+        "from runner.metrics import reporting\n"
         "reporting.flush()\n"
         "print(threading.active_count() - before, reporting.is_active(),\n"
         "      'runner.durable' in sys.modules)\n"
@@ -157,7 +157,14 @@ def test_import_runner_stays_cheap() -> None:
     proc = run_script(code, None)
     assert proc.returncode == 0, proc.stderr
     # runner.envnames holds only string constants (the variable names, spelled once)
-    allowed = {"runner", "runner.reporting", "runner.envnames", "__future__", "_thread"}
+    allowed = {
+        "runner",
+        "runner.metrics",
+        "runner.metrics.reporting",
+        "runner.envnames",
+        "__future__",
+        "_thread",
+    }
     assert set(proc.stdout.split()) <= allowed
 
 

@@ -19,7 +19,8 @@ import pytest
 from governor.reservations import Lease
 from governor.shared import prepare
 from governor.store import GovernorStore
-from runner import identity, lifecycle
+from runner import identity
+from runner.control import run_actions
 from tests.unit.test_shared_governor import (  # noqa: F401  (shared: a fixture)
     OTHER,
     admit,
@@ -61,7 +62,7 @@ def test_other_owners_entries_count_but_are_never_signalled(
     a = spec_in(reg)
     assert admit(reg, shared, max_parallel=1, pause_temperature=1.0).started == []
     assert "max_parallel" in reason(reg, a.id)
-    lifecycle.start_now(reg, a.id)
+    run_actions.start_now(reg, a.id)
     assert admit(reg, shared, max_parallel=1, pause_temperature=1.0).started == [(a.id, 1)]
     end(reg, a.id)
     admit(reg, shared, max_parallel=1)

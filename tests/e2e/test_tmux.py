@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from runner import lifecycle
+from runner.control import run_actions
 from runner.model import Status
 from runner.registry import Registry
 
@@ -132,7 +132,9 @@ def leftovers(home: Path) -> list[str]:
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         cmd = " ".join(proc.info.get("cmdline") or [])
-        ours = "runner.shim" in cmd or "governor.dispatcher" in cmd or cmd.endswith(".py")
+        ours = (
+            "runner.supervisor.main" in cmd or "governor.dispatcher" in cmd or cmd.endswith(".py")
+        )
         if str(home) in cmd and not ours:
             found.append(f"{proc.pid}: {cmd}")
     return found
@@ -152,7 +154,7 @@ def world(tmp_path: Path) -> Iterator[tuple[Tmux, Registry, Path]]:
         tmux.kill()
         for view in registry.list_runs(use_cache=False):
             if view.status.active:
-                lifecycle.stop(registry, view.id, force=True)
+                run_actions.stop(registry, view.id, force=True)
 
 
 def test_launch_stop_quit_and_reattach(world: tuple[Tmux, Registry, Path]) -> None:

@@ -20,7 +20,9 @@ from governor.requests import Snapshot
 from governor.reservations import Lease
 from governor.settings import GovernorSettings
 from governor.store import GovernorStore
-from runner import identity, lifecycle
+from runner import identity
+from runner.control import reruns, run_actions
+from runner.control.submission import SubmitOptions
 from runner.durable import write_json
 from runner.model import ProcessIdentity, Resources, RunSpec, RunState, Status
 from runner.registry import STATE, Registry
@@ -172,7 +174,7 @@ def test_start_now_bypasses_the_limits(reg: Registry) -> None:
     rnd = make_round(reg, FakeNvml(error="none"), max_parallel=1)
     first, second = submit(reg), submit(reg)
     assert rnd.run().started == [(first.id, 1)]
-    lifecycle.start_now(reg, second.id)
+    run_actions.start_now(reg, second.id)
     assert rnd.run().started == [(second.id, 1)]
     t = ticket(reg, second.id)
     assert t.forced and t.reason.startswith("started by request (limits bypassed)")
@@ -182,7 +184,7 @@ def test_stop_while_queued_ends_the_run_and_frees_its_place(reg: Registry) -> No
     rnd = make_round(reg, FakeNvml(error="none"), max_parallel=1)
     first, doomed, last = submit(reg), submit(reg), submit(reg)
     rnd.run()
-    assert lifecycle.stop(reg, doomed.id) == f"stopped queued run {doomed.id}"
+    assert run_actions.stop(reg, doomed.id) == f"stopped queued run {doomed.id}"
     view = reg.load(doomed.id)
     assert (view.status, view.reason) == (Status.STOPPED, "stopped while queued")
     set_state(reg, first.id, Status.COMPLETED)
@@ -306,11 +308,13 @@ def test_move_to_top_and_priority_bands(reg: Registry) -> None:
 
 
 def test_fail_fast_stops_the_queued_siblings_of_a_failed_run(reg: Registry) -> None:
-    from runner.lifecycle import submit_many
+    from runner.control.submission import submit_many
 
     rnd = make_round(reg, FakeNvml(error="none"), max_parallel=1)
     specs = submit_many(
-        reg, [(["true"], f"s{i}") for i in range(3)], group="sw", fail_fast=True, env={}
+        reg,
+        [(["true"], f"s{i}") for i in range(3)],
+        options=SubmitOptions(group="sw", fail_fast=True, env={}),
     )
     other = submit(reg)
     assert rnd.run().started == [(specs[0].id, 1)]
@@ -322,7 +326,7 @@ def test_fail_fast_stops_the_queued_siblings_of_a_failed_run(reg: Registry) -> N
         assert view.status is Status.STOPPED
         assert view.reason == f"not started: run {specs[0].id} of 'sw' failed (--fail-fast)"
     # A stopped sibling can be resumed: it gets the attempt it never ran.
-    assert lifecycle.resume(reg, specs[1].id) == 1
+    assert reruns.resume(reg, specs[1].id) == 1
     assert reg.load(specs[1].id).status is Status.QUEUED
 
 

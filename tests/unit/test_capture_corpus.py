@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.capture_noise import NoiseFilter
-from runner.parsers import StepTracker, parse_line
+from runner.metrics.capture_noise import NoiseFilter
+from runner.metrics.parsers import StepTracker, parse_line
 from tests.unit.capture_corpus import METRIC_LINES, NON_METRIC_BLOCKS, NON_METRIC_LINES
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.history import read_history
-from runner.ingest import Ingestor
+from runner.metrics.history import read_history
+from runner.metrics.ingest import Ingestor
 from runner.model import RunSpec
 from runner.registry import OUTPUT, SUMMARY
 

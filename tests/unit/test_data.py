@@ -70,6 +70,30 @@ def test_output_tail_sanitises_and_follows_compaction(tmp_path: Path) -> None:
     assert tail.view().generation == 1 and tail.view().lines == ("after",)
 
 
+def test_output_tail_shows_the_head_of_an_endless_line_and_goes_on(tmp_path: Path) -> None:
+    """A line with no newline in sight is never buffered whole: its head shows, the rest not."""
+    path = tmp_path / "output.log"
+    append(path, "x" * 200_000)
+    tail = OutputTail(path)
+    shown = tail.poll()
+    assert len(shown) == 1 and shown[0].startswith("xxx") and "more characters" in shown[0]
+    append(path, "y" * 1000 + "\nnext\n")
+    assert tail.poll() == ["next"]
+
+
+def test_metric_tail_starts_over_on_a_replaced_history(tmp_path: Path) -> None:
+    """A metrics file replaced by another (an import, a reingest) is read again from 0."""
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(rec(1, 1, loss=5.0))
+    tail = MetricTail(path)
+    assert tail.poll() and tail.last_values == {"loss": 5.0}
+    other = tmp_path / "new.jsonl"
+    other.write_text("".join(rec(1, s, loss=s / 10) for s in (1, 2, 3)))
+    os.replace(other, path)
+    assert tail.poll() and tail.last_step == 3 and tail.last_values == {"loss": 0.3}
+    assert tail.view().metrics["loss"] == ((1, 2, 3), (0.1, 0.2, 0.3))
+
+
 def test_output_tail_starts_near_the_end_of_a_big_file(tmp_path: Path) -> None:
     path = tmp_path / "output.log"
     append(path, "".join(f"line {i}\n" for i in range(100_000)))

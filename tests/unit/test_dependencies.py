@@ -21,8 +21,10 @@ from governor.fake_nvml import FakeNvml
 from governor.probes import HostInfo, probe_gpus
 from governor.requests import Snapshot
 from governor.settings import GovernorSettings
-from runner import identity, lifecycle
+from runner import identity
 from runner.config import ConfigError, _run_defaults
+from runner.control import reruns, submission
+from runner.control.submission import SubmitOptions
 from runner.durable import write_json
 from runner.model import Dependency, RunSpec, RunState, ShapeError, Status
 from runner.pipeline import (
@@ -297,10 +299,16 @@ def test_the_round_passes_waiting_dependents_and_skips_transitively(tmp_path: Pa
     a started dependent's ticket carries its placeholders' values to the supervisor."""
     reg = Registry(tmp_path / "home")
     reg.ensure()
-    a = lifecycle.submit(reg, ["true"], name="a", start=False)
-    b = lifecycle.submit(reg, ["eval", "{after.id}"], name="b", after=(Dependency(a.id),))
-    c = lifecycle.submit(reg, ["report"], name="c", after=(Dependency(b.id),))
-    free = lifecycle.submit(reg, ["true"], name="free", env={"CUDA_VISIBLE_DEVICES": ""})
+    a = submission.submit(reg, ["true"], name="a", options=SubmitOptions(start=False))
+    b = submission.submit(
+        reg, ["eval", "{after.id}"], name="b", options=SubmitOptions(after=(Dependency(a.id),))
+    )
+    c = submission.submit(
+        reg, ["report"], name="c", options=SubmitOptions(after=(Dependency(b.id),))
+    )
+    free = submission.submit(
+        reg, ["true"], name="free", options=SubmitOptions(env={"CUDA_VISIBLE_DEVICES": ""})
+    )
     set_state(reg, a.id, Status.RUNNING)
     rnd = _round(reg, max_parallel=1)
     res = rnd.run()
@@ -319,7 +327,7 @@ def test_the_round_passes_waiting_dependents_and_skips_transitively(tmp_path: Pa
     assert queue.entries() == []
 
     # Resume re-queues the skipped dependents; once a completes, b starts with its values.
-    assert lifecycle.requeue_skipped_dependents(reg, a.id) == [b.id, c.id]
+    assert reruns.requeue_skipped_dependents(reg, a.id) == [b.id, c.id]
     set_state(reg, a.id, Status.COMPLETED, "exit 0")
     set_state(reg, free.id, Status.COMPLETED, "exit 0")
     res = _round(reg, max_parallel=1).run()

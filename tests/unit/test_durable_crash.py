@@ -248,7 +248,7 @@ def test_real_write_json_leaves_no_temp_files(tmp_path) -> None:  # type: ignore
 
 
 def test_latest_checkpoint_is_the_newer_of_announced_and_on_disk(tmp_path: Path) -> None:
-    from runner.lifecycle import latest_checkpoint
+    from runner.control.reruns import latest_checkpoint
     from runner.model import SCHEMA
     from runner.registry import SUMMARY, Registry
 

@@ -22,7 +22,7 @@ from runner.export import (
     write_jsonl,
     write_rows,
 )
-from runner.history import decode_value, encode_point
+from runner.metrics.history import decode_value, encode_point
 from runner.registry import METRICS
 
 values = st.one_of(

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from runner import found_checkpoints as fc
-from runner import lifecycle
-from runner.checkpoint_forms import (
+from runner.checkpoints import found as fc
+from runner.checkpoints.forms import (
     compile_globs,
     file_is_whole,
     folder_is_whole,
@@ -21,10 +20,11 @@ from runner.checkpoint_forms import (
     paths_in_line,
     step_from_name,
 )
+from runner.checkpoints.found import CheckpointFinder
 from runner.config import ConfigError, _run_defaults
-from runner.found_checkpoints import CheckpointFinder
-from runner.history import read_history
-from runner.ingest import Ingestor
+from runner.control import reruns
+from runner.metrics.history import read_history
+from runner.metrics.ingest import Ingestor
 from runner.model import RunSpec
 from runner.registry import METRICS, OUTPUT, SUMMARY, Registry
 
@@ -317,9 +317,9 @@ def test_resume_takes_the_newest_whole_checkpoint(tmp_path: Path) -> None:
     recent = [str(work / "good.pt"), str(hf), str(work / "cut.pt")]
     summary = {"schema": 1, "latest_checkpoint": str(work / "cut.pt"), "recent_checkpoints": recent}
     (run_dir / SUMMARY).write_text(json.dumps(summary))
-    assert lifecycle.latest_checkpoint(registry, "000001") == str(work / "good.pt")
+    assert reruns.latest_checkpoint(registry, "000001") == str(work / "good.pt")
     (hf / "trainer_state.json").write_text("{}")
-    assert lifecycle.latest_checkpoint(registry, "000001") == str(hf)  # a folder resumes too
+    assert reruns.latest_checkpoint(registry, "000001") == str(hf)  # a folder resumes too
 
 
 def test_a_large_folder_unchanged_since_before_the_attempt_is_not_listed(

@@ -20,6 +20,7 @@ from governor.probes import GpuInfo, GpuSnapshot, HostInfo, RealNvml, probe_gpus
 from governor.requests import Request, Snapshot
 from governor.round_inputs import build_request
 from governor.settings import GovernorSettings
+from runner.control.submission import SubmitOptions
 from runner.model import Resources, RunSpec
 
 GIB = 1 << 30
@@ -304,7 +305,7 @@ def test_the_dispatchers_round_places_on_fake_gpus_within_the_runs_visible_devic
     to the GPUs its ``CUDA_VISIBLE_DEVICES`` names, though another is freer."""
     from governor.admit_round import Round
     from governor.dispatcher import default_snapshot
-    from runner import lifecycle
+    from runner.control import submission
     from runner.registry import Registry
     from runner.tickets import Queue
 
@@ -321,15 +322,20 @@ def test_the_dispatchers_round_places_on_fake_gpus_within_the_runs_visible_devic
     monkeypatch.setenv(probes.FAKE_NVML_ENV, str(gpus))
     reg = Registry(tmp_path / "home")
     reg.ensure()
-    pinned = lifecycle.submit(
+    pinned = submission.submit(
         reg,
         ["python3", "t.py"],
         name="pinned",
-        resources=Resources(gpus=1, vram_bytes=8 * GIB),
-        env={"CUDA_VISIBLE_DEVICES": "GPU-bbbb"},
+        options=SubmitOptions(
+            resources=Resources(gpus=1, vram_bytes=8 * GIB),
+            env={"CUDA_VISIBLE_DEVICES": "GPU-bbbb"},
+        ),
     )
-    free = lifecycle.submit(
-        reg, ["python3", "t.py"], name="free", resources=Resources(gpus=1, vram_bytes=8 * GIB)
+    free = submission.submit(
+        reg,
+        ["python3", "t.py"],
+        name="free",
+        options=SubmitOptions(resources=Resources(gpus=1, vram_bytes=8 * GIB)),
     )
     res = Round(reg, GovernorSettings(), default_snapshot).run()
     assert sorted(res.started) == [(pinned.id, 1), (free.id, 1)]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.health import (
+from runner.metrics.health import (
     find_oom,
     higher_is_better,
     is_diverging,
@@ -18,10 +18,10 @@ from runner.health import (
     memory_events_paths,
     oom_kill_count,
 )
-from runner.ingest import Ingestor
+from runner.metrics.ingest import Ingestor
 from runner.model import RunSpec, Status
 from runner.registry import OUTPUT, SUMMARY
-from runner.shim import classify
+from runner.supervisor.exits import classify
 
 CUDA_OOM = (
     "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB. GPU 0 has a total "

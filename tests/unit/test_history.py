@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runner.durable import dump_json
-from runner.history import (
+from runner.metrics.history import (
     CheckpointEvent,
     History,
     HistoryTail,
@@ -23,11 +23,11 @@ from runner.history import (
     point_record,
     read_history,
 )
-from runner.ingest import SUMMARY_INTERVAL_S, Ingestor
+from runner.metrics.ingest import SUMMARY_INTERVAL_S, Ingestor
+from runner.metrics.summary import SummaryBuilder, summarize
 from runner.model import RunSpec
 from runner.registry import METRICS, OUTPUT, REPORT, SUMMARY
-from runner.shim import compact_output
-from runner.summary import SummaryBuilder, summarize
+from runner.supervisor.output_cap import compact_output
 
 
 class Clock:
@@ -176,6 +176,18 @@ def test_history_tail_follows_by_offset(tmp_path: Path) -> None:
     assert [p.step for p in tail.points] == [1, 2, 3] and tail.version == 1
     path.write_bytes(dump_json(point_record(1, 1, 1.0, {"loss": 3.0})))  # replaced: start over
     assert [p.values["loss"] for p in tail.poll()] == [3.0]
+
+
+def test_history_tail_starts_over_on_a_replaced_file_even_a_longer_one(tmp_path: Path) -> None:
+    path = tmp_path / METRICS
+    write(path, dump_json(point_record(1, 1, 1.0, {"loss": 1.0})))
+    tail = HistoryTail(tmp_path)
+    assert [p.step for p in tail.poll()] == [1]
+    other = tmp_path / "new.jsonl"  # rewritten beside it and renamed over it, longer
+    other.write_bytes(b"".join(dump_json(point_record(1, s, s, {"loss": 2.0})) for s in (5, 6)))
+    os.replace(other, path)
+    assert [p.step for p in tail.poll()] == [5, 6]
+    assert [p.step for p in tail.points] == [5, 6] and tail.version == 1
 
 
 # --- the summary -------------------------------------------------------------------------------
@@ -415,7 +427,7 @@ def test_a_write_failure_never_reaches_the_supervisor_and_loses_no_line(
     def disk_full(data: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ing._appender, "append_raw", disk_full)
+    monkeypatch.setattr(ing._batch._appender, "append_raw", disk_full)
     write(run_dir / OUTPUT, "step 1 loss: 0.5\n")
     ing.poll()
     ing.poll()
@@ -430,7 +442,7 @@ def test_a_write_failure_never_reaches_the_supervisor_and_loses_no_line(
 
 
 def test_a_long_run_keeps_bounded_memory_and_the_right_best() -> None:
-    from runner import summary
+    from runner.metrics import summary
 
     b = SummaryBuilder()
     n = 3 * summary.KEEP_POINTS

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from runner import lifecycle
+from runner.control import submission
+from runner.control.submission import SubmitOptions
 from runner.durable import write_json
 from runner.model import RunSpec, Status, validate_new_name
 from runner.registry import Registry
@@ -28,12 +29,12 @@ def test_names_with_anything_but_digits_are_fine(name: str) -> None:
 def test_submit_refuses_before_allocating_an_id(tmp_path: Path) -> None:
     reg = Registry(tmp_path / "home")
     with pytest.raises(ValueError, match="looks like a run id"):
-        lifecycle.submit(reg, ["true"], name="000001", start=False)
+        submission.submit(reg, ["true"], name="000001", options=SubmitOptions(start=False))
     assert reg.ids() == []
 
 
 def test_a_script_named_by_digits_gets_a_name_that_is_not_an_id() -> None:
-    name = lifecycle.default_name(["python3", "/x/123.py"], "/x/123.py")
+    name = submission.default_name(["python3", "/x/123.py"], "/x/123.py")
     assert validate_new_name(name) == "run-123"
 
 

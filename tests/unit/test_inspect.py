@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from runner.inspect_checkpoint import CheckpointError, render_summary, summarize
+from runner.checkpoints.inspection import CheckpointError, render_summary, summarize
 
 
 def _torch() -> Any:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from runner.inspect_checkpoint import CheckpointError, render_summary, summarize
+from runner.checkpoints.inspection import CheckpointError, render_summary, summarize
 
 TITLE = "step\x1b]0;T\x07"
 CLIPBOARD = "\x1b]52;c;cHduZWQ=\x07w"

@@ -3,7 +3,7 @@
 The summary (``summary.json`` and ``show``), :func:`read_history` (export, tools) and the TUI's
 curves (:class:`tui.feed.tails.MetricTail`, which imports no Textual) must agree on every history:
 the same points for each metric, the same step, the same latest and best value. The reference
-below is the rule as documented in :mod:`runner.history`, written out plainly.
+below is the rule as documented in :mod:`runner.metrics.history`, written out plainly.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runner.durable import dump_json
-from runner.history import decode_record, point_record, read_history
+from runner.metrics.history import decode_record, point_record, read_history
+from runner.metrics.summary import SummaryBuilder
 from runner.registry import METRICS
-from runner.summary import SummaryBuilder
 from tui.feed.tails import MetricTail
 
 Record = tuple[int, int, dict[str, float]]  # attempt, step, values

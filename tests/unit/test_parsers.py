@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner import parsers
-from runner.parsers import (
+from runner.metrics import parsers
+from runner.metrics.parsers import (
     MAX_LINE,
     LineSplitter,
     ParsedLine,

@@ -12,7 +12,7 @@ pytest.importorskip("matplotlib")
 
 from PIL import Image  # noqa: E402 - matplotlib's own dependency, present with it
 
-from runner.history import encode_point  # noqa: E402
+from runner.metrics.history import encode_point  # noqa: E402
 from runner.model import RunSpec  # noqa: E402
 from runner.registry import METRICS, Registry  # noqa: E402
 from tui.plot_image import draw, image_format, lines_for_runs  # noqa: E402

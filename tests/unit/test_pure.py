@@ -8,10 +8,13 @@ from pathlib import Path
 import pytest
 
 from runner.config import ConfigError, format_duration, parse_duration, parse_size
-from runner.lifecycle import LifecycleError, merge_args, sweep_args, sweep_points
+from runner.control.errors import LifecycleError
+from runner.control.reruns import merge_args
+from runner.control.submission import SubmitOptions
+from runner.control.sweeps import sweep_args, sweep_points
 from runner.model import ProcessIdentity, RunState, Status
 from runner.registry import STARTUP_GRACE_S, reconcile
-from runner.shim import classify
+from runner.supervisor.exits import classify
 from runner.textsafe import sanitize_line
 
 BOOT = "boot-a"
@@ -227,8 +230,8 @@ def test_sweep_options_after_the_script_are_backprops_and_dash_dash_passes_throu
 
 
 def test_stall_settings_reach_the_run_spec(tmp_path: Path) -> None:
-    from runner import lifecycle
     from runner.config import load_config
+    from runner.control import submission
     from runner.registry import Registry
 
     (tmp_path / "backprop.toml").write_text('[run]\nstall_factor = 4\nstall_after = "2m"\n')
@@ -236,7 +239,9 @@ def test_stall_settings_reach_the_run_spec(tmp_path: Path) -> None:
     assert (config.run.stall_factor, config.run.stall_after_s) == (4.0, 120.0)
     reg = Registry(tmp_path)
     reg.ensure()
-    spec = lifecycle.submit(reg, ["true"], name="t", timeout_s=None, config=config, start=False)
+    spec = submission.submit(
+        reg, ["true"], name="t", options=SubmitOptions(timeout_s=None, config=config, start=False)
+    )
     assert reg.read_spec(spec.id).stall_factor == 4.0
     assert reg.read_spec(spec.id).stall_after_s == 120.0
     for bad in ("stall_factor = 1", 'stall_factor = "x"', 'stall_after = "soon"'):

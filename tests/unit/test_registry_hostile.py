@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 
-from runner import lifecycle
+from runner.control import bundle as bundles
+from runner.control import submission
+from runner.control.errors import LifecycleError
+from runner.control.submission import SubmitOptions
 from runner.durable import write_json
-from runner.lifecycle import LifecycleError
 from runner.model import (
     ProcessIdentity,
     RunSpec,
@@ -228,7 +230,7 @@ def test_hostile_names_are_refused_and_create_nothing(tmp_path: Path, name: str)
     with pytest.raises(ValueError):
         validate_name(name)
     with pytest.raises(ValueError):
-        lifecycle.submit(reg, ["true"], name=name, start=False)
+        submission.submit(reg, ["true"], name=name, options=SubmitOptions(start=False))
     with pytest.raises(ValueError):
         reg.run_dir(name)
     with pytest.raises(RunNotFound):
@@ -266,7 +268,7 @@ def test_hostile_bundles_never_write_outside_the_root(tmp_path: Path, member: st
     spec = json.dumps(good_spec("000001")).encode()
     bundle = _bundle(tmp_path, {"000001/spec.json": spec, member: b"pwned"})
     with pytest.raises(LifecycleError):
-        lifecycle.import_run(reg, bundle)
+        bundles.import_run(reg, bundle)
     assert not (tmp_path / "escaped.txt").exists()
     assert not Path("/tmp/abs-escape.txt").exists()
     assert reg.ids() == []  # nothing half-imported
@@ -288,5 +290,5 @@ def test_symlinked_bundle_member_is_refused(tmp_path: Path) -> None:
         link.linkname = "/etc/shadow"
         tar.addfile(link)
     with pytest.raises(LifecycleError):
-        lifecycle.import_run(reg, path)
+        bundles.import_run(reg, path)
     assert reg.ids() == []

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from runner.exits import STOP_KINDS, as_stop_kind, classify, classify_unknown
 from runner.model import Status
+from runner.supervisor.exits import STOP_KINDS, as_stop_kind, classify, classify_unknown
 
 
 def test_the_kinds_are_the_literal_s_values() -> None:

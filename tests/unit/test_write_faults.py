@@ -18,15 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from runner import members, runcgroup
-from runner.adopt import finalize, takeover
 from runner.durable import JsonlAppender, read_jsonl
-from runner.exits import classify_unknown, with_write_note
-from runner.ingest import Ingestor
+from runner.metrics.ingest import Ingestor
+from runner.metrics.reingest import continue_point, reingest
 from runner.model import ProcessIdentity, RunSpec, RunState, Status
-from runner.recordkeeper import RESERVE, RecordKeeper, describe_write_error
 from runner.registry import EVENTS, METRICS, OUTPUT, STATE, Registry
-from runner.reingest import continue_point, reingest
+from runner.supervisor import members, runcgroup
+from runner.supervisor.adopt import finalize, takeover
+from runner.supervisor.exits import classify_unknown, with_write_note
+from runner.supervisor.recordkeeper import RESERVE, RecordKeeper, describe_write_error
 
 
 @contextlib.contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from runner import lifecycle
+from runner.control import bundle
 from tui.cli.context import Context
 from tui.cli.conventions import EXIT_OK
 
@@ -14,7 +14,7 @@ def cmd_export(ctx: Context) -> int:
     """``backprop export``."""
     run_id = ctx.resolve(ctx.args.id)
     with_env = bool(ctx.args.with_env)
-    out = lifecycle.export_run(ctx.registry, run_id, Path(ctx.args.output), with_env=with_env)
+    out = bundle.export_run(ctx.registry, run_id, Path(ctx.args.output), with_env=with_env)
     if not with_env:
         print(
             f"backprop: run {run_id}'s environment was left out of {out} "
@@ -30,6 +30,6 @@ def cmd_export(ctx: Context) -> int:
 
 def cmd_import(ctx: Context) -> int:
     """``backprop import``."""
-    new_id = lifecycle.import_run(ctx.registry, Path(ctx.args.file))
+    new_id = bundle.import_run(ctx.registry, Path(ctx.args.file))
     ctx.emit({"id": new_id}, f"imported {ctx.args.file} as run {new_id}")
     return EXIT_OK

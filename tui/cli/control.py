@@ -6,8 +6,8 @@ import json
 import sys
 from collections.abc import Callable
 
-from runner import lifecycle
-from runner.lifecycle import LifecycleError
+from runner.control import removal, reruns, run_actions
+from runner.control.errors import LifecycleError
 from runner.registry import RunNotFound
 from runner.request import RequestError, parse_name
 from tui.cli import queue
@@ -38,29 +38,29 @@ def _each(ctx: Context, action: Callable[[str], str]) -> int:
 def cmd_stop(ctx: Context) -> int:
     """``backprop stop``."""
     queue.expand_stop(ctx)
-    return _each(ctx, lambda i: lifecycle.stop(ctx.registry, i, force=ctx.args.force))
+    return _each(ctx, lambda i: run_actions.stop(ctx.registry, i, force=ctx.args.force))
 
 
 def cmd_pause(ctx: Context) -> int:
     """``backprop pause``."""
-    return _each(ctx, lambda i: lifecycle.pause(ctx.registry, i))
+    return _each(ctx, lambda i: run_actions.pause(ctx.registry, i))
 
 
 def cmd_continue(ctx: Context) -> int:
     """``backprop continue``."""
-    return _each(ctx, lambda i: lifecycle.cont(ctx.registry, i))
+    return _each(ctx, lambda i: run_actions.cont(ctx.registry, i))
 
 
 def cmd_start(ctx: Context) -> int:
     """``backprop start``: start queued runs now."""
-    code = _each(ctx, lambda i: lifecycle.start_now(ctx.registry, i))
+    code = _each(ctx, lambda i: run_actions.start_now(ctx.registry, i))
     queue.kick(ctx)
     return code
 
 
 def cmd_rm(ctx: Context) -> int:
     """``backprop rm``."""
-    return _each(ctx, lambda i: lifecycle.remove(ctx.registry, i, force=ctx.args.force))
+    return _each(ctx, lambda i: removal.remove(ctx.registry, i, force=ctx.args.force))
 
 
 def cmd_resume(ctx: Context) -> int:
@@ -70,13 +70,13 @@ def cmd_resume(ctx: Context) -> int:
     if not ctx.args.id:
         raise UsageError("resume needs a run id or --group")
     run_id = ctx.resolve(ctx.args.id)
-    attempt = lifecycle.resume(
+    attempt = reruns.resume(
         ctx.registry, run_id, timeout_s=time_limit(ctx.args.timeout), dependents=False
     )
-    ckpt = lifecycle.latest_checkpoint(ctx.registry, run_id)
+    ckpt = reruns.latest_checkpoint(ctx.registry, run_id)
     requeued = []
     if not ctx.args.no_dependents:
-        requeued = lifecycle.requeue_skipped_dependents(ctx.registry, run_id)
+        requeued = reruns.requeue_skipped_dependents(ctx.registry, run_id)
     queue.kick(ctx)
     ctx.emit(
         {"id": run_id, "attempt": attempt, "resume_from": ckpt, "requeued": requeued},
@@ -94,7 +94,7 @@ def cmd_fork(ctx: Context) -> int:
         name = parse_name(ctx.args.name)  # the fork dialog's rule
     except RequestError as exc:
         raise UsageError(str(exc)) from None
-    spec = lifecycle.fork(
+    spec = reruns.fork(
         ctx.registry,
         run_id,
         ctx.args.args,
@@ -114,7 +114,7 @@ def cmd_fork(ctx: Context) -> int:
 
 def cmd_rerun(ctx: Context) -> int:
     """``backprop rerun``."""
-    spec = lifecycle.rerun(ctx.registry, ctx.resolve(ctx.args.id), config=ctx.config)
+    spec = reruns.rerun(ctx.registry, ctx.resolve(ctx.args.id), config=ctx.config)
     queue.kick(ctx)
     ctx.emit({"id": spec.id, "name": spec.name}, f"submitted run {spec.id} ({spec.name})")
     return EXIT_OK

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from runner.config import ConfigError
-from runner.lifecycle import LifecycleError
+from runner.control.errors import LifecycleError
 from runner.registry import RunNotFound
 from tui.cli import completion
 from tui.cli.context import Context

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from runner.control.errors import LifecycleError
 from runner.export import FORMATS, Row, rows_of, run_history, write_rows
-from runner.lifecycle import LifecycleError
 from runner.registry import Registry
 
 if TYPE_CHECKING:

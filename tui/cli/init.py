@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from runner.config import CONFIG_NAME, default_config_text
-from runner.lifecycle import LifecycleError
+from runner.control.errors import LifecycleError
 from tui.cli import queue
 from tui.cli.context import Context
 from tui.cli.conventions import EXIT_OK

@@ -13,9 +13,9 @@ import contextlib
 import sys
 from typing import TYPE_CHECKING, Any
 
-from runner import lifecycle
 from runner.config import parse_duration
-from runner.lifecycle import LifecycleError
+from runner.control import reruns
+from runner.control.errors import LifecycleError
 from runner.model import ACTIVE, ShapeError, Status
 from runner.retry import RetryPolicy
 from runner.textsafe import safe_label
@@ -58,7 +58,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def submit_options(ctx: Context) -> dict[str, Any]:
-    """Keyword arguments for ``lifecycle.submit``/``submit_many`` from the run options.
+    """Keyword arguments for :class:`runner.control.submission.SubmitOptions` from the run options.
 
     Raises:
         ConfigError: a bad ``--retries``/``--retry-on`` or ``[retry]`` (a usage error).
@@ -128,7 +128,7 @@ def resume_group(ctx: Context) -> int:
     results = []
     for run_id in ids:
         try:
-            attempt = lifecycle.resume(ctx.registry, run_id, timeout_s=timeout)
+            attempt = reruns.resume(ctx.registry, run_id, timeout_s=timeout)
             results.append({"id": run_id, "attempt": attempt})
         except LifecycleError as exc:
             results.append({"id": run_id, "error": str(exc)})

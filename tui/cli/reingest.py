@@ -10,13 +10,13 @@ def cmd_reingest(ctx: Any) -> int:
     """Continue the run's metric capture where it stopped; print what was added."""
     # Here, not at the top: the parser loads this module for every command, and the metric
     # capture it needs is a third of the CLI's imports (``backprop run`` never uses it).
-    from runner.reingest import ReingestError, reingest
+    from runner.metrics.reingest import ReingestError, reingest
 
     run_id = ctx.resolve(ctx.args.id)
     try:
         result = reingest(ctx.registry, run_id)
     except ReingestError as exc:
-        from runner.lifecycle import LifecycleError
+        from runner.control.errors import LifecycleError
 
         raise LifecycleError(str(exc)) from None
     if ctx.json:

@@ -6,8 +6,9 @@ import json
 import sys
 from pathlib import Path
 
-from runner import lifecycle, provenance
-from runner.lifecycle import LifecycleError
+from runner import provenance
+from runner.control import readout
+from runner.control.errors import LifecycleError
 from runner.privacy import masked_env
 from tui.cli import pipeline, queue
 from tui.cli.context import Context
@@ -39,7 +40,7 @@ def cmd_show(ctx: Context) -> int:
     queue.ensure(ctx)
     run_id = ctx.resolve(ctx.args.id)
     view = ctx.registry.load(run_id)
-    events = lifecycle.events(ctx.registry, run_id)
+    events = readout.events(ctx.registry, run_id)
     doc = pipeline.show_doc(ctx.registry, view)
     prov = provenance.read(ctx.registry.run_dir(run_id))
     env = masked_env(view.spec.env if view.spec else {}, show=ctx.args.show_env)
@@ -54,7 +55,7 @@ def cmd_show(ctx: Context) -> int:
 
 def cmd_inspect(ctx: Context) -> int:
     """``backprop inspect``: a safe summary of a checkpoint file."""
-    from runner.inspect_checkpoint import CheckpointError, render_summary, summarize
+    from runner.checkpoints.inspection import CheckpointError, render_summary, summarize
 
     try:
         summary = summarize(Path(ctx.args.file))

@@ -17,7 +17,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from runner.history import Point, StepRule, decode_record
+from runner.metrics.history import Point, StepRule, decode_record
+from runner.tail import LineTail
 from runner.textsafe import sanitize_line
 from tui.feed.snapshot import EMPTY_MAP, OutputView, SeriesView
 
@@ -25,8 +26,10 @@ from tui.feed.snapshot import EMPTY_MAP, OutputView, SeriesView
 MAX_OUTPUT_LINE = 1000
 # How often a tree row's sparkline is recomputed from the whole history.
 SPARK_EVERY_S = 1.0
-# A partial line (no newline yet) is kept up to this size, then shown as it is.
+# A partial line (no newline yet) is kept up to this size, then its head is shown.
 MAX_PENDING = 64 * 1024
+# A metric record longer than this is not one Backprop wrote: skipped, counted by the tail.
+MAX_METRIC_LINE = 1024 * 1024
 
 
 def finite(value: Any) -> float | None:
@@ -40,33 +43,21 @@ def finite(value: Any) -> float | None:
     return None
 
 
-def _read_at(path: Path, offset: int, size: int) -> bytes | None:
-    """Up to ``size`` bytes of ``path`` from ``offset``; ``None`` when it cannot be read."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            return f.read(size)
-    except OSError:
-        return None
-
-
 class MetricTail:
     """Incremental reader of one run's ``metrics.jsonl``.
 
     Reads whole lines from a byte offset (a torn last line waits for the next poll) and
-    places records by :class:`runner.history.StepRule`, the rule the summary and ``show``
+    places records by :class:`runner.metrics.history.StepRule`, the rule the summary and ``show``
     follow: within an attempt a record belongs at its step (a late one does not rewind);
     where attempts overlap in steps the latest attempt wins. Each metric keeps at most
     ``max_points``: beyond that, the older half is thinned, so recent points stay dense and
     memory stays bounded however long a run trains.
     """
 
-    def __init__(
-        self, path: Path, *, max_points: int = 2000, max_read: int = 8 * 1024 * 1024
-    ) -> None:
+    def __init__(self, path: Path, *, max_points: int = 2000, recent: int = 64 << 20) -> None:
         self.path = path
         self.max_points = max_points
-        self.max_read = max_read
+        self.recent = recent  # a history larger than this is read from its last ``recent`` bytes
         self.offset = 0
         self.version = 0
         self.last_step: int | None = None
@@ -77,45 +68,50 @@ class MetricTail:
         self._view: SeriesView | None = None
         self._digest: dict[tuple[str, int], MetricDigest] = {}
         self._spark: dict[tuple[str, int], tuple[float, tuple[float, ...]]] = {}
-        self._first_poll = True
+        self._tail: LineTail | None = None
+        self._restarts = 0
+        self._skip_partial = False
+
+    def _reset(self) -> None:
+        """Forget everything read: the file was rewritten (e.g. restored from a bundle)."""
+        self._points.clear()
+        self._spark.clear()
+        self.last_values.clear()
+        self._last_at.clear()
+        self.last_step = None
+        self._rule = StepRule()
         self._skip_partial = False
 
     def poll(self) -> bool:
         """Read what was appended since the last call; return whether anything changed."""
-        try:
-            size = os.stat(self.path).st_size
-        except OSError:
-            return False
-        if size < self.offset:  # rewritten (e.g. restored from a bundle): start again
-            self.offset = 0
-            self._points.clear()
-            self._spark.clear()
-            self.last_values.clear()
-            self._last_at.clear()
-            self.last_step = None
-            self._rule = StepRule()
-        if self._first_poll:
-            self._first_poll = False
+        if self._tail is None:
+            try:
+                size = os.stat(self.path).st_size
+            except OSError:
+                return False
             # A huge history: the latest part is what a curve needs.
-            if size - self.offset > 8 * self.max_read:
-                self.offset = size - 8 * self.max_read
-                self._skip_partial = True
+            start = size - self.recent if size > self.recent else 0
+            self._tail = LineTail(
+                self.path, start, max_line=MAX_METRIC_LINE, over_long="drop", rewrite="restart"
+            )
+            self._skip_partial = start > 0  # began mid-file: the first piece is part of a line
+        tail = self._tail
         changed = False
-        while self.offset < size:
-            data = _read_at(self.path, self.offset, min(self.max_read, size - self.offset))
-            if data is None:
-                break
-            end = data.rfind(b"\n")
-            if end < 0:
-                break
-            self.offset += end + 1
-            lines = data[: end + 1].split(b"\n")
+        for batch in tail.batches():
+            if tail.restarts != self._restarts:
+                self._restarts = tail.restarts
+                self._reset()
+                changed = True
             if self._skip_partial:
-                lines = lines[1:]  # began mid-file: the first piece is part of a line
+                batch = batch[1:]
                 self._skip_partial = False
-            for line in lines:
+            for line in batch:
                 if line:
                     changed |= self._ingest(line)
+        if tail.restarts != self._restarts:  # rewritten and empty so far
+            self._restarts = tail.restarts
+            self._reset()
+            changed = True
         if changed:
             self.version += 1
             self._view = None
@@ -242,24 +238,27 @@ class OutputTail:
         *,
         max_lines: int = 2000,
         initial_bytes: int = 256 * 1024,
-        max_read: int = 1024 * 1024,
     ) -> None:
         self.path = path
         self.max_lines = max_lines
         self.initial_bytes = initial_bytes
-        self.max_read = max_read
-        self.offset: int | None = None
         self.generation = 0
         self.total = 0
         self.lines: deque[str] = deque(maxlen=max_lines)
-        self._pending = b""
+        self._tail: LineTail | None = None
         self._view: OutputView | None = None
         self._skip_partial = False
 
+    @property
+    def offset(self) -> int | None:
+        """Where the next read starts (``None`` before the first poll)."""
+        return self._tail.offset if self._tail is not None else None
+
     def _restart(self, size: int) -> None:
-        self.offset = max(0, size - self.initial_bytes)
-        self._skip_partial = self.offset > 0
-        self._pending = b""
+        start = max(0, size - self.initial_bytes)
+        # "wait": a shrunk file is handled here (a new generation from its tail), not by the tail.
+        self._tail = LineTail(self.path, start, max_line=MAX_PENDING, rewrite="wait")
+        self._skip_partial = start > 0
 
     def poll(self) -> list[str]:
         """Read what was appended since the last call; return the new lines."""
@@ -267,34 +266,20 @@ class OutputTail:
             size = os.stat(self.path).st_size
         except OSError:
             return []
-        if self.offset is None:
+        if self._tail is None:
             self._restart(size)
-        elif size < self.offset:  # compacted: keep what we have, continue from the new tail
+        elif size < self._tail.offset:  # compacted: continue from the new tail
             self.generation += 1
             self.total = 0
             self.lines.clear()
             self._restart(size)
-        assert self.offset is not None
+        assert self._tail is not None
         new: list[str] = []
-        while self.offset < size:
-            data = _read_at(self.path, self.offset, min(self.max_read, size - self.offset))
-            if not data:
-                break
-            self.offset += len(data)
-            data = self._pending + data
-            cut = data.rfind(b"\n")
-            if cut < 0:
-                self._pending = data
-                if len(self._pending) > MAX_PENDING:
-                    new.append(self._line(self._pending))
-                    self._pending = b""
-                continue
-            self._pending = data[cut + 1 :]
-            chunks = data[:cut].split(b"\n")
+        for batch in self._tail.batches(end=size):
             if self._skip_partial:
-                chunks = chunks[1:]
+                batch = batch[1:]
                 self._skip_partial = False
-            new.extend(self._line(c) for c in chunks)
+            new.extend(self._line(c) for c in batch)
         if new:
             self.lines.extend(new)
             self.total += len(new)

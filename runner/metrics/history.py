@@ -8,7 +8,7 @@ One JSON object per line, appended only by the run's supervisor::
 ``a`` is the attempt, ``s`` the step, ``t`` the wall time; non-finite values are the strings
 ``"nan"``, ``"inf"`` and ``"-inf"``. A torn last line is ignored by readers. Each batch ends
 with an offsets record, ``{"a": 1, "ingest": {"o": 1234, "r": 0}}`` (how far the output and
-the reports were read; see :mod:`runner.reingest`), which is neither a point nor an event.
+the reports were read; see :mod:`runner.metrics.reingest`), which is neither a point nor an event.
 
 Every reader (the summary and ``show``, the TUI's curves, :func:`read_history` and any
 export) applies one rule, :class:`StepRule`, to what it reads:
@@ -23,25 +23,23 @@ export) applies one rule, :class:`StepRule`, to what it reads:
    earlier attempt at such a step is ignored.
 3. The run's latest point is the one at the highest step; its step is the run's step.
 
-The digest in ``summary.json`` is :mod:`runner.summary`'s.
+The digest in ``summary.json`` is :mod:`runner.metrics.summary`'s.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 from bisect import bisect_left
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
 
 from runner.registry import METRICS
+from runner.tail import LineTail
 
 _encode_key = json.encoder.encode_basestring_ascii  # what json.dumps does to a key
-
-READ_CHUNK = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,8 +143,8 @@ def _is_int(x: Any) -> TypeGuard[int]:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def _decode_lines(data: bytes) -> Iterator[Any]:
-    for line in data.split(b"\n"):
+def _decode_lines(lines: Iterable[bytes]) -> Iterator[Any]:
+    for line in lines:
         if line:
             try:
                 yield json.loads(line)
@@ -270,28 +268,8 @@ class History(MergedSeries):
 
 def iter_records(path: Path, offset: int = 0, end: int | None = None) -> Iterator[Any]:
     """Decoded JSON objects of the whole lines of ``path`` from ``offset`` (to ``end``)."""
-    try:
-        f = open(path, "rb")  # noqa: SIM115 - a generator closes it below
-    except FileNotFoundError:
-        return
-    with f:
-        f.seek(offset)
-        pending = b""
-        remaining = end - offset if end is not None else None
-        while remaining is None or remaining > 0:
-            size = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
-            data = f.read(size)
-            if not data:
-                break
-            if remaining is not None:
-                remaining -= len(data)
-            data = pending + data
-            cut = data.rfind(b"\n")
-            if cut < 0:
-                pending = data
-                continue
-            pending = data[cut + 1 :]
-            yield from _decode_lines(data[: cut + 1])
+    for batch in LineTail(path, offset).batches(end=end):
+        yield from _decode_lines(batch)
 
 
 def read_history(run_dir: Path | str) -> History:
@@ -324,7 +302,8 @@ class HistoryTail:
         self.path = Path(run_dir) / METRICS
         self.max_bytes = max_bytes
         self.history = History()
-        self._offset = 0
+        self._tail = LineTail(self.path, max_line=max_bytes)
+        self._restarts = 0
 
     @property
     def points(self) -> list[Point]:
@@ -347,29 +326,13 @@ class HistoryTail:
         Every point from the first returned one on may be new or changed: a consumer keeps
         its points before that step and replaces the rest with the returned ones.
         """
-        try:
-            size = os.stat(self.path).st_size
-        except OSError:
-            return []
-        if size < self._offset:  # replaced or rewritten: start over
+        lines = self._tail.read(self.max_bytes)
+        if self._tail.restarts != self._restarts:  # replaced or rewritten: start over
+            self._restarts = self._tail.restarts
             self.history = History(version=self.history.version + 1)
-            self._offset = 0
-        if size == self._offset:
-            return []
-        end = min(size, self._offset + self.max_bytes)
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self._offset)
-                data = f.read(end - self._offset)
-        except OSError:
-            return []
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            return []
-        self._offset += cut + 1
         points = self.history.points
         first = len(points)
-        for obj in _decode_lines(data[: cut + 1]):
+        for obj in _decode_lines(lines):
             changed = _add(self.history, decode_record(obj))
             if changed is not None:
                 first = min(first, changed)

@@ -1,7 +1,7 @@
 """Checkpoints a script saves by itself, found with no change to the script.
 
 The supervisor's ingest loop owns one :class:`CheckpointFinder` per attempt. It looks for
-files and folders that look like checkpoints (:mod:`runner.checkpoint_forms`: ``*.pt``,
+files and folders that look like checkpoints (:mod:`runner.checkpoints.forms`: ``*.pt``,
 ``*.pth``, ``*.ckpt``, ``*.safetensors``, ``*.bin`` next to ``config.json``, HF Trainer's
 ``checkpoint-N/``, ``ckpt*``, and the run's ``checkpoint_glob`` patterns) that were created or
 replaced under the run's working directory after the attempt started, and at paths the
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from runner.checkpoint_forms import (
+from runner.checkpoints.forms import (
     HF_FOLDER_RE,
     MODEL_CONFIG,
     compile_globs,
@@ -48,7 +48,7 @@ from runner.checkpoint_forms import (
     step_from_name,
 )
 from runner.durable import dump_json
-from runner.history import event_record
+from runner.metrics.history import event_record
 
 if TYPE_CHECKING:
     from runner.model import RunSpec

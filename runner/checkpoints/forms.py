@@ -1,6 +1,6 @@
 """What a checkpoint looks like: names, paths named in output, and whether a file is whole.
 
-Pure helpers for :mod:`runner.found_checkpoints` (and for resume, which must never hand a
+Pure helpers for :mod:`runner.checkpoints.found` (and for resume, which must never hand a
 half-written file to a script). Cheap: no torch, no listing; a completeness check reads at
 most a few kilobytes of the file.
 """

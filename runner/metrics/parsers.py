@@ -1,3 +1,4 @@
+# over 400 lines: one concept, the output-line parser (patterns, plan cache, JSON lines)
 r"""Metrics from training output, with zero integration: pure parsers that never raise.
 
 Recognised forms, one line at a time:
@@ -16,11 +17,11 @@ fairseq's ``num_updates``; timm's ``Train: 0 [ 100/1251 ...]``; torchvision refe
 the loss when there is no plain one); mmengine's ``Epoch(train) [1][ 50/500]``; Keras; and any
 of these behind a Python ``logging``, glog or ``[rank0]:`` prefix. What is *not* a metric
 (prefixes, other ranks, tracebacks, warnings, banners, download bars) is
-:mod:`runner.capture_noise`'s precision rule.
+:mod:`runner.metrics.capture_noise`'s precision rule.
 
-Keys are normalised by :func:`runner.metric_names.normalize_key`. :class:`LineSplitter`
-(:mod:`runner.line_split`) turns raw reads into lines and :class:`StepTracker`
-(:mod:`runner.steps`) gives every record a step, inferring one when the line has none.
+Keys are normalised by :func:`runner.metrics.metric_names.normalize_key`. :class:`LineSplitter`
+(:mod:`runner.metrics.line_split`) turns raw reads into lines and :class:`StepTracker`
+(:mod:`runner.metrics.steps`) gives every record a step, inferring one when the line has none.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ import json
 import math
 import re
 
-from runner.capture_noise import message_start, strip_rank
-from runner.line_split import MAX_LINE, LineSplitter
-from runner.metric_names import (
+from runner.metrics.capture_noise import message_start, strip_rank
+from runner.metrics.line_split import MAX_LINE, LineSplitter
+from runner.metrics.metric_names import (
     COUNTER_WORDS,
     IGNORED_KEYS,
     QUALIFIERS,
@@ -39,7 +40,7 @@ from runner.metric_names import (
     TOTAL_KEYS,
     normalize_key,
 )
-from runner.steps import MAX_STEP, ParsedLine, StepTracker
+from runner.metrics.steps import MAX_STEP, ParsedLine, StepTracker
 from runner.textsafe import collapse_redraws, strip_escapes
 
 # parse_line's public companions, long imported from here.
@@ -225,7 +226,7 @@ def _pairs_of(s: str) -> list[_Pair]:
     """The pairs of a stripped line's message.
 
     None when the line is noise (a log prefix, a traceback, a warning, a banner...; see
-    :mod:`runner.capture_noise`).
+    :mod:`runner.metrics.capture_noise`).
     """
     start = message_start(s)
     if start < 0:

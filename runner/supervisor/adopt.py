@@ -1,11 +1,11 @@
 """Re-adoption: a new supervisor for a run whose supervisor vanished while its trainer lives.
 
-Whoever reconciles a run and finds it ``lost`` with a live trainer (the next command, the
-TUI) calls :func:`adopt_orphan`. It starts ``python -m runner.adopt`` detached, which takes
-the run's supervisor lock (so two commands never adopt one run twice), checks the trainer
-again (pid + start time + boot id, our user, the run's environment marker) and supervises
-it from there on: it reads metrics on from the last offsets recorded in ``metrics.jsonl``,
-acts on stop, pause and continue requests, enforces the time limit and records the end.
+Whoever reconciles a run and finds it ``lost`` with a live trainer (the next command, the TUI)
+calls :func:`adopt_orphan`. It starts ``python -m runner.supervisor.adopt`` detached, which
+takes the run's supervisor lock (so two commands never adopt one run twice), checks the trainer
+again (pid + start time + boot id, our user, the run's environment marker) and supervises it
+from there on: it reads metrics on from the last offsets recorded in ``metrics.jsonl``, acts on
+stop, pause and continue requests, enforces the time limit and records the end.
 
 The trainer is not its child, so it cannot ``wait()`` for it: it watches a pidfd. The exit
 code of a process that is not one's child is lost when its parent (init) reaps it; the
@@ -27,17 +27,16 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from runner import envnames, identity, members, runcgroup
-from runner.exits import as_stop_kind, classify, classify_unknown, with_write_note
+from runner import envnames, identity
 from runner.model import ProcessIdentity, RunState, ShapeError, Status
-from runner.recordkeeper import RecordKeeper
 from runner.registry import Registry
-from runner.shim import (
-    CLEANUP_GRACE_S,
-    EXIT_ALREADY_SUPERVISED,
-    Supervisor,
-    acquire_lock,
-)
+from runner.supervisor import members, runcgroup
+from runner.supervisor.claim import acquire_lock
+from runner.supervisor.escalate import CLEANUP_GRACE_S
+from runner.supervisor.exits import as_stop_kind, classify, classify_unknown, with_write_note
+from runner.supervisor.loop import Supervisor
+from runner.supervisor.main import EXIT_ALREADY_SUPERVISED
+from runner.supervisor.recordkeeper import RecordKeeper
 from runner.tickets import Queue
 
 RESPAWN_AFTER_S = 5.0
@@ -102,7 +101,15 @@ def adopt_orphan(registry: Registry, run_id: str, state: RunState | None) -> str
     pkg_root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [pkg_root, env.get("PYTHONPATH")]))
     run_dir = registry.run_dir(run_id)
-    cmd = [sys.executable, "-m", "runner.adopt", "--home", str(registry.root), "--run", run_id]
+    cmd = [
+        sys.executable,
+        "-m",
+        "runner.supervisor.adopt",
+        "--home",
+        str(registry.root),
+        "--run",
+        run_id,
+    ]
     try:
         err = open(run_dir / "supervisor.log", "ab")  # noqa: SIM115 - closed below
     except OSError:
@@ -128,7 +135,7 @@ def finalize(registry: Registry, run_id: str, state: RunState) -> None:
     Its output is read on from where capture stopped, and it is recorded ``lost`` with its
     time ending at its last sign of life, so it no longer counts on in listings.
     """
-    from runner import reingest
+    from runner.metrics import reingest
 
     run_dir = registry.run_dir(run_id)
     ended = registry.last_sign_of_life(run_id, state)  # before we write anything
@@ -209,7 +216,7 @@ class AdoptingSupervisor(Supervisor):
 
     def run(self) -> Status:
         """Take over, supervise to the end and record it. Returns the final status."""
-        from runner import reingest
+        from runner.metrics import reingest
 
         self._terminate_reason = ""
         self.install_signal_handlers()
@@ -296,7 +303,7 @@ class AdoptingSupervisor(Supervisor):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m runner.adopt``."""
+    """Entry point of ``python -m runner.supervisor.adopt``."""
     parser = argparse.ArgumentParser(prog="backprop-adopt")
     parser.add_argument("--home", required=True)
     parser.add_argument("--run", required=True)

@@ -1,6 +1,6 @@
 """Continuing a run's metric capture where it stopped: after a lost supervisor, on demand.
 
-``metrics.jsonl`` ends every batch with an offsets record (see :mod:`runner.ingest`), so the
+``metrics.jsonl`` ends every batch with an offsets record (see :mod:`runner.metrics.ingest`), so the
 point where ingestion of an attempt stopped is known exactly: a re-adopting supervisor and
 ``backprop reingest ID`` read ``output.log`` (and ``report.jsonl``) on from there, and
 running either twice adds nothing twice. For a history written before offsets records
@@ -17,8 +17,8 @@ from typing import Any
 
 from runner import identity
 from runner.durable import read_json
-from runner.history import decode_record, iter_records
-from runner.ingest import Ingestor
+from runner.metrics.history import decode_record, iter_records
+from runner.metrics.ingest import Ingestor
 from runner.model import RunSpec, ShapeError
 from runner.registry import METRICS, OUTPUT, REPORT, SUMMARY, Registry
 
@@ -121,7 +121,7 @@ def reingest(registry: Registry, run_id: str) -> dict[str, Any]:
         ``id``, ``attempt``, ``points`` (metric records added), ``from_offset``,
         ``to_offset`` and ``dropped`` (lines that could not be written).
     """
-    from runner.shim import acquire_lock  # local: the CLI only needs it here
+    from runner.supervisor.claim import acquire_lock  # local: the CLI only needs it here
 
     run_dir = registry.run_dir(run_id)
     try:

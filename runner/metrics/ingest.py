@@ -1,3 +1,4 @@
+# over 400 lines: one class, the ingest loop (its helpers are in the modules beside it)
 """Turning a run's output and reports into its metric history, as they are written.
 
 The supervisor owns one :class:`Ingestor` per attempt and calls :meth:`Ingestor.poll` about
@@ -27,20 +28,19 @@ as dropped (they stay in ``output.log`` for ``backprop reingest``).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import re
 import sys
 import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from runner.capture_noise import NoiseFilter
-from runner.durable import JsonlAppender, dump_json, read_json, write_json
-from runner.found_checkpoints import CheckpointFinder, Found, found_record
-from runner.health import (
+from runner.checkpoints.found import CheckpointFinder, Found, found_record
+from runner.durable import dump_json, write_json
+from runner.metrics.batch_writer import BatchWriter
+from runner.metrics.capture_noise import NoiseFilter
+from runner.metrics.checkpoint_count import FolderCount
+from runner.metrics.health import (
     OOM,
     STALL_FACTOR,
     STALL_FLOOR_S,
@@ -51,7 +51,7 @@ from runner.health import (
     oom_kill_count,
     order_flags,
 )
-from runner.history import (
+from runner.metrics.history import (
     CheckpointEvent,
     Point,
     decode_record,
@@ -59,20 +59,20 @@ from runner.history import (
     event_record,
     iter_records,
 )
-from runner.model import RunSpec, ShapeError
-from runner.parsers import LineSplitter, ParsedLine, StepTracker, parse_line
-from runner.recordkeeper import describe_write_error
+from runner.metrics.ingest_start import previous_summary, start_offset
+from runner.metrics.parsers import LineSplitter, ParsedLine, StepTracker, parse_line
+from runner.metrics.report_lines import parse_report
+from runner.metrics.summary import SummaryBuilder
+from runner.model import RunSpec
 from runner.registry import CHECKPOINTS, METRICS, OUTPUT, REPORT, SUMMARY
-from runner.summary import SummaryBuilder
+from runner.tail import LineTail
 from runner.textsafe import safe_label
 
 READ_PER_POLL = 4 * 1024 * 1024
 FINAL_READ = 64 * 1024  # a read past the size last seen (the final drain)
 SUMMARY_INTERVAL_S = 0.3
-CHECKPOINT_RESCAN_S = 2.0
 MAX_HINT = 200
-MAX_PENDING_BYTES = 8 * 1024 * 1024  # metric lines held in memory while writes fail
-_NONFINITE_RE = re.compile(rb"(?<=[:\[,])(-?)(nan|inf)(?=[,}\]])")
+MAX_REPORT_LINE = 1 << 20  # a longer report record is not one the helper wrote
 
 
 class Ingestor:
@@ -114,12 +114,12 @@ class Ingestor:
         self.primary = spec.primary_metric or "loss"
         self._oom_kills = oom_kills
         self._oom_kills_at_start = _safe_count(oom_kills)
-        previous = self._previous_summary() if attempt > 1 else {}
+        previous = previous_summary(self.run_dir) if attempt > 1 else {}
         state = previous.get("ingest")
         if not isinstance(state, dict):
             state = {}
-        self._out_off = self._start_offset(OUTPUT, state, "output_offset") if attempt > 1 else 0
-        self._rep_off = self._start_offset(REPORT, state, "report_offset") if attempt > 1 else 0
+        self._out_off = start_offset(run_dir, OUTPUT, state, "output_offset") if attempt > 1 else 0
+        rep_off = start_offset(run_dir, REPORT, state, "report_offset") if attempt > 1 else 0
         base = state.get("epoch_base")
         self.tracker = StepTracker(
             epoch_base=base if base in (0, 1) else None, primary=self.primary
@@ -127,20 +127,21 @@ class Ingestor:
         self.builder = SummaryBuilder(self.primary)
         self._replay_pending = attempt > 1
         if resume_at is not None:
-            self._out_off, self._rep_off = resume_at
+            self._out_off, rep_off = resume_at
             self._replay_pending = True
         self._skip_through = skip_through_step
         self._splitter = LineSplitter()
         self._noise = NoiseFilter()
-        self._report_pending = b""
-        self._appender: JsonlAppender | None = None
-        self._write_error: str | None = None
-        self.dropped = 0  # metric lines that could not be written
-        with contextlib.suppress(OSError):  # a full or read-only disk: opened on a retry
-            self._appender = JsonlAppender(self.run_dir / METRICS)
+        # report.jsonl is only appended to; shrunk by someone else: continue from its end
+        self._report = LineTail(
+            self.run_dir / REPORT,
+            rep_off,
+            max_line=MAX_REPORT_LINE,
+            over_long="drop",
+            rewrite="end",
+        )
+        self._batch = BatchWriter(self.run_dir)
         self._out_fd: int | None = None
-        self._rep_fd: int | None = None
-        self._records: list[bytes] = []  # encoded metrics.jsonl lines not yet appended
         self._report_mode = False
         self._announced: deque[str] = deque(maxlen=64)
         self._oom: str | None = None
@@ -151,38 +152,12 @@ class Ingestor:
         self._flags: list[str] = []
         self._dirty = False
         self._last_write = 0.0
-        self._ckpt_mtime: int | None = None
-        self._ckpt_scanned_at = -1e18
-        self._checkpoints = 0
+        self._ckpt = FolderCount(self.run_dir / CHECKPOINTS)
         self._errors: set[str] = set()
         self._paused_at: float | None = None
         self._found = CheckpointFinder.for_run(self.run_dir, spec, since=clock())
 
     # --- start-up ---------------------------------------------------------------------------
-
-    def _previous_summary(self) -> dict[str, Any]:
-        try:
-            raw = read_json(self.run_dir / SUMMARY)
-        except (FileNotFoundError, ShapeError):
-            return {}
-        return raw if isinstance(raw, dict) else {}
-
-    def _start_offset(self, name: str, state: dict[str, Any], key: str) -> int:
-        """Where this attempt's part of an append-only file begins.
-
-        The previous attempt's final offset when it recorded one; else the current end (its
-        output was consumed, or its supervisor died and the tail is lost either way).
-        """
-        try:
-            size = os.stat(self.run_dir / name).st_size
-        except OSError:
-            size = 0
-        recorded = state.get(key)
-        if state.get("final") and isinstance(recorded, int) and 0 <= recorded <= size:
-            return recorded
-        if name == REPORT:  # a torn last record is cut by the next writer: start before it
-            return _after_last_newline(self.run_dir / name, size)
-        return size
 
     def _replay(self) -> None:
         """Rebuild the summary state from the history of earlier attempts (once)."""
@@ -212,8 +187,7 @@ class Ingestor:
         try:
             self._poll(final)
         except Exception as exc:
-            self.dropped += sum(1 for r in self._records if r)
-            self._records = []
+            self._batch.drop_pending()
             kind = type(exc).__name__
             if kind not in self._errors:
                 self._errors.add(kind)
@@ -230,13 +204,13 @@ class Ingestor:
         arrived |= self._read_output(final, now)
         for found in self._found.poll(now, final=final):
             self._record_found(found)
-        if self._records:
+        if self._batch.records:
             self._append()
         if arrived:
             if self._last_arrival is not None and now > self._last_arrival:
                 self._gaps.append(now - self._last_arrival)
             self._last_arrival = now
-        if self._scan_checkpoints(now, force=final):
+        if self._ckpt.scan(now, force=final):
             self._dirty = True
         if final:
             count = _safe_count(self._oom_kills)
@@ -262,11 +236,16 @@ class Ingestor:
     def output_rewritten(self, new_size: int) -> None:
         """``output.log`` was compacted to ``new_size`` bytes, all of them already consumed."""
         self._out_off = new_size
-        self._records.append(b"")  # the next batch records the new offset (even if empty)
+        self._batch.records.append(b"")  # the next batch records the new offset (even if empty)
 
     def write_error(self) -> str | None:
         """The first write error of ``metrics.jsonl`` (``None`` if every write succeeded)."""
-        return self._write_error
+        return self._batch.error
+
+    @property
+    def dropped(self) -> int:
+        """Metric lines that could not be written in this attempt (so far)."""
+        return self._batch.dropped
 
     def settle(self) -> int:
         """At the attempt's end: write what is pending if possible, else count it as dropped.
@@ -274,11 +253,10 @@ class Ingestor:
         Returns:
             How many metric lines were dropped in this attempt.
         """
-        if self._records:
+        if self._batch.records:
             self._append()
-        if self._records:
-            self.dropped += sum(1 for r in self._records if r)
-            self._records = []
+        if self._batch.records:
+            self._batch.drop_pending()
         return self.dropped
 
     def _append(self) -> None:
@@ -288,35 +266,12 @@ class Ingestor:
                 "a": self.attempt,
                 "ingest": {
                     "o": self._out_off - self._splitter.pending_bytes,
-                    "r": self._rep_off - len(self._report_pending),
+                    "r": self._report.offset,
                 },
             }
         )
-        try:
-            if self._appender is None:
-                self._appender = JsonlAppender(self.run_dir / METRICS)
-            self._appender.append_raw(b"".join(self._records) + marker)
-        except OSError as exc:
-            if self._write_error is None:
-                self._write_error = describe_write_error(exc, METRICS)
-                with contextlib.suppress(OSError, ValueError):  # stderr may be on that disk
-                    print(f"backprop: metrics held in memory: {self._write_error}", file=sys.stderr)
-                    sys.stderr.flush()
-            self._shed()
-            return
-        self._records = []
-        self._dirty = True
-
-    def _shed(self) -> None:
-        """Keep at most :data:`MAX_PENDING_BYTES` of pending records; count the rest."""
-        total = sum(map(len, self._records))
-        drop = 0
-        while total > MAX_PENDING_BYTES and drop < len(self._records):
-            total -= len(self._records[drop])
-            self.dropped += bool(self._records[drop])
-            drop += 1
-        if drop:
-            del self._records[:drop]
+        if self._batch.append(marker):
+            self._dirty = True
 
     @property
     def health_flags(self) -> list[str]:
@@ -337,13 +292,11 @@ class Ingestor:
 
     def close(self) -> None:
         """Release files (idempotent)."""
-        if self._appender is not None:
-            self._appender.close()
-        for fd in (self._out_fd, self._rep_fd):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self._out_fd = self._rep_fd = None
+        self._batch.close()
+        if self._out_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._out_fd)
+        self._out_fd = None
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -429,65 +382,31 @@ class Ingestor:
         step = parsed.step if parsed.step is not None else self.tracker.last_step
         event = CheckpointEvent(self.attempt, step, now, path)
         self.builder.add(event)
-        self._records.append(
+        self._batch.records.append(
             dump_json(event_record(event.attempt, event.step, event.t, event.path))
         )
-        self._ckpt_scanned_at = -1e18  # rescan now
+        self._ckpt.rescan_soon()
 
     def _record_found(self, found: Found) -> None:
         """A checkpoint the script saved by itself: the same record as an announced one."""
         step = found.step if found.step is not None else self.tracker.last_step
         self._announced.append(found.path)
         self.builder.add(CheckpointEvent(self.attempt, step, found.mtime, found.path))
-        self._records.append(found_record(self.attempt, step, found))
+        self._batch.records.append(found_record(self.attempt, step, found))
         self._dirty = True
 
     def _read_report(self, final: bool, now: float) -> bool:
-        try:
-            size = os.stat(self.run_dir / REPORT).st_size
-        except OSError:
-            return False
-        if size < self._rep_off:
-            self._rep_off, self._report_pending = size, b""
         arrived = False
-        while size > self._rep_off:
-            self._rep_fd, data = self._read_chunk(REPORT, self._rep_fd, self._rep_off, size)
-            if not data:
-                break
-            self._rep_off += len(data)
-            data = self._report_pending + data
-            cut = data.rfind(b"\n")
-            self._report_pending = data[cut + 1 :][-(1 << 20) :]
-            for line in data[: cut + 1].split(b"\n") if cut >= 0 else ():
-                if line:
-                    arrived |= self._take_report(line, now)
-            if not final:
-                break
+        for line in self._report.read(None if final else READ_PER_POLL):
+            if line:
+                arrived |= self._take_report(line, now)
         return arrived
 
     def _take_report(self, line: bytes, now: float) -> bool:
-        obj = _loads_report(line)
-        if not isinstance(obj, dict):
+        got = parse_report(line)
+        if got is None:
             return False
-        raw = obj.get("v")
-        if not isinstance(raw, dict):
-            return False
-        parsed = ParsedLine()
-        for key, value in raw.items():
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                continue
-            if not key or len(key) > 64 or not key.isprintable():
-                continue
-            if key == "total_steps":
-                if value > 0:
-                    parsed.step_total = int(value)
-                continue
-            parsed.values[key] = float(value)
-        step = obj.get("s")
-        if isinstance(step, int) and not isinstance(step, bool) and step >= 0:
-            parsed.step = step
-        ns = obj.get("ns")
-        t = ns / 1e9 if isinstance(ns, int) and not isinstance(ns, bool) else now
+        parsed, t = got
         self._report_mode = True
         resolved = self.tracker.resolve(parsed)
         if parsed.step_total:
@@ -495,7 +414,7 @@ class Ingestor:
         self.builder.total_steps = self.tracker.total or self.builder.total_steps
         if not parsed.values or self._already_recorded(resolved):
             return False
-        self._add_point(Point(self.attempt, resolved, t, parsed.values))
+        self._add_point(Point(self.attempt, resolved, now if t is None else t, parsed.values))
         return True
 
     def _already_recorded(self, step: int) -> bool:
@@ -509,39 +428,16 @@ class Ingestor:
 
     def _add_point(self, point: Point) -> None:
         self.builder.add(point)
-        self._records.append(encode_point(point.attempt, point.step, point.t, point.values))
+        self._batch.records.append(encode_point(point.attempt, point.step, point.t, point.values))
 
     # --- checkpoints, health, summary ------------------------------------------------------
-
-    def _scan_checkpoints(self, now: float, *, force: bool) -> bool:
-        """Count the files in ``checkpoints/`` when it changed (or every few seconds)."""
-        folder = self.run_dir / CHECKPOINTS
-        try:
-            mtime = os.stat(folder).st_mtime_ns
-        except OSError:
-            mtime = None
-        if (
-            not force
-            and mtime == self._ckpt_mtime
-            and now - self._ckpt_scanned_at < CHECKPOINT_RESCAN_S
-        ):
-            return False
-        self._ckpt_mtime, self._ckpt_scanned_at = mtime, now
-        count = 0
-        with contextlib.suppress(OSError):
-            for entry in os.scandir(folder):
-                if not entry.name.startswith("."):  # ".name.tmp-PID": a save in progress
-                    with contextlib.suppress(OSError):
-                        count += entry.is_file()
-        changed = count != self._checkpoints
-        self._checkpoints = count
-        return changed
 
     def _latest_checkpoint(self) -> str | None:
         """The last announced checkpoint, while it exists.
 
         Never a guess from the folder: this summary stops changing when its supervisor dies,
-        and a resume must then find the newest file itself (``lifecycle.latest_checkpoint``).
+        and a resume must then find the newest file itself
+        (``runner.control.reruns.latest_checkpoint``).
         """
         announced = self.builder.latest_announced
         return announced if announced and os.path.exists(announced) else None
@@ -568,14 +464,14 @@ class Ingestor:
         summary = self.builder.to_json(
             now=now,
             attempt=self.attempt,
-            checkpoints=self._checkpoints + self._found.count_outside(self.run_dir / CHECKPOINTS),
+            checkpoints=self._ckpt.count + self._found.count_outside(self.run_dir / CHECKPOINTS),
             latest_checkpoint=self._latest_checkpoint(),
             health=self._flags,
             running=not final,
         )
         summary["ingest"] = {
             "output_offset": self._out_off,
-            "report_offset": self._rep_off - len(self._report_pending),
+            "report_offset": self._report.offset,
             "epoch_base": self.tracker.epoch_base,
             "final": final,
             "dropped": self.dropped,
@@ -585,40 +481,6 @@ class Ingestor:
             write_json(self.run_dir / SUMMARY, summary, durable=False)
             self._last_write = now
             self._dirty = False
-
-
-def _loads_report(line: bytes) -> Any:
-    try:
-        return json.loads(line)
-    except (ValueError, RecursionError):
-        pass
-    # The report helper writes non-finite values as Python spells them (nan, inf).
-    fixed = _NONFINITE_RE.sub(_json_constant, line)
-    try:
-        return json.loads(fixed)
-    except (ValueError, RecursionError):
-        return None
-
-
-def _after_last_newline(path: Path, size: int) -> int:
-    """The offset just past the last newline within the first ``size`` bytes of ``path``."""
-    try:
-        with open(path, "rb") as f:
-            pos = size
-            while pos > 0:
-                start = max(0, pos - 65536)
-                f.seek(start)
-                cut = f.read(pos - start).rfind(b"\n")
-                if cut >= 0:
-                    return start + cut + 1
-                pos = start
-    except OSError:
-        return size
-    return 0
-
-
-def _json_constant(m: re.Match[bytes]) -> bytes:
-    return b"NaN" if m.group(2) == b"nan" else m.group(1) + b"Infinity"
 
 
 def _safe_count(read: Callable[[], int | None]) -> int | None:

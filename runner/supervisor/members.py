@@ -6,7 +6,7 @@ subreaper). Once the supervisor is gone, a grandchild that forked twice and call
 a run keeps is its environment: the supervisor gives the trainer ``BACKPROP_RUN_ID`` and
 ``BACKPROP_HOME``, and children inherit them. Those two values are the run's marker.
 
-Where the run has a cgroup (:mod:`runner.runcgroup`), its processes are members too, even
+Where the run has a cgroup (:mod:`runner.supervisor.runcgroup`), its processes are members too, even
 one that cleared its environment, and ``cgroup.kill`` ends them all at once.
 
 A process counts as a member only if it runs under our user and its initial environment
@@ -23,8 +23,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner import envnames, identity, runcgroup
+from runner import envnames, identity
 from runner.model import ProcessIdentity
+from runner.supervisor import runcgroup
 
 MAX_ENVIRON = 1024 * 1024
 

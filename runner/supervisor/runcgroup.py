@@ -8,7 +8,7 @@ trainer joins the run's cgroup between fork and exec, its descendants inherit it
 The run's cgroup is made *inside the supervisor's own* cgroup v2, so whatever limits apply to
 the supervisor (a Slurm job, a container, a systemd slice) still apply to the trainer. Where
 that is not writable (a non-delegated systemd user session, no cgroup v2), there is none and
-the run's environment marker (:mod:`runner.members`) finds its processes instead.
+the run's environment marker (:mod:`runner.supervisor.members`) finds its processes instead.
 
 It is named ``backprop-<registry key>-<run id>-<attempt>`` (the key a hash of the registry's
 path, so two registries never share one). Its path is written to ``cgroup`` in the run
@@ -27,7 +27,7 @@ from collections.abc import Callable
 from functools import lru_cache, partial
 from pathlib import Path
 
-from runner import proctree
+from runner.supervisor import proctree
 
 CGROUP_FILE = "cgroup"
 PREFIX = "backprop-"
