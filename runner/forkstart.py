@@ -48,8 +48,11 @@ _allowed = False
 
 
 def allow() -> None:
-    """Let this process fork supervisors (its entry point knows what it holds: the CLI, the
-    dispatcher). A library caller (the TUI's threads, a user's script, a test) never forks."""
+    """Let this process fork supervisors (called by entry points: the CLI, the dispatcher).
+
+    An entry point knows what its process holds; a library caller (the TUI's threads, a
+    user's script, a test) never forks.
+    """
     global _allowed
     _allowed = True
 

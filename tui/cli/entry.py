@@ -19,6 +19,10 @@ from tui.cli.run import _protect_run_separator
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``backprop`` console script."""
+    if argv is None:  # this process is the command: a run that fits starts as a fork of it
+        from runner import forkstart
+
+        forkstart.allow()
     parser = build_parser()
     completion.autocomplete(parser)  # only when the shell's completion script asks
     argv = _protect_run_separator(list(sys.argv[1:] if argv is None else argv))
