@@ -56,7 +56,16 @@ def spawn_supervisor(
             cwd=run_dir,
             log=run_dir / "supervisor.log",
             env={"PYTHONPATH": _pythonpath()},
-            title=[Path(sys.executable).name, "-m", MODULE, *args],
+            # What `ps` shows, the run first: the space is the starter's command line's.
+            title=[
+                MODULE,
+                "--run",
+                run_id,
+                "--attempt",
+                str(attempt),
+                "--home",
+                str(registry.root),
+            ],
         ):
             return
     env = dict(os.environ)
