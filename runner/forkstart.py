@@ -112,10 +112,11 @@ def fork_call(
         finally:
             os._exit(code)
     os.close(log_fd)
-    with contextlib.suppress(ChildProcessError, InterruptedError):
-        # With SIGCHLD ignored (the dispatcher) the kernel reaps it and waitpid waits for its
-        # end, then says ECHILD; either way it exits right after its fork.
-        os.waitpid(pid, 0)
+    if signal.getsignal(signal.SIGCHLD) != signal.SIG_IGN:
+        # It exits right after its fork; reap it. With SIGCHLD ignored (the dispatcher) the
+        # kernel does, and waiting would only add its scheduling to every start.
+        with contextlib.suppress(ChildProcessError, InterruptedError):
+            os.waitpid(pid, 0)
     return True
 
 
