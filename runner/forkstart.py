@@ -65,8 +65,8 @@ def fork_allowed() -> bool:
         return False
     try:
         return len(os.listdir("/proc/self/task")) == 1
-    except OSError:
-        return threading.active_count() == 1
+    except OSError:  # no /proc: no way to count native threads nor to list descriptors
+        return False
 
 
 def fork_call(
@@ -129,6 +129,8 @@ def _grandchild(
     title: Sequence[str],
 ) -> int:
     """The detached process: clean up what the parent left, run ``main``, return its code."""
+    global _allowed
+    _allowed = False  # a supervisor starts no supervisors; nor does anything it runs
     try:
         gc.freeze()  # the parent's objects stay shared pages; collections skip them
         if title:
