@@ -80,6 +80,23 @@ def queue_processes(home: Path) -> list[psutil.Process]:
         return []
 
 
+def cpu_of(procs: list[psutil.Process]) -> float:
+    return sum(sum(p.cpu_times()[:2]) for p in procs)
+
+
+def settle(procs: list[psutil.Process], quiet_s: float = 2.0, limit_s: float = 60.0) -> None:
+    """Wait until the dispatcher's start and first round are over: its CPU time has not
+    moved for ``quiet_s`` (a fixed sleep let both fall into the idle window on a loaded
+    machine: a first round over 10,000 entries alone is ~100 ms of CPU)."""
+    last, since = cpu_of(procs), time.monotonic()
+    deadline = since + limit_s
+    while time.monotonic() - since < quiet_s and time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = cpu_of(procs)
+        if now != last:
+            last, since = now, time.monotonic()
+
+
 def waiting(n: int, window_s: float, work: Path) -> tuple[float, float, int, float]:
     """PSS (bytes), CPU (% of a core) over the window, processes, and the submit time."""
     with tempfile.TemporaryDirectory(dir=work) as d:
@@ -95,7 +112,7 @@ def waiting(n: int, window_s: float, work: Path) -> tuple[float, float, int, flo
         while time.monotonic() < deadline and not procs:
             procs = queue_processes(home)
             time.sleep(0.1)
-        time.sleep(2.0)  # let it finish its first round
+        settle(procs)
         cpu0 = sum(sum(p.cpu_times()[:2]) for p in procs)
         t0 = time.monotonic()
         time.sleep(window_s)

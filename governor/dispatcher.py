@@ -272,6 +272,7 @@ class Dispatcher:
         self.gate = gate
         self._lock: int | None = None
         self._fifo: list[int] = []
+        self._preloaded = False
         # Supervisors start without waiting for each to detach; SIGCHLD ignored reaps them.
         self.backend = LocalBackend(wait=False)
         self.watches: dict[str, RunWatch] = {}
@@ -319,6 +320,12 @@ class Dispatcher:
                 rnd = Round(self.registry, settings, self.snapshot, gate=self.gate)
             rnd.settings = settings  # edits to backprop.toml apply at the next round
             res = rnd.run()
+            if (res.started or res.respawn) and not self._preloaded:
+                # Once, before the first start: every supervisor forked from here shares it.
+                from runner.control.spawn import preload
+
+                preload()
+                self._preloaded = True
             start_admitted(self.registry, res, self.backend)
             if self.watch_gpus(settings):
                 res.hint(settings.sample_interval_s)
@@ -419,6 +426,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    # Supervisors are forks of this process (single-threaded; runner.forkstart cleans up
+    # what they inherit): no interpreter's start per run.
+    from runner import forkstart
+
+    forkstart.allow()
     return Dispatcher(Registry(args.home), idle_s=args.idle).serve()
 
 

@@ -122,6 +122,9 @@ class SubmitOptions:
     after: Sequence[Dependency] = ()
     checkpoint_globs: Sequence[str] = ()
     placement: Placement | None = None  # where the supervisor runs (None: local)
+    # The caller records the provenance itself after starting the runs (record_provenance):
+    # git and package metadata cost tens of ms a trainer need not wait for.
+    provenance_later: bool = False
 
 
 def submit(
@@ -172,9 +175,8 @@ def submit_many(
     filled = replace(opts, config=config, env=base_env, retry=policy)
     specs: list[RunSpec] = []
     prov: tuple[dict[str, Any], bytes] | None = None
-    with contextlib.suppress(Exception):  # provenance is a record, never a reason not to run
-        # Once for a whole sweep: its runs share the code, the interpreter and the host.
-        prov = provenance.collect(Path(opts.cwd or os.getcwd()).resolve(), runs[0][0], opts.script)
+    if not opts.provenance_later:
+        prov = _collect(runs[0][0], opts)
     ids = registry.allocate_ids(len(runs))
     with queue.locked():
         for run_id, (command, name) in zip(ids, runs, strict=True):
@@ -183,6 +185,34 @@ def submit_many(
     if opts.start:
         queue.poke()
     return specs
+
+
+def _collect(command: Sequence[str], opts: SubmitOptions) -> tuple[dict[str, Any], bytes] | None:
+    """The provenance of a submission; ``None`` when it cannot be had.
+
+    Once for a whole sweep: its runs share the code, the interpreter and the host.
+    """
+    with contextlib.suppress(Exception):  # provenance is a record, never a reason not to run
+        return provenance.collect(Path(opts.cwd or os.getcwd()).resolve(), command, opts.script)
+    return None
+
+
+def record_provenance(registry: Registry, specs: Sequence[RunSpec]) -> None:
+    """Write the provenance of runs submitted with ``provenance_later`` (after their start).
+
+    The submitting command is still the only writer of ``provenance.json``; the state of the
+    code it records is that of a few milliseconds later. Not synced: a record, not a run's
+    truth (a crash right after loses it, as a crash before the submission would).
+    """
+    if not specs:
+        return
+    first = specs[0]
+    prov = _collect(first.command, SubmitOptions(cwd=first.cwd, script=first.script))
+    if prov is None:
+        return
+    for spec in specs:
+        with contextlib.suppress(Exception):  # provenance is a record, never a reason not to run
+            provenance.write(registry.run_dir(spec.id), *prov)
 
 
 def _record(

@@ -16,9 +16,12 @@ from tui.cli.conventions import EXIT_FAIL, EXIT_OK, EXIT_PIPE, EXIT_USAGE, Usage
 from tui.cli.parser import build_parser
 from tui.cli.run import _protect_run_separator
 
+NO_FORK = frozenset({"tui"})
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``backprop`` console script."""
+    own_process = argv is None  # the process's own command line, not a caller's list
     parser = build_parser()
     completion.autocomplete(parser)  # only when the shell's completion script asks
     argv = _protect_run_separator(list(sys.argv[1:] if argv is None else argv))
@@ -32,6 +35,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             parser.print_help()
             return EXIT_OK
+    if own_process and args.command not in NO_FORK:
+        # This process is the command: a run that fits starts as a fork of it (the TUI keeps
+        # the new interpreter: its heap is large and its threads make forking unsafe).
+        from runner import forkstart
+
+        forkstart.allow()
     try:
         ctx = Context(args)
         code = int(args.func(ctx))

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from runner.metrics.reingest import ReingestError, reingest
-
 
 def cmd_reingest(ctx: Any) -> int:
     """Continue the run's metric capture where it stopped; print what was added."""
+    # Here, not at the top: the parser loads this module for every command, and the metric
+    # capture it needs is a third of the CLI's imports (``backprop run`` never uses it).
+    from runner.metrics.reingest import ReingestError, reingest
+
     run_id = ctx.resolve(ctx.args.id)
     try:
         result = reingest(ctx.registry, run_id)

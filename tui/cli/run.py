@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from runner.config import ConfigError
+from runner.control import submission
 from runner.model import Status
 from runner.notify_rules import run_rules
 from runner.request import RequestError, RunRequest, parse_run_request
@@ -132,16 +133,17 @@ def cmd_run(ctx: Context) -> int:
         **queue.submit_options(ctx),
         notify=run_rules(a.notify, a.notify_cmd, a.notify_timeout),
         after=pipeline.dependencies(ctx),
+        provenance_later=True,
     )
+    queue.kick(ctx)  # what fits starts now; the provenance is written while it starts
+    submission.record_provenance(ctx.registry, specs)
     if group is not None:
-        queue.kick(ctx)
         ctx.emit(
             {"ids": [s.id for s in specs], "group": group},
             "\n".join(f"submitted run {s.id} ({s.name})" for s in specs),
         )
         return EXIT_OK
     (spec,) = specs
-    queue.kick(ctx)
     if not a.follow:
         ctx.emit({"id": spec.id, "name": spec.name}, f"submitted run {spec.id} ({spec.name})")
         return EXIT_OK
