@@ -31,7 +31,7 @@ from runner.model import Resources, Status
 from runner.placement import Placement
 from runner.registry import Registry
 from runner.tickets import ADMITTED, Queue
-from tests.conftest import ROOT, wait_until
+from tests.conftest import ROOT, Cli, wait_until
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -388,3 +388,31 @@ def _alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_backprop_run_backend_flags_place_the_run_on_slurm(cluster: SlurmBackend, cli: Cli) -> None:
+    out = cli.json(
+        "run",
+        "--backend",
+        "slurm",
+        "--partition",
+        "debug",
+        "--slurm-arg=--hold",  # never starts: this test is about the record and the stop
+        "--name",
+        "placed",
+        sys.executable,
+        "-c",
+        "import time; time.sleep(60)",
+    )
+    reg = Registry(cli.home)
+    where = reg.read_spec(out["id"]).placement
+    assert (where.backend, where.partition, where.extra_args) == ("slurm", "debug", ("--hold",))
+    cli("stop", out["id"])
+    cli.wait_status(out["id"], "stopped")
+    for bad, words in (
+        (["--partition", "gpu"], "need --backend slurm"),
+        (["--backend", "slurm", "--slurm-arg", "qos"], "one option like --qos=high"),
+        (["--backend", "slurm", "--ray-address", "http://x"], "needs --backend ray"),
+    ):
+        proc = cli("run", *bad, "true", check=False)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and words in proc.stderr

@@ -220,3 +220,15 @@ def test_backend_flags_override_the_backend_section_key_by_key() -> None:
         placement_from(Config(raw={"backend": {"queue": "x"}}))
     with pytest.raises(ConfigError, match="list of strings"):
         placement_from(Config(raw={"backend": {"name": "slurm", "slurm_args": [1]}}))
+
+
+def test_a_run_request_names_its_backend_or_leaves_it_to_the_configuration() -> None:
+    from runner.request import RequestError, parse_run_request
+
+    req = parse_run_request(
+        "train.py", [], backend="Slurm", partition=" gpu ", slurm_args=["--qos=high"]
+    )
+    assert (req.backend, req.partition, req.slurm_args) == ("slurm", "gpu", ("--qos=high",))
+    assert parse_run_request("train.py", []).backend is None  # [backend] decides
+    with pytest.raises(RequestError, match="backend: unknown 'pbs'"):
+        parse_run_request("train.py", [], backend="pbs")
