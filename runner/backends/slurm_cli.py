@@ -25,8 +25,30 @@ ACTIVE_STATES = frozenset(
 WAITING_STATES = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"})
 
 
-class SlurmError(RuntimeError):
-    """A Slurm command failed or is missing (one-line message in Slurm's words)."""
+# Words of a failure that may pass by itself (the controller is down, busy or restarting).
+_TRANSIENT = (
+    "unable to contact slurm controller",
+    "did not answer",
+    "socket timed out",
+    "temporarily",
+    "try again",
+    "connection refused",
+    "slurmctld not responding",
+)
+
+
+class SlurmError(OSError):
+    """A Slurm command failed or is missing (one-line message in Slurm's words).
+
+    An ``OSError``: like a file system that does not answer, the caller keeps its records and
+    tries again later (the dispatcher does).
+    """
+
+    @property
+    def transient(self) -> bool:
+        """Whether trying again later may succeed (else Slurm refused: a bad partition...)."""
+        text = str(self).lower()
+        return any(word in text for word in _TRANSIENT)
 
 
 class NoAccounting(SlurmError):

@@ -209,7 +209,7 @@ def test_two_one_gpu_runs_get_different_devices_and_a_third_waits_for_one(
 ) -> None:
     show = (
         "import os, time; print('CVD=' + os.environ.get('CUDA_VISIBLE_DEVICES', '-'), flush=True);"
-        " time.sleep(4)"
+        " time.sleep(120)"
     )
     a, b, c = (submit(reg, ["-c", show], gpus=1, name=n) for n in ("ga", "gb", "gc"))
     for run_id in (a, b):
@@ -228,10 +228,15 @@ def test_two_one_gpu_runs_get_different_devices_and_a_third_waits_for_one(
     assert reg.load(c).status is Status.STOPPED and "pending in Slurm" in reg.load(c).reason
     seen = set()
     for run_id in (a, b):
-        wait_status(reg, run_id, Status.COMPLETED)
-        out = (reg.run_dir(run_id) / "output.log").read_text()
+        out = wait_until(
+            lambda r=run_id: "CVD=" in (t := (reg.run_dir(r) / "output.log").read_text()) and t,
+            message="the device it was given",
+        )
         seen.add(out.split("CVD=")[1].split()[0])
+        cluster.cancel(reg, run_id, force=True)
     assert seen == {"0", "1"}
+    for run_id in (a, b):
+        wait_status(reg, run_id, Status.STOPPED)
 
 
 def test_sigterm_from_slurm_is_a_preemption(cluster: SlurmBackend, reg: Registry) -> None:
@@ -416,3 +421,14 @@ def test_backprop_run_backend_flags_place_the_run_on_slurm(cluster: SlurmBackend
     ):
         proc = cli("run", *bad, "true", check=False)
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and words in proc.stderr
+
+
+def test_a_job_slurm_refuses_ends_the_run_failed_with_slurms_words(
+    cluster: SlurmBackend, reg: Registry
+) -> None:
+    run_id = submit(reg, ["-c", "pass"], extra=["--partition=no-such-partition"])
+    with pytest.raises(slurm_cli.SlurmError, match="Invalid partition"):
+        start(cluster, reg, run_id)
+    view = reg.load(run_id)
+    assert view.status is Status.FAILED and "Slurm refused the job" in view.reason
+    assert cluster.submit(reg, run_id, 1) == ""  # never submitted again

@@ -232,3 +232,15 @@ def test_a_run_request_names_its_backend_or_leaves_it_to_the_configuration() -> 
     assert parse_run_request("train.py", []).backend is None  # [backend] decides
     with pytest.raises(RequestError, match="backend: unknown 'pbs'"):
         parse_run_request("train.py", [], backend="pbs")
+
+
+def test_a_refusal_ends_the_run_and_an_absent_controller_is_tried_again() -> None:
+    refused = SlurmError("sbatch: Batch job submission failed: Invalid partition name specified")
+    assert not refused.transient and isinstance(refused, OSError)
+    for words in (
+        "sbatch: Batch job submission failed: Unable to contact slurm controller (connect failure)",
+        "sbatch did not answer in 20s",
+        "sbatch: Slurm temporarily unable to accept job, sleeping and retrying",
+    ):
+        assert SlurmError(words).transient, words
+    assert not SlurmError("sbatch not found: Slurm's client tools are not installed").transient
