@@ -244,3 +244,14 @@ def test_a_refusal_ends_the_run_and_an_absent_controller_is_tried_again() -> Non
     ):
         assert SlurmError(words).transient, words
     assert not SlurmError("sbatch not found: Slurm's client tools are not installed").transient
+
+
+def test_backprop_init_documents_backend_and_its_defaults_read_back_as_local() -> None:
+    import tomllib
+
+    from runner.backends.settings import placement_from
+    from runner.config import Config, default_config_text
+
+    raw = tomllib.loads(default_config_text())
+    assert set(raw["backend"]) == {"name", "partition", "account", "slurm_args", "ray_address"}
+    assert placement_from(Config(raw=raw)) == Placement()
