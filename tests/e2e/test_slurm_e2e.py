@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -228,8 +229,8 @@ def test_two_one_gpu_runs_get_different_devices_and_a_third_waits_for_one(
     assert reg.load(c).status is Status.STOPPED and "pending in Slurm" in reg.load(c).reason
     seen = set()
     for run_id in (a, b):
-        out = wait_until(
-            lambda r=run_id: "CVD=" in (t := (reg.run_dir(r) / "output.log").read_text()) and t,
+        out: str = wait_until(
+            partial(_output_once, reg.run_dir(run_id) / "output.log", "CVD="),
             message="the device it was given",
         )
         seen.add(out.split("CVD=")[1].split()[0])
@@ -384,6 +385,12 @@ def _resume_node() -> bool:
         capture_output=True,
     )
     return False
+
+
+def _output_once(log: Path, words: str) -> str:
+    """The run's output once it holds ``words`` (else empty)."""
+    text = log.read_text()
+    return text if words in text else ""
 
 
 def _ctld_config(key: str) -> str:

@@ -215,7 +215,7 @@ def test_backend_flags_override_the_backend_section_key_by_key() -> None:
         ({"backend": "slurm", "slurm_args": ["qos"]}, "one option"),
     ):
         with pytest.raises(ConfigError, match=words):
-            placement_from(Config(), **kwargs)  # type: ignore[arg-type]
+            placement_from(Config(), **kwargs)
     with pytest.raises(ConfigError, match="unknown keys: queue"):
         placement_from(Config(raw={"backend": {"queue": "x"}}))
     with pytest.raises(ConfigError, match="list of strings"):
