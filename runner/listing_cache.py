@@ -28,7 +28,7 @@ from pathlib import Path
 from runner.durable import write_atomic
 from runner.model import SCHEMA, Status
 
-_HEADER = "backprop-listing-cache-v2"
+_HEADER = "backprop-listing-cache-v3"  # v3: entries carry the backend
 MAX_CACHE_BYTES = 512 * 1024 * 1024
 # The files of a run folder a listing entry is built from.
 STAMPED = ("spec.json", "state.json", "summary.json")

@@ -67,6 +67,7 @@ STARTUP_GRACE_S = 30.0
 # file-system timestamp tick can never keep a stale entry.
 CACHE_SETTLE_S = 2.0
 ID_WIDTH = 6
+_BACKEND_KEY = '"backend":"'  # in a cached listing entry (compact JSON)
 
 
 class RunNotFound(LookupError):
@@ -122,6 +123,19 @@ class RunView:
         return self.spec.name if self.spec else self.id
 
     @property
+    def backend(self) -> str:
+        """The backend that runs the run (``local`` when the spec says none or is unreadable)."""
+        if self.raw is not None:
+            # Found in the text, not by decoding it: ``ls --json`` of 10,000 cached entries
+            # decodes none. The key is written last and no nested object has one.
+            at = self.raw.rfind(_BACKEND_KEY)
+            if at < 0:
+                return "local"
+            start = at + len(_BACKEND_KEY)
+            return self.raw[start : self.raw.find('"', start)] or "local"
+        return self.spec.placement.backend if self.spec else "local"
+
+    @property
     def attempt(self) -> int:
         """Latest attempt number (0 before the first supervisor reported)."""
         if self.cached is not None:
@@ -168,6 +182,7 @@ class RunView:
             "queue": _queue_json(self.ticket),
             "attempt_text": _attempt_text(self.attempt, self.ticket),
             "after": [d.to_json() for d in spec.after] if spec else [],
+            "backend": spec.placement.backend if spec else "local",
         }
 
 

@@ -30,8 +30,9 @@ class SummaryBuilder:
     Only the primary metric's latest points are kept (steps, values, running best), in
     compact arrays in step order, so that a resume that rewinds the history also rewinds the
     best value. Records are placed by :class:`~runner.metrics.history.StepRule`; :attr:`metrics`
-    holds each metric's value at its highest step (one a resume dropped is gone until
-    reported again).
+    holds each metric's value at its highest step (one a resume dropped is gone until the
+    latest attempt reports it again: a late line of an older attempt cannot bring it back, since
+    the value that attempt left at a higher step is no longer known).
     Past :data:`KEEP_POINTS` the older half folds into a floor (its best and count), so a
     run of millions of steps costs the supervisor no more memory than a short one; a rewind
     further back than the kept points keeps the floor's best.
@@ -48,6 +49,7 @@ class SummaryBuilder:
         self.records = 0
         self.metrics: dict[str, float] = {}
         self._metric_steps: dict[str, int] = {}
+        self._dropped: set[str] = set()  # metrics a resume dropped, until reported again
         self._rule = StepRule()
         self.total_steps: int | None = None
         self.latest_announced: str | None = None
@@ -89,13 +91,19 @@ class SummaryBuilder:
             ]
             for k in gone:
                 del self._metric_steps[k], self.metrics[k]
+            self._dropped.update(k for k in gone if k != self.primary)  # its history is kept
             if self.primary in gone and self._values:  # the primary's history is kept
                 self.metrics[self.primary] = self._values[-1]
                 self._metric_steps[self.primary] = self._steps[-1]
         value = rec.values.get(self.primary)
         if value is not None:
             self._place(rec.attempt, s, value)
+        latest = rec.attempt == self._rule.attempt
         for k, v in rec.values.items():
+            if k in self._dropped:
+                if not latest:
+                    continue  # an older attempt's late line: its higher steps are unknown now
+                self._dropped.discard(k)
             if k in self.metrics:
                 if s >= self._metric_steps[k]:
                     self.metrics[k], self._metric_steps[k] = v, s

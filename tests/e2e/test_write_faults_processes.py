@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from runner import identity, members, runcgroup
+from runner import identity
 from runner.model import ProcessIdentity, RunState, Status
 from runner.registry import OUTPUT, STATE
+from runner.supervisor import members, runcgroup
 from runner.supervisor.adopt import takeover
 from tests.unit.test_write_faults import make_registry
 

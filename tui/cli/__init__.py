@@ -6,7 +6,8 @@ command gets), ``conventions`` (exit codes, usage errors, --version), ``completi
 start, rm, resume, fork, rerun), ``show`` (ls, show, inspect), ``logs``, ``pipeline``
 (--after, wait, ls filters), ``queue``, ``export`` (export-metrics, plot), ``compare``,
 ``bundle`` (export, import), ``reingest``, ``init``, ``status``, ``ui`` (tui, demo);
-``render`` holds the human tables.
+``render`` holds the human tables, ``backends`` where runs run (``ls --backend``, ``show``'s
+backend lines, ``status``'s reachability).
 """
 
 from __future__ import annotations

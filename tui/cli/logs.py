@@ -13,9 +13,13 @@ from runner.control import run_actions
 from runner.control.errors import LifecycleError
 from runner.model import Status
 from runner.registry import OUTPUT, Registry, RunNotFound, RunView
+from runner.tail import LineTail
 from runner.textsafe import sanitize_line
 from tui.cli.context import Context
 from tui.cli.conventions import EXIT_OK
+
+# A line longer than this is shown cut (its head), never buffered whole.
+MAX_LINE = 64 * 1024
 
 
 def follow(
@@ -28,10 +32,8 @@ def follow(
     from_offset: int = 0,
 ) -> RunView:
     """Stream a run's output until it ends. Ctrl-C: graceful stop, twice: force stop."""
-    path = registry.run_dir(run_id) / OUTPUT
-    offset = from_offset
+    tail = _tail(registry.run_dir(run_id) / OUTPUT, from_offset)
     interrupts = 0
-    pending = b""
 
     def on_int(signum: int, frame: Any) -> None:
         nonlocal interrupts
@@ -47,39 +49,43 @@ def follow(
     try:
         while True:
             view = registry.load(run_id)
-            offset, pending = _pump(path, offset, pending, out, raw)
+            _pump(tail, out, raw)
             if view.status.finished or view.status is Status.CORRUPT:
-                offset, pending = _pump(path, offset, pending, out, raw)
-                if pending:
-                    out.write(_render(pending, raw) + "\n")
-                out.flush()
+                _pump(tail, out, raw)
+                _finish(tail, out, raw)
                 return view
             time.sleep(0.1)
     finally:
         signal.signal(signal.SIGINT, old)
 
 
-def _pump(path: Path, offset: int, pending: bytes, out: Any, raw: bool) -> tuple[int, bytes]:
+def _tail(path: Path, offset: int) -> LineTail:
+    """The output's reader: a file compacted by the output cap goes on from its new end."""
+    return LineTail(path, offset, max_line=MAX_LINE, rewrite="end")
+
+
+def _pump(tail: LineTail, out: Any, raw: bool) -> None:
+    """Write every complete line appended since the last call."""
+    wrote = False
+    for batch in tail.batches():
+        for line in batch:
+            out.write(_render(line, raw) + "\n")
+        wrote = True
+    if wrote:
+        out.flush()
+
+
+def _finish(tail: LineTail, out: Any, raw: bool) -> None:
+    """Write the last line when the run ended without a newline after it."""
     try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        return offset, pending
-    if size < offset:  # compacted by the output cap: continue from its new end
-        offset = size
-    if size == offset:
-        return offset, pending
-    with open(path, "rb") as f:
-        f.seek(offset)
-        data = f.read(min(size - offset, 8 * 1024 * 1024))
-    offset += len(data)
-    data = pending + data
-    cut = data.rfind(b"\n")
-    if cut < 0:
-        return offset, data[-65536:]
-    for line in data[:cut].split(b"\n"):
-        out.write(_render(line, raw) + "\n")
+        with open(tail.path, "rb") as f:
+            f.seek(tail.offset)
+            rest = f.read(MAX_LINE)
+    except OSError:
+        rest = b""
+    if rest:
+        out.write(_render(rest.split(b"\n", 1)[0], raw) + "\n")
     out.flush()
-    return offset, data[cut + 1 :]
 
 
 def _render(line: bytes, raw: bool) -> str:
@@ -107,9 +113,9 @@ def cmd_logs(ctx: Context) -> int:
         except KeyboardInterrupt:
             pass
         return EXIT_OK
-    _, pending = _pump(path, start, b"", sys.stdout, ctx.args.raw)
-    if pending:
-        print(_render(pending, ctx.args.raw))
+    tail = _tail(path, start)
+    _pump(tail, sys.stdout, ctx.args.raw)
+    _finish(tail, sys.stdout, ctx.args.raw)
     return EXIT_OK
 
 

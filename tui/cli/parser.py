@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Callable
 
 from tui.cli import (
+    backends,
     bundle,
     compare,
     completion,
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--status", help="only these statuses, e.g. running,queued")
     ls.add_argument("--group", help="only this group")
     pipeline.add_ls_filters(ls)
+    backends.add_backend_filter(ls)
     pipeline.add_wait_arguments(
         cmd("wait", pipeline.cmd_wait, "block until runs end; one line per run as it ends")
     )

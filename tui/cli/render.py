@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from runner.backends.where import Where
 from runner.config import format_duration
 from runner.registry import RunView
 from runner.textsafe import safe_label
-from tui.cli import pipeline
+from tui.cli import backends, pipeline
 
 
 def _fmt_num(value: Any) -> str:
@@ -33,15 +34,23 @@ def _duration_of(view: RunView) -> str:
     return format_duration((end or time.time()) - start)
 
 
-def print_table(views: Sequence[RunView]) -> None:
-    """The human ``ls`` table (a GROUP column appears once any run belongs to a group)."""
+def print_table(views: Sequence[RunView], wheres: Mapping[str, Where] | None = None) -> None:
+    """The human ``ls`` table (a GROUP column appears once any run belongs to a group).
+
+    A BACKEND column appears once any run is not local (``wheres``: where the remote runs
+    are, see :func:`tui.cli.backends.wheres`).
+    """
     docs = [v.to_json() for v in views]
     with_group = any(d.get("group") for d in docs)
+    found = wheres or {}
+    with_backend = any(v.backend != "local" for v in views)
     primaries = {str(d.get("primary_metric") or "loss") for d in docs}
     metric = primaries.pop().upper() if len(primaries) == 1 else "METRIC"
     head = ["ID", "NAME", "STATUS", "STEP", metric[:16], "ATT", "TIME", "REASON"]
     if with_group:
         head.insert(2, "GROUP")
+    if with_backend:
+        head.insert(head.index("STATUS") + 1, "BACKEND")
     rows = [tuple(head)]
     for v, d in zip(views, docs, strict=True):
         health = ",".join(d.get("health") or [])
@@ -54,8 +63,10 @@ def print_table(views: Sequence[RunView]) -> None:
             _fmt_num(d.get("loss")),
             str(d.get("attempt") or "-"),
             _duration_of(v),
-            safe_label(reason, 60),
+            safe_label(reason, 60) + backends.reason_note(v, found.get(v.id)),
         ]
+        if with_backend:
+            row.insert(3, backends.backend_cell(v, found.get(v.id)))
         if with_group:
             row.insert(2, safe_label(str(d.get("group") or "-"), 20))
         rows.append(tuple(row))
@@ -98,6 +109,7 @@ def print_details(
         ("pid", _fmt_num(d.get("pid"))),
         ("gpus", ",".join(map(str, d.get("gpus") or [])) or "-"),
     ]
+    fields += backends.where_fields(d)
     if d.get("parent"):
         fields.append(("forked from", f"{d['parent']['run_id']} @ {d['parent']['checkpoint']}"))
     fields += pipeline.dependency_fields(d)

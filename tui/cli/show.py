@@ -10,7 +10,7 @@ from runner import provenance
 from runner.control import readout
 from runner.control.errors import LifecycleError
 from runner.privacy import masked_env
-from tui.cli import pipeline, queue
+from tui.cli import backends, pipeline, queue
 from tui.cli.context import Context
 from tui.cli.conventions import EXIT_OK
 from tui.cli.render import print_details, print_env, print_table
@@ -25,13 +25,14 @@ def cmd_ls(ctx: Context) -> int:
         views = [v for v in views if v.status.value in wanted]
     if ctx.args.group:
         views = [v for v in views if v.to_json().get("group") == ctx.args.group]
+    views = backends.filter_backend(views, ctx.args.backend)
     views = pipeline.filter_runs(views, ctx.args)
     if ctx.json:
-        sys.stdout.write(pipeline.ls_json(views, everything))
+        sys.stdout.write(backends.ls_json(ctx.registry, views, everything))
     elif not views:
         print(f"no runs in {ctx.registry.root}")
     else:
-        print_table(views)
+        print_table(views, backends.wheres(ctx.registry, views))
     return EXIT_OK
 
 
@@ -42,6 +43,7 @@ def cmd_show(ctx: Context) -> int:
     view = ctx.registry.load(run_id)
     events = readout.events(ctx.registry, run_id)
     doc = pipeline.show_doc(ctx.registry, view)
+    doc.update(backends.where_doc(ctx.registry, view))
     prov = provenance.read(ctx.registry.run_dir(run_id))
     env = masked_env(view.spec.env if view.spec else {}, show=ctx.args.show_env)
     if ctx.json:

@@ -1,8 +1,8 @@
-"""``backprop status``: the machine, the GPUs, the admission bucket and the queue."""
+"""``backprop status``: the machine, the GPUs, the bucket, the queue and the backends."""
 
 from __future__ import annotations
 
-from tui.cli import queue
+from tui.cli import backends, queue
 from tui.cli.context import Context
 from tui.cli.conventions import EXIT_OK
 
@@ -13,5 +13,12 @@ def cmd_status(ctx: Context) -> int:
 
     queue.ensure(ctx)
     report = status_report(ctx.registry, ctx.config)
-    ctx.emit(report, lambda: print(render_status(report)))
+    names = backends.configured_backends(ctx.config, ctx.registry.list_runs())
+    report["backends"] = backends.reachability(names)
+    ctx.emit(
+        report,
+        lambda: print(
+            render_status(report) + "\n" + backends.render_reachability(report["backends"])
+        ),
+    )
     return EXIT_OK

@@ -23,8 +23,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from runner.backends.where import ENGINE, INTENT_NAME
 from runner.model import ID_RE
-from runner.registry import METRICS, OUTPUT, STATE
+from runner.registry import METRICS, OUTPUT, SUMMARY
 from tui.feed.reader import BUSY_READ_S, VIEW_EVERY_S, FeedReader
 from tui.feed.snapshot import Interest, Snapshot
 
@@ -44,7 +45,7 @@ IDLE_STEP_MS = 100
 DEBOUNCE_MS = 100
 DRAIN_STEP_MS = 2  # taking the events gathered while the thread slept
 # File names that change a run's listing entry.
-_VIEW_FILES = frozenset({"state.json", "spec.json", "summary.json"})
+_VIEW_FILES = frozenset({"state.json", "spec.json", "summary.json", ENGINE})
 # Names of files being written or removed by others (atomic replace, trash, import).
 _TEMP_PREFIXES = (".tmp-", ".trash-", ".import-")
 
@@ -268,10 +269,10 @@ class Producer(FeedReader):
             elif name == METRICS:
                 self._dirty_metrics.add(run_id)
                 self._written(run_id)
-            elif name in _VIEW_FILES:
+            elif name in _VIEW_FILES or INTENT_NAME.match(name):
                 self._dirty_views.add(run_id)
-                if name == STATE:
-                    self._view_loaded_at.pop(run_id, None)  # lifecycle: reload at once
+                if name != SUMMARY:  # lifecycle, submission, the engine's word: reload at once
+                    self._view_loaded_at.pop(run_id, None)
 
     def _written(self, run_id: str) -> None:
         """A run's output or metrics grew: busy once they grew in BUSY_BATCHES batches running."""

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from types import MappingProxyType
 
 from governor.probes import GpuSnapshot, HostInfo, probe_gpus, probe_host
+from runner.backends.where import ENGINE, where
 from runner.model import Status
 from runner.registry import METRICS, OUTPUT, STATE, Registry, RunNotFound, RunView
 from runner.textsafe import safe_label
@@ -207,10 +208,15 @@ class FeedReader:
         for run_id, view in self._views.items():
             if view.status.active:
                 continue
+            folder = self.registry.runs_dir / run_id
             try:
-                stamp = os.stat(self.registry.runs_dir / run_id / STATE).st_mtime_ns
+                stamp = os.stat(folder / STATE).st_mtime_ns
             except OSError:
                 stamp = 0
+            row = self._rows.get(run_id)
+            if row is not None and row.backend != "local":  # the engine may speak up later
+                with contextlib.suppress(OSError):
+                    stamp += os.stat(folder / ENGINE).st_mtime_ns
             if self._state_stamps.setdefault(run_id, stamp) != stamp:
                 self._state_stamps[run_id] = stamp
                 self._dirty_views.add(run_id)
@@ -307,7 +313,8 @@ class FeedReader:
         base = self._bases.get(run_id)
         if base is None or base[0] is not view:  # the view was re-read: build its row again
             metric = primary_metric(view)
-            base = self._bases[run_id] = (view, row_from_view(view), metric)
+            remote = where(self.registry, run_id) if view.backend != "local" else None
+            base = self._bases[run_id] = (view, row_from_view(view, where=remote), metric)
             view.forget_decoded()  # the row has what the TUI shows
         _, row, metric = base
         tail = self._metric_tails.get(run_id)

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from runner.backends.where import Where
 from runner.registry import RunView
 from runner.textsafe import safe_label
 from tui.feed.snapshot import RunRow
@@ -33,16 +34,38 @@ def primary_metric(view: RunView) -> str:
     return str(view.to_json().get("primary_metric") or "loss")
 
 
-def row_from_view(view: RunView, digest: MetricDigest | None = None) -> RunRow:
+def row_from_view(
+    view: RunView, digest: MetricDigest | None = None, where: Where | None = None
+) -> RunRow:
     """Build a :class:`RunRow` from a registry view and, if read, its metric digest.
 
     The metric history wins over ``summary.json`` for step and loss: it is read on every
-    change, while the summary is only as fresh as its last rewrite.
+    change, while the summary is only as fresh as its last rewrite. ``where``: where a
+    remote run is (:func:`runner.backends.where.where`); ``None`` for a local run.
     """
     d = view.to_json()
     metric = str(d.get("primary_metric") or "loss")
     row = _row_from_json(view, d, metric)
+    if where is not None and not where.is_local:
+        row = with_where(row, where)
     return row if digest is None else with_digest(row, digest, metric)
+
+
+def with_where(row: RunRow, w: Where) -> RunRow:
+    """``row`` with its backend, host, job id and the engine's view (made terminal-safe).
+
+    A run queued on both sides shows the engine's reason (Slurm's pending reason).
+    """
+    queued = w.queue_reason(row.status)
+    return replace(
+        row,
+        backend=safe_label(w.backend, 20),
+        host=safe_label(w.host, 100),
+        job_id=safe_label(w.handle, 100),
+        engine=safe_label(w.engine_text(), 200),
+        engine_disagrees=w.disagrees(row.status),
+        reason=safe_label(f"{w.backend}: {queued}", 300) if queued else row.reason,
+    )
 
 
 def with_digest(row: RunRow, digest: MetricDigest, metric: str) -> RunRow:

@@ -80,6 +80,12 @@ class RunRow:
     after: tuple[tuple[str, str], ...] = ()  # (run id, "ok" | "any"): what it waits for
     spark: tuple[float, ...] = ()
     metric_names: tuple[str, ...] = ()
+    # Where it runs (see runner.backends.where): empty for a local run.
+    backend: str = "local"
+    host: str = ""
+    job_id: str = ""
+    engine: str = ""  # the engine's last word ("ended (COMPLETED)"), "" when never asked
+    engine_disagrees: bool = False
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,7 @@ def fork_dialog(name: str) -> FormDialog[ForkAnswer]:
 
 def filter_dialog(current: str, on_change: Callable[[str], None]) -> FormDialog[str]:
     """Filter the tree as you type; Enter keeps the filter, Esc puts the old one back."""
-    fields = [Field("text", "Filter", current, "name, id, group or status:failed")]
+    fields = [Field("text", "Filter", current, "name, id, group, status:failed or backend:slurm")]
     return FormDialog(
         "Filter runs",
         fields,

@@ -28,6 +28,10 @@ def detail_text(
     if key == "id":
         attempt = row.attempt_text or f"attempt {row.attempt or '-'}"
         return f"{row.id}  {attempt}"
+    if key == "backend":
+        return where_text(row)
+    if key == "engine":
+        return engine_text(row)
     if key == "command":
         return row.command or "-"
     if key == "status":
@@ -81,3 +85,23 @@ def detail_text(
     if key == "needed by":
         return needed_by_text(dependents().get(row.id, ()), rows)
     return "-"
+
+
+_HANDLE_NAMES = {"slurm": "job", "ray": "submission"}
+
+
+def where_text(row: RunRow) -> str:
+    """A remote run's backend line: ``slurm job 4242 on node07``."""
+    handle = _HANDLE_NAMES.get(row.backend, "handle")
+    job = f" {handle} {row.job_id}" if row.job_id else ", not submitted yet"
+    host = f" on {row.host}" if row.host else ", host not known yet"
+    return f"{row.backend}{job}{host}"
+
+
+def engine_text(row: RunRow) -> str:
+    """What the engine said of a remote run, and whether that contradicts our status."""
+    if not row.engine:
+        return "not asked yet"
+    if row.engine_disagrees:
+        return f"{row.engine}, but ours is {row.status.value}"
+    return f"{row.engine}, agrees"

@@ -21,7 +21,7 @@ from tui.seed_view import group_spread
 from tui.widgets.format import fit, fmt_loss, fmt_step, icon, sparkline, truncate
 from tui.widgets.pipeline_text import dependents_index, waiting_for
 from tui.widgets.tree_details import detail_text
-from tui.widgets.tree_lines import DETAIL_FIELDS, Line, columns
+from tui.widgets.tree_lines import Line, columns, detail_fields
 
 
 @lru_cache(maxsize=1024)
@@ -144,7 +144,17 @@ class TreePainter(ScrollView):
         ]
         waits = waiting_for(row, self.rows)
         label = f" ← {waits}" if waits else ""
-        if label and name_w - len(label) >= 4:  # a dependent shows what it waits for
+        # A run on an engine says which, and flags the engine contradicting our status.
+        place = "" if row.backend == "local" else f" @{row.backend}"
+        flag = " ≠" if row.engine_disagrees and place else ""
+        if place and name_w - len(place + flag + label) >= 4:
+            name = fit(row.name, name_w - len(place + flag + label))
+            segments.append(Segment(" " + name, name_style))
+            segments.append(Segment(place, self._style("muted")))
+            if flag:
+                segments.append(Segment(flag, self._style("lost")))
+            segments.append(Segment(label + " ", self._style("muted")))
+        elif label and name_w - len(label) >= 4:  # a dependent shows what it waits for
             segments.append(Segment(" " + fit(row.name, name_w - len(label)), name_style))
             segments.append(Segment(label + " ", self._style("muted")))
         else:
@@ -186,7 +196,7 @@ class TreePainter(ScrollView):
 
     def detail_keys(self, row: RunRow) -> tuple[str, ...]:
         """The detail lines of ``row``: the dependency lines only for runs in a pipeline."""
-        keys: tuple[str, ...] = DETAIL_FIELDS
+        keys = detail_fields(row)
         if row.after:
             keys += ("after",)
         if row.id in self.dependents():
