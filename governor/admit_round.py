@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 
 from governor import learn
 from governor.bucket import BucketState
+from governor.handoff import hand_over, hands_over, local_only, needs_submit
 from governor.requests import Decision, Request, Snapshot
 from governor.reservations import Lease
 from governor.round_inputs import (
@@ -195,6 +196,14 @@ class Round:
                 continue
             with contextlib.suppress(ShapeError, OSError, ValueError):
                 state = self.registry.read_state(rid)
+                if lease.backend != "local":
+                    # The engine has it unless its submission never returned: submit again.
+                    if (state is None or state.attempt < lease.attempt) and needs_submit(
+                        self.registry, rid, lease.attempt
+                    ):
+                        res.respawn.append((rid, lease.attempt))
+                        res.hint(RESPAWN_AFTER_S)
+                    continue
                 if (state is None or state.attempt < lease.attempt) and not (
                     self.registry.supervisor_locked(rid)
                 ):
@@ -272,15 +281,22 @@ class Round:
                 self._wait(ticket, verdict.reason, "gate", now)
                 res.hint(GATE_POLL_S)
                 continue
+            if hands_over(spec):  # the engine schedules: no admission, no placement here
+                hand_over(self.store, self.queue, st, entry, ticket, spec, now, verdict.env)
+                res.started.append((entry.run_id, entry.attempt))
+                res.queued -= 1
+                continue
             req = self._request(spec, ticket.attempt)
             if settings.enabled:
                 decision = admit(
                     snap,
                     req,
-                    leases=[
-                        *st.leases.values(),
-                        *(x for x in st.foreign_leases() if foreign_alive(x, now)),
-                    ],
+                    leases=local_only(
+                        [
+                            *st.leases.values(),
+                            *(x for x in st.foreign_leases() if foreign_alive(x, now)),
+                        ]
+                    ),
                     ahead=[],
                     bucket=bucket,
                     settings=settings,

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from governor.admit_round import Round, RoundResult, StartGate, open_gate
+from governor.handoff import backend_to_start
 from governor.probes import HostInfo
 from governor.requests import Snapshot
 from governor.settings import GovernorSettings
@@ -184,7 +185,11 @@ def start_admitted(registry: Registry, res: RoundResult, backend: Backend | None
     is left to do it (:func:`runner.notify.notify_lost` keeps each to once).
     """
     for run_id, attempt in [*res.started, *res.respawn]:
-        be = backend or backend_for(registry, run_id)
+        be = (
+            backend_to_start(registry, run_id, backend)
+            if backend
+            else backend_for(registry, run_id)
+        )
         with contextlib.suppress(OSError):
             be.submit(registry, run_id, attempt)
     if res.lost:

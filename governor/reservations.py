@@ -40,6 +40,8 @@ class Lease:
         command_key: the learned-VRAM key of its command.
         script_key: the learned-VRAM key of its script, if any.
         attempt: the attempt admitted (the lease ends with it).
+        backend: where it runs: ``local`` holds this machine's resources; an engine's
+            (``slurm``, ``ray``) holds none here and is kept only to see the attempt end.
     """
 
     run_id: str
@@ -57,6 +59,7 @@ class Lease:
     command_key: str = ""
     script_key: str | None = None
     attempt: int = 1
+    backend: str = "local"
 
     def to_json(self) -> dict[str, Any]:
         """JSON form for the state file."""
@@ -76,6 +79,7 @@ class Lease:
             "command_key": self.command_key,
             "script_key": self.script_key,
             "attempt": self.attempt,
+            "backend": self.backend,
         }
 
     @classmethod
@@ -103,6 +107,7 @@ class Lease:
             command_key=_typed(d, "command_key", str, ""),
             script_key=_typed(d, "script_key", str, None),
             attempt=max(1, _nonneg_int(d, "attempt") or 1),
+            backend=_typed(d, "backend", str, "local")[:20],
         )
 
 

@@ -92,6 +92,8 @@ def lease_alive(registry: Registry, lease: Lease) -> bool:
         return False  # a crash between the lease and the ticket
     if view.status in (Status.STARTING, Status.RUNNING, Status.PAUSED):
         return True
+    if view.status is Status.QUEUED and lease.backend != "local":
+        return True  # the engine holds it pending (or requeued it): its end is still to come
     trainer = view.state.trainer if view.state else None
     return view.status is Status.LOST and identity.matches(trainer)
 

@@ -3,7 +3,8 @@
 Set by the supervisor for the trainer (``RUN_ID``, ``RUN_DIR``, ``CHECKPOINT_DIR``,
 ``ATTEMPT``, ``HOME``, ``RESUME_FROM``), by the notify hook (``EVENT`` ... ``MESSAGE``), by the
 dependency gate (``AFTER_PREFIX`` + name), or read from the user (``HOME``, ``CONFIG``,
-``GOVERNOR_DIR``, ``FAKE_NVML``). This module imports nothing: trainers load it.
+``GOVERNOR_DIR``, ``FAKE_NVML``, ``POLL``, ``HEARTBEAT_S``). This module imports nothing:
+trainers load it.
 """
 
 from __future__ import annotations
@@ -29,3 +30,5 @@ FAKE_NVML = "BACKPROP_FAKE_NVML"
 # Test only: ``before``/``after`` makes a submitter SIGKILL itself at that point of an engine's
 # submit call (crash-safe submission is tested by really dying there).
 FAULT_SUBMIT = "BACKPROP_FAULT_SUBMIT"
+POLL = "BACKPROP_POLL"  # 1: treat the registry as shared storage (poll, no cross-host locks)
+HEARTBEAT_S = "BACKPROP_HEARTBEAT_S"  # a remote supervisor's heartbeat interval (tests)

@@ -440,6 +440,7 @@ class RunState:
     stop_requested: str | None = None
     resume_from: str | None = None
     gpus: tuple[int, ...] = ()
+    host: str = ""  # where the supervisor runs (``show`` and the tree say where it ran)
 
     def to_json(self) -> dict[str, Any]:
         """Return the JSON form (with schema)."""
@@ -461,6 +462,7 @@ class RunState:
             "stop_requested": self.stop_requested,
             "resume_from": self.resume_from,
             "gpus": list(self.gpus),
+            "host": self.host,
         }
 
     @classmethod
@@ -499,6 +501,7 @@ class RunState:
             stop_requested=_get(d, "stop_requested", str, optional=True),
             resume_from=_get(d, "resume_from", str, optional=True),
             gpus=tuple(gpus),
+            host=(_get(d, "host", str, optional=True) or "")[:200],
         )
 
 

@@ -15,6 +15,8 @@ Files in a run folder and their single writers:
 ``checkpoints/``    the trainer
 ``cgroup``          the supervisor: the path of the attempt's cgroup, if it has one
 ``.reserve``        the supervisor: space given back to record an exit on a full disk
+``heartbeat``       the supervisor of a run placed on an engine: its sign of life
+``gpu.json``        the supervisor: its process tree's GPU memory, sampled on its node
 ==================  =========================================================
 
 Reading is strict (a wrong-shaped file marks the run ``corrupt``; nothing is ever deleted
@@ -177,6 +179,7 @@ class RunView:
             "pid": st.trainer.pid if st and st.trainer else None,
             "timeout_s": st.timeout_s if st else (spec.timeout_s if spec else None),
             "gpus": list(st.gpus) if st else [],
+            "host": st.host if st else None,
             "resources": spec.resources.to_json() if spec else None,
             "parent": spec.parent.to_json() if spec and spec.parent else None,
             "queue": _queue_json(self.ticket),
@@ -290,25 +293,26 @@ class Registry:
         return self.allocate_ids(1)[0]
 
     def allocate_ids(self, count: int) -> list[str]:
-        """Allocate ``count`` consecutive-as-possible ids under one lock (a sweep's)."""
+        """Allocate ``count`` fresh ids, consecutive where no one else allocates (a sweep's).
+
+        ``mkdir`` of the run folder is the claim (:mod:`runner.idclaim`), so ids are unique
+        across processes and hosts; the ``flock`` only keeps this machine's allocators from
+        racing for the same numbers, and is not taken on a network file system (see
+        :mod:`runner.netfs`).
+        """
+        from runner import idclaim, netfs  # submitting commands only
+
         self.ensure()
-        out: list[str] = []
-        with self.lock():
-            hint_path = self.root / "next_id"
-            try:
-                n = int(hint_path.read_text().strip())
-            except (OSError, ValueError):
-                n = self._max_id() + 1
-            while len(out) < count:
-                run_id = f"{n:0{ID_WIDTH}d}"
-                try:
-                    os.mkdir(self.runs_dir / run_id, PRIVATE_DIR)
-                    out.append(run_id)
-                    n += 1
-                except FileExistsError:
-                    n = max(n + 1, self._max_id() + 1)
-            hint_path.write_text(f"{n}\n")
-        return out
+        shared = netfs.on_network_fs(self.root)
+        with contextlib.nullcontext() if shared else self.lock():
+            return idclaim.claim_ids(
+                self.runs_dir,
+                count,
+                hint=self.root / "next_id",
+                width=ID_WIDTH,
+                highest=self._max_id,
+                mode=PRIVATE_DIR,
+            )
 
     def _max_id(self) -> int:
         best = 0
@@ -411,7 +415,16 @@ class Registry:
                 id=run_id, status=Status.CORRUPT, reason=f"ticket.json: {exc}", spec=spec
             )
         t = time.time() if now is None else now
-        if ticket is not None and (state is None or state.attempt < ticket.attempt):
+        remote = None
+        if not spec.placement.is_local:  # its supervisor may be on another host
+            from runner.remote_status import remote_status
+
+            remote = remote_status(self, spec, state, ticket, now=t)
+        if remote is not None:
+            status, reason = remote
+            if status is Status.LOST and state is not None and state.ended_at is None:
+                state = replace(state, ended_at=self.last_sign_of_life(run_id, state))
+        elif ticket is not None and (state is None or state.attempt < ticket.attempt):
             # The latest attempt has not reached a supervisor: the queue's record rules.
             status, reason = ticket_status(
                 ticket,

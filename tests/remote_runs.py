@@ -1,9 +1,10 @@
 """A registry with runs placed on Slurm and Ray, their files written by hand.
 
 The files are those the Slurm and Ray backends write (``spec.json`` with ``placement``,
-``state.json`` with ``host``, ``submit-<attempt>.json``, ``engine.json``), so the displays are
-tested without an engine. Runs that must look alive name the calling process as their
-supervisor (as :mod:`sample_registry` does), so reconcile sees them alive while it lives.
+``state.json`` with ``host``, ``submit-<attempt>.json``, ``engine.json``, and for live runs
+their supervisor's ``heartbeat``), so the displays are tested without an engine. Runs that
+must look alive name the calling process as their supervisor (as :mod:`sample_registry`
+does), so reconcile sees them alive while it lives.
 """
 
 from __future__ import annotations
@@ -82,6 +83,11 @@ def add_run(
     if host:
         state["host"] = host
     _write(folder / "state.json", state)
+    if backend != "local" and alive:
+        # A remote supervisor's sign of life (runner.heartbeat): fresh now, and slow (300 s)
+        # so it stays fresh for the whole test; without it a listing elsewhere asks the engine.
+        beat = {"host": host, "pid": me.pid, "boot_id": me.boot_id, "attempt": 1, "every_s": 300}
+        _write(folder / "heartbeat", beat)
     if backend != "local":
         key = f"backprop-{run_id}-1"
         _write(

@@ -7,6 +7,7 @@ import os
 import signal
 import time
 
+from runner.backends.job_env import engine_stop
 from runner.model import Status
 from runner.supervisor import proctree
 from runner.supervisor.exits import as_stop_kind
@@ -35,7 +36,11 @@ class Escalation(SupervisorBase):
     def _on_terminate(self, signum: int, frame: object) -> None:
         if self.stop_kind is None:
             self.stop_kind = "stop"
-            self._terminate_reason = f"supervisor received {signal.Signals(signum).name}"
+            from_engine = engine_stop(self.spec.placement.backend, signum)
+            self.engine_sigint = from_engine is not None
+            self._terminate_reason = from_engine or (
+                f"supervisor received {signal.Signals(signum).name}"
+            )
 
     def _on_force_stop(self, signum: int, frame: object) -> None:
         if self.stop_kind != "kill":
@@ -104,8 +109,10 @@ class Escalation(SupervisorBase):
                 self.set_state(stop_requested="stop", reason="stopping (SIGINT sent)")
             elif self.stop_kind == "timeout":
                 self.set_state(stop_requested="timeout", reason="time limit reached")
-            # SIGINT goes to the group only: the trainer decides what its children do.
-            self.signal_group(signal.SIGINT)
+            # SIGINT goes to the group only: the trainer decides what its children do. Not a
+            # second one after the engine's: it could cut short the checkpoint the first began.
+            if not self.engine_sigint:
+                self.signal_group(signal.SIGINT)
             if self.paused_at is not None:
                 self.signal_trainer(signal.SIGCONT)
                 self.paused_at = None

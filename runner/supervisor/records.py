@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from runner import identity
 from runner.model import RunSpec, RunState, Status
+from runner.node_report import NodeReport
 from runner.registry import Registry
 from runner.supervisor.exits import StopKind
 from runner.supervisor.recordkeeper import RecordKeeper
@@ -60,9 +61,12 @@ class SupervisorBase:
         self.spec: RunSpec = registry.read_spec(run_id)
         me = identity.identity_of(os.getpid())
         assert me is not None
+        # Host, heartbeat (remote runs only) and GPU samples, for listers on other hosts.
+        self.node = NodeReport(registry, self.spec, attempt, boot_id=me.boot_id)
         self.state = RunState(
             run_id=run_id,
             attempt=attempt,
+            host=self.node.host,
             status=Status.STARTING,
             updated_at=clock(),
             supervisor=me,
@@ -74,6 +78,7 @@ class SupervisorBase:
         self.cgroup: Path | None = None
         self.stop_kind: StopKind | None = None
         self.stop_phase = 0  # 0 none, 1 SIGINT sent, 2 SIGTERM sent, 3 SIGKILL sent
+        self.engine_sigint = False  # the engine (Ray's stop_job) sent SIGINT to the whole job
         self.phase_at = 0.0
         self.paused_at: float | None = None
         self.paused_total = 0.0

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from runner import envnames, identity
 from runner.backends import slurm_job
+from runner.backends.job_env import keep_job_placement
 from runner.model import ProcessIdentity, Status
 from runner.registry import OUTPUT, REQUESTS
 from runner.supervisor import proctree, runcgroup
@@ -44,6 +45,11 @@ class Starting(ExitRecording):
         """Whether this supervisor is the batch step of the run's Slurm job."""
         return slurm_job.applies(self.spec.placement.backend)
 
+    @property
+    def on_ray(self) -> bool:
+        """Whether this supervisor is a Ray job's entrypoint (a Ray run's always is)."""
+        return self.spec.placement.backend == "ray"
+
     def trainer_env(self) -> dict[str, str]:
         """The trainer's environment: the submitter's, the run's, Backprop's and placement."""
         env = dict(os.environ)
@@ -51,6 +57,8 @@ class Starting(ExitRecording):
         env.update(self.ticket.env)
         if self.on_slurm:  # the job's GPUs and SLURM_* win over the submitter's
             env = slurm_job.trainer_env(env, {**self.spec.env, **self.ticket.env}, os.environ)
+        elif self.on_ray:  # the job's GPUs and cluster win over the submitter's
+            keep_job_placement(env, os.environ, "ray")
         env.update(
             {
                 "PYTHONUNBUFFERED": "1",
@@ -108,7 +116,7 @@ class Starting(ExitRecording):
             runcgroup.remove(self.cgroup)
             raise StartFailed from None
         preexec = runcgroup.preexec(self.cgroup)
-        if self.on_slurm:
+        if self.on_slurm or self.on_ray:  # the engine frees the job's GPUs when it dies
             preexec = slurm_job.die_with_supervisor(preexec)
         try:
             proc = subprocess.Popen(

@@ -5,4 +5,5 @@
 - ``rows``: a run's row from its registry view and metric digest.
 - ``reader``: the runs' state, the reading of marked files, snapshots patched by what changed.
 - ``producer``: the thread: file events (watchfiles), pacing, GPU and host probes.
+- ``poll_watcher``: the watcher on a network file system (targeted polling, no inotify).
 """

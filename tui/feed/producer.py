@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING
 
 from runner.backends.where import ENGINE, INTENT_NAME
 from runner.model import ID_RE
-from runner.registry import METRICS, OUTPUT, SUMMARY
+from runner.registry import METRICS, OUTPUT, SUMMARY, Registry
 from tui.feed.reader import BUSY_READ_S, VIEW_EVERY_S, FeedReader
 from tui.feed.snapshot import Interest, Snapshot
 
 if TYPE_CHECKING:
+    from tui.feed.poll_watcher import PollWatcher
     from tui.seams import FileWatcher
 
 # A run is busy once its files grew in this many batches of events running (batches come
@@ -48,6 +49,22 @@ DRAIN_STEP_MS = 2  # taking the events gathered while the thread slept
 _VIEW_FILES = frozenset({"state.json", "spec.json", "summary.json", ENGINE})
 # Names of files being written or removed by others (atomic replace, trash, import).
 _TEMP_PREFIXES = (".tmp-", ".trash-", ".import-")
+
+
+def watcher_for(registry: Registry) -> type[FileWatcher] | type[PollWatcher]:
+    """The feed's watcher: inotify, or targeted polling on a network file system.
+
+    inotify never hears of another host's writes (see :mod:`runner.netfs`).
+    """
+    from runner.netfs import on_network_fs
+
+    if on_network_fs(registry.root):
+        from tui.feed.poll_watcher import PollWatcher
+
+        return PollWatcher
+    from tui.seams import FileWatcher
+
+    return FileWatcher
 
 
 class Producer(FeedReader):
@@ -175,12 +192,11 @@ class Producer(FeedReader):
 
     def _run(self) -> None:
         self._emit(self.scan())
-        from tui.seams import FileWatcher
-
+        watcher_class = watcher_for(self.registry)
         while not self._stop.is_set():
             paths = self._watch_paths()
             try:
-                with FileWatcher(paths) as watcher:
+                with watcher_class(paths) as watcher:
                     self._watch(watcher, paths)
             except ImportError:  # pragma: no cover - a dependency, but never fatal
                 self._poll_forever()
@@ -191,7 +207,7 @@ class Producer(FeedReader):
                 self._stop.wait(0.5)
             self._emit(self.tick())
 
-    def _watch(self, watcher: FileWatcher, paths: list[str]) -> None:
+    def _watch(self, watcher: FileWatcher | PollWatcher, paths: list[str]) -> None:
         """Wait for events or for the next due time, then tick; return when paths change.
 
         While files keep changing ("hot"), the thread sleeps ``min_emit_s`` (or until
