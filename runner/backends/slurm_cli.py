@@ -181,6 +181,7 @@ def parse_sacct(text: str) -> list[Job]:
 
 def sbatch(args: Sequence[str], script: str, *, env: Mapping[str, str] | None = None) -> str:
     """Submit ``script`` (given on stdin) with ``args``; return the job id."""
+    forget()
     return parse_sbatch(run(["sbatch", "--parsable", *args], stdin=script, env=env))
 
 
@@ -229,6 +230,12 @@ def my_jobs(*, since: float = 0.0, max_age_s: float = MINE_MAX_AGE_S) -> list[Jo
     return answer
 
 
+def forget() -> None:
+    """Drop the shared listing (after a change of ours: the next look-up asks afresh)."""
+    global _MINE
+    _MINE = None
+
+
 def sacct(*, name: str, since: float) -> list[Job]:
     """What accounting recorded for jobs called ``name`` since ``since`` (a Unix time).
 
@@ -265,6 +272,7 @@ def scancel(
         argv.append("--batch")
     if state is not None:
         argv.append(f"--state={state}")
+    forget()
     run([*argv, job_id])
 
 
