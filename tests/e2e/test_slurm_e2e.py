@@ -431,8 +431,19 @@ def test_backprop_run_backend_flags_place_the_run_on_slurm(cluster: SlurmBackend
     reg = Registry(cli.home)
     where = reg.read_spec(out["id"]).placement
     assert (where.backend, where.partition, where.extra_args) == ("slurm", "debug", ("--hold",))
-    cli("stop", out["id"])
-    cli.wait_status(out["id"], "stopped")
+    # The dispatcher hands it to Slurm; it shows as queued with Slurm's own pending reason.
+    shown = wait_until(
+        lambda: (lambda d: d if "JobHeldUser" in d["reason"] else None)(cli.show(out["id"])),
+        timeout=40,
+        interval=0.5,
+        message="queued with Slurm's reason",
+    )
+    assert shown["status"] == "queued"
+    intent = read_intent(reg, out["id"], 1)
+    assert intent is not None and intent.handle and len(jobs_named(intent.key)) == 1
+    assert "cancelled Slurm job" in cli("stop", out["id"]).stdout
+    shown = cli.wait_status(out["id"], "stopped")
+    assert "pending in Slurm" in shown["reason"]
     for bad, words in (
         (["--partition", "gpu"], "need --backend slurm"),
         (["--backend", "slurm", "--slurm-arg", "qos"], "one option like --qos=high"),
