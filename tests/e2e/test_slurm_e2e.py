@@ -293,33 +293,39 @@ def test_kill_9_of_the_submitter_around_sbatch_leaves_one_job_per_run(
         subprocess.run(["scancel", jobs[0].job_id], check=False)
 
 
-def test_kill_9_of_the_jobs_supervisor_ends_truthfully(
-    cluster: SlurmBackend, reg: Registry
+def test_kill_9_of_the_jobs_supervisor_ends_truthfully_and_is_retried(
+    cluster: SlurmBackend, cli: Cli
 ) -> None:
-    run_id = submit(reg, [str(EXAMPLES / "train_plain.py"), "--steps", "40", "--step-time", "0.1"])
-    start(cluster, reg, run_id)
-    wait_status(reg, run_id, Status.RUNNING)
-    state = reg.read_state(run_id)
-    assert state is not None and state.trainer is not None
-    os.kill(state.supervisor.pid, signal.SIGKILL)
-    # Its batch step is gone, so Slurm ends the job; its trainer dies with it; the run is lost.
-    wait_status(reg, run_id, Status.LOST, timeout=40)
-    wait_until(lambda: not _alive(state.trainer.pid), message="the trainer ended too")  # type: ignore[union-attr]
-    wait_until(lambda: cluster.describe(reg, run_id).state == ENDED, message="Slurm ends it")
-    # With retries, the policy retries a lost run: a new attempt, a new job (the dispatcher
-    # does this through governor.round_retry; here the same two steps by hand).
-    view = reg.load(run_id)
-    policy = retry.RetryPolicy.build(1, ["lost"])
-    verdict = retry.decide(
-        policy, view.status, view.reason, used=0, early_before=0, died_early=False
+    (cli.cwd / "backprop.toml").write_text('[retry]\nbackoff = "1s"\n')
+    out = cli.json(
+        "run",
+        "--backend",
+        "slurm",
+        "--retries",
+        "1",
+        "--env",
+        "OMP_NUM_THREADS=1",
+        str(EXAMPLES / "train_plain.py"),
+        "--steps",
+        "40",
+        "--step-time",
+        "0.1",
     )
-    assert verdict.retry and verdict.cause == "lost"
-    wait_until(lambda: not reg.supervisor_locked(run_id), message="no supervisor holds the run")
-    assert reruns.resume(reg, run_id, retry={"n": 1, "after": "lost"}) == 2
-    start(cluster, reg, run_id)
-    wait_status(reg, run_id, Status.COMPLETED, timeout=60)
+    run_id = out["id"]
+    reg = Registry(cli.home)
+    cli.wait_status(run_id, "running", timeout=60)
+    state = reg.read_state(run_id)
+    assert state is not None and state.trainer is not None and state.attempt == 1
+    os.kill(state.supervisor.pid, signal.SIGKILL)
+    # Its batch step is gone, so Slurm ends the job; its trainer dies with it; the run is
+    # lost, and the retry policy (through the dispatcher) gives it a new attempt: a new job.
+    wait_until(lambda: not _alive(state.trainer.pid), message="the trainer ended too")  # type: ignore[union-attr]
+    shown = cli.wait_status(run_id, "completed", timeout=90)
+    assert shown["attempt"] == 2
+    events = readout.events(reg, run_id)
+    assert [e["attempt"] for e in events if e["event"] == "slurm_job"] == [1, 2]
     jobs = {read_intent(reg, run_id, a).handle for a in (1, 2)}  # type: ignore[union-attr]
-    assert len(jobs) == 2
+    assert len(jobs) == 2 and None not in jobs
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="restarting slurmctld needs root")
