@@ -240,24 +240,41 @@ def test_two_one_gpu_runs_get_different_devices_and_a_third_waits_for_one(
         wait_status(reg, run_id, Status.STOPPED)
 
 
-def test_sigterm_from_slurm_is_a_preemption(cluster: SlurmBackend, reg: Registry) -> None:
-    run_id = submit(
-        reg,
-        [str(EXAMPLES / "train_helpers.py"), "--steps", "100000", "--step-time", "0.01"],
-        name="preempted",
+def test_sigterm_from_slurm_is_a_preemption_and_is_retried(cluster: SlurmBackend, cli: Cli) -> None:
+    (cli.cwd / "backprop.toml").write_text('[retry]\nbackoff = "1s"\n')
+    out = cli.json(
+        "run",
+        "--backend",
+        "slurm",
+        "--retries",
+        "1",
+        "--env",
+        "OMP_NUM_THREADS=1",
+        str(EXAMPLES / "train_helpers.py"),
+        "--steps",
+        "400",
+        "--step-time",
+        "0.02",
     )
-    job = start(cluster, reg, run_id)
+    run_id = out["id"]
+    reg = Registry(cli.home)
     folder = reg.run_dir(run_id)
     wait_until(lambda: read_history(folder).points, timeout=60, message="a first metric")
+    job = read_intent(reg, run_id, 1).handle  # type: ignore[union-attr]
+    assert job
     # What a preemption (or an administrator's scancel) does: SIGTERM to the job's processes.
     slurm_cli.scancel(job)
-    wait_status(reg, run_id, Status.STOPPED)
-    view = reg.load(run_id)
-    assert view.reason.startswith(f"supervisor received SIGTERM (Slurm job {job}"), view.reason
-    assert retry.cause_of(view.status, view.reason) == "preempted"
-    assert sorted((folder / "checkpoints").glob("*.pt")), "no checkpoint on SIGTERM"
+    shown = cli.wait_status(run_id, "completed", timeout=90)
+    assert shown["attempt"] == 2
+    ends = [e for e in readout.events(reg, run_id) if e["event"] == "exited"]
+    first = ends[0]
+    assert first["status"] == "stopped" and first["attempt"] == 1
+    assert first["reason"].startswith(f"supervisor received SIGTERM (Slurm job {job}")
+    assert retry.cause_of(Status.STOPPED, first["reason"]) == "preempted"
+    assert "resumed from step" in (folder / "output.log").read_text()  # its SIGTERM checkpoint
     facts = [e for e in readout.events(reg, run_id) if e["event"] == "slurm_job"]
-    assert facts and facts[0]["job_id"] == job and facts[0]["restart_count"] == 0
+    assert [f["job_id"] == job for f in facts] == [True, False]
+    assert facts[0]["restart_count"] == 0
 
 
 @pytest.mark.parametrize("point", ["before", "after"])
