@@ -1,3 +1,4 @@
+# over 400 lines: one engine's whole acceptance (runs, stops, faults), sharing one cluster fixture
 """The Slurm backend on a real one-node Slurm cluster (``.ci/slurm.sh up``: two fake GPUs).
 
 Each attempt's supervisor is a Slurm job's batch step; the run folder (here on local disk,
