@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from runner.checkpoints.forms import glob_error
 from runner.config import ConfigError, parse_duration, parse_size
 from runner.model import validate_name, validate_new_name
+from runner.placement import BACKENDS
 
 NO_LIMIT_WORDS = ("", "none", "no", "-")
 
@@ -56,6 +57,13 @@ class RunRequest:
     sweeps: tuple[tuple[str, tuple[str, ...]], ...] = ()
     sweep_template: str | None = None
     checkpoint_globs: tuple[str, ...] = field(default=())
+    # Where it runs, as typed; ``None``/empty: ``[backend]`` in the configuration decides
+    # (:func:`runner.backends.settings.placement_from`, at submission).
+    backend: str | None = None
+    partition: str | None = None
+    account: str | None = None
+    slurm_args: tuple[str, ...] = ()
+    ray_address: str | None = None
 
     def sweep_points(self) -> list[list[tuple[str, str]]]:
         """Every combination of the sweep's values (one list of ``(key, value)`` per run)."""
@@ -215,6 +223,11 @@ def parse_run_request(
     sweeps: Sequence[str] = (),
     sweep_template: str | None = None,
     checkpoint_globs: Sequence[str] = (),
+    backend: str | None = None,
+    partition: str | None = None,
+    account: str | None = None,
+    slurm_args: Sequence[str] = (),
+    ray_address: str | None = None,
 ) -> RunRequest:
     """Check and convert a new run's fields as the user typed them.
 
@@ -240,7 +253,24 @@ def parse_run_request(
         sweeps=parse_sweeps(sweeps),
         sweep_template=sweep_template or None,
         checkpoint_globs=_check_globs(checkpoint_globs),
+        backend=parse_backend(backend),
+        partition=(partition or "").strip() or None,
+        account=(account or "").strip() or None,
+        slurm_args=tuple(slurm_args),
+        ray_address=(ray_address or "").strip() or None,
     )
+
+
+def parse_backend(text: str | None) -> str | None:
+    """A backend's name (empty: the configuration's).
+
+    Raises:
+        RequestError: ``backend: ...`` for a name no backend has.
+    """
+    name = (text or "").strip().lower() or None
+    if name is not None and name not in BACKENDS:
+        raise RequestError(f"backend: unknown {name!r} (known: {', '.join(BACKENDS)})")
+    return name
 
 
 def _check_globs(patterns: Sequence[str]) -> tuple[str, ...]:

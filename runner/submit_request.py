@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from runner.backends.settings import placement_from
 from runner.config import Config
 from runner.control import submission, sweeps
 from runner.control.submission import SubmitOptions
@@ -48,6 +49,8 @@ def submit_request(
 
     Raises:
         LifecycleError: no such script or command.
+        ConfigError: a backend and options no backend takes (from the request or
+            ``[backend]``).
         ValueError: a default name that a new run may not take.
     """
     command, script = submission.build_command(
@@ -61,9 +64,17 @@ def submit_request(
         gpu_ids=request.gpu_ids,
         framework=framework,
     )
+    placement = placement_from(
+        config,
+        backend=request.backend,
+        partition=request.partition,
+        account=request.account,
+        slurm_args=request.slurm_args,
+        ray_address=request.ray_address,
+    )
     full_env = dict(submission.captured_env() if env is None else env)
     full_env.update(request.env)
-    if check_env is not None:
+    if check_env is not None and placement.is_local:  # an engine places runs itself
         check_env(full_env, request.gpus)
     base = request.name or submission.default_name(command, script)
     validate_new_name(base)
@@ -74,6 +85,7 @@ def submit_request(
         "env": full_env,
         "script": script,
         "checkpoint_globs": request.checkpoint_globs,
+        "placement": placement,
         **options,
     }
     if not request.sweeps:

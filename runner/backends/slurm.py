@@ -181,6 +181,8 @@ class SlurmBackend:
         if _attempt_started(registry, run_id, attempt):
             return ""  # a supervisor already ran it: its job is over, never submit twice
         ticket = Queue(registry.root).read_ticket(run_id)
+        if ticket is None or ticket.attempt != attempt or ticket.kind != ADMITTED:
+            return ""  # ended before it was submitted (stopped, or refused by Slurm)
         spec = registry.read_spec(run_id)
         timeout_s = ticket.timeout_s if ticket and ticket.attempt == attempt else spec.timeout_s
         args = sbatch_args(registry, run_id, attempt, timeout_s)
@@ -191,7 +193,12 @@ class SlurmBackend:
             registry, run_id, attempt, backend=self.name, key=key, host=os.uname()[1]
         )
         _fault("before")
-        job_id = slurm_cli.sbatch(args, script, env=env)
+        try:
+            job_id = slurm_cli.sbatch(args, script, env=env)
+        except SlurmError as exc:
+            if not exc.transient:  # Slurm refused the job: the run ends, saying why
+                _cancel_ticket(registry, run_id, attempt, f"Slurm refused the job: {exc}", "failed")
+            raise
         _fault("after")
         record_handle(registry, run_id, intent, job_id)
         return job_id
@@ -221,7 +228,8 @@ class SlurmBackend:
             slurm_cli.scancel(intent.handle, state="PENDING")
             after = find_job(intent)
             if after is not None and after.state == "CANCELLED":
-                _cancel_ticket(registry, run_id, attempt, f"Slurm job {intent.handle}")
+                why = f"stopped while pending in Slurm (job {intent.handle} cancelled)"
+                _cancel_ticket(registry, run_id, attempt, why)
                 return f"stopped run {run_id}: cancelled Slurm job {intent.handle} while pending"
         elif job is not None and job.active and force:
             slurm_cli.scancel(intent.handle, signal="USR2", batch=True)
@@ -298,8 +306,10 @@ def _attempt_started(registry: Registry, run_id: str, attempt: int) -> bool:
     return state is not None and state.attempt >= attempt
 
 
-def _cancel_ticket(registry: Registry, run_id: str, attempt: int, job: str) -> None:
-    """End an attempt Slurm cancelled before its supervisor started: ``stopped``."""
+def _cancel_ticket(
+    registry: Registry, run_id: str, attempt: int, reason: str, end: str = "stopped"
+) -> None:
+    """End an attempt that never reached its supervisor: ``stopped`` (or ``end``), saying why."""
     queue = Queue(registry.root)
     with queue.locked():
         ticket = queue.read_ticket(run_id)
@@ -307,8 +317,7 @@ def _cancel_ticket(registry: Registry, run_id: str, attempt: int, job: str) -> N
             return
         if _attempt_started(registry, run_id, attempt):
             return
-        reason = f"stopped while pending in Slurm ({job} cancelled)"
-        queue.write_ticket(replace(ticket, kind=CANCELLED, reason=reason, end_status="stopped"))
+        queue.write_ticket(replace(ticket, kind=CANCELLED, reason=reason, end_status=end))
     queue.poke()
 
 

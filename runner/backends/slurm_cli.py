@@ -25,8 +25,30 @@ ACTIVE_STATES = frozenset(
 WAITING_STATES = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"})
 
 
-class SlurmError(RuntimeError):
-    """A Slurm command failed or is missing (one-line message in Slurm's words)."""
+# Words of a failure that may pass by itself (the controller is down, busy or restarting).
+_TRANSIENT = (
+    "unable to contact slurm controller",
+    "did not answer",
+    "socket timed out",
+    "temporarily",
+    "try again",
+    "connection refused",
+    "slurmctld not responding",
+)
+
+
+class SlurmError(OSError):
+    """A Slurm command failed or is missing (one-line message in Slurm's words).
+
+    An ``OSError``: like a file system that does not answer, the caller keeps its records and
+    tries again later (the dispatcher does).
+    """
+
+    @property
+    def transient(self) -> bool:
+        """Whether trying again later may succeed (else Slurm refused: a bad partition...)."""
+        text = str(self).lower()
+        return any(word in text for word in _TRANSIENT)
 
 
 class NoAccounting(SlurmError):
@@ -159,6 +181,7 @@ def parse_sacct(text: str) -> list[Job]:
 
 def sbatch(args: Sequence[str], script: str, *, env: Mapping[str, str] | None = None) -> str:
     """Submit ``script`` (given on stdin) with ``args``; return the job id."""
+    forget()
     return parse_sbatch(run(["sbatch", "--parsable", *args], stdin=script, env=env))
 
 
@@ -207,6 +230,12 @@ def my_jobs(*, since: float = 0.0, max_age_s: float = MINE_MAX_AGE_S) -> list[Jo
     return answer
 
 
+def forget() -> None:
+    """Drop the shared listing (after a change of ours: the next look-up asks afresh)."""
+    global _MINE
+    _MINE = None
+
+
 def sacct(*, name: str, since: float) -> list[Job]:
     """What accounting recorded for jobs called ``name`` since ``since`` (a Unix time).
 
@@ -243,6 +272,7 @@ def scancel(
         argv.append("--batch")
     if state is not None:
         argv.append(f"--state={state}")
+    forget()
     run([*argv, job_id])
 
 

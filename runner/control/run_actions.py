@@ -68,10 +68,11 @@ def send_request(
                 return True
         why = describe_write_error(exc, REQUESTS)
         raise LifecycleError(f"cannot {action} run {run_id}: {why}") from None
-    with contextlib.suppress(ShapeError, OSError):
+    with contextlib.suppress(ShapeError, OSError, ValueError):
         if not registry.read_spec(run_id).placement.is_local:
             # An engine's supervisor polls its requests; SIGUSR1 is Slurm's time warning there.
             return False
+    with contextlib.suppress(ShapeError, OSError):
         state = registry.read_state(run_id)
         if state is not None:
             return identity.send_signal(state.supervisor, signal.SIGUSR1)

@@ -1,3 +1,4 @@
+# over 400 lines: one engine's whole acceptance (runs, stops, faults), sharing one cluster fixture
 """The Slurm backend on a real one-node Slurm cluster (``.ci/slurm.sh up``: two fake GPUs).
 
 Each attempt's supervisor is a Slurm job's batch step; the run folder (here on local disk,
@@ -16,6 +17,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -31,7 +33,7 @@ from runner.model import Resources, Status
 from runner.placement import Placement
 from runner.registry import Registry
 from runner.tickets import ADMITTED, Queue
-from tests.conftest import ROOT, wait_until
+from tests.conftest import ROOT, Cli, wait_until
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -160,30 +162,30 @@ def test_graceful_stop_saves_and_resume_continues_the_steps(
 ) -> None:
     run_id = submit(
         reg,
-        [str(EXAMPLES / "train_helpers.py"), "--steps", "700", "--step-time", "0.01"],
+        [str(EXAMPLES / "train_helpers.py"), "--steps", "300", "--step-time", "0.01"],
         name="stopme",
     )
     start(cluster, reg, run_id)
     folder = reg.run_dir(run_id)
     wait_until(
-        lambda: read_history(folder).points and read_history(folder).points[-1].step >= 40,
+        lambda: read_history(folder).points and read_history(folder).points[-1].step >= 30,
         timeout=60,
-        message="40 steps",
+        message="30 steps",
     )
     assert "stop requested" in cluster.cancel(reg, run_id, force=False)
     wait_status(reg, run_id, Status.STOPPED)
     ckpts = sorted((folder / "checkpoints").glob("*.pt"))
     assert ckpts, "the SIGINT handler saved no checkpoint"
     stopped_at = read_history(folder).points[-1].step
-    assert stopped_at < 700
+    assert stopped_at < 300
     # Resume waits for the supervisor to be gone (it exits right after its last record).
-    wait_until(lambda: cluster.describe(reg, run_id).state == ENDED, message="job 1 ended")
+    wait_until(lambda: not reg.supervisor_locked(run_id), message="job 1's supervisor gone")
     assert reruns.resume(reg, run_id) == 2
     start(cluster, reg, run_id)
     wait_status(reg, run_id, Status.COMPLETED, timeout=60)
     history = read_history(folder)
     second = [p.step for p in history.points if p.attempt == 2]
-    assert second and second[0] > stopped_at - 1 and second[-1] == 700
+    assert second and second[0] > stopped_at - 1 and second[-1] == 300
     assert "resumed from step" in (folder / "output.log").read_text()
     assert len({read_intent(reg, run_id, a).handle for a in (1, 2)}) == 2  # type: ignore[union-attr]
 
@@ -209,7 +211,7 @@ def test_two_one_gpu_runs_get_different_devices_and_a_third_waits_for_one(
 ) -> None:
     show = (
         "import os, time; print('CVD=' + os.environ.get('CUDA_VISIBLE_DEVICES', '-'), flush=True);"
-        " time.sleep(4)"
+        " time.sleep(120)"
     )
     a, b, c = (submit(reg, ["-c", show], gpus=1, name=n) for n in ("ga", "gb", "gc"))
     for run_id in (a, b):
@@ -228,30 +230,52 @@ def test_two_one_gpu_runs_get_different_devices_and_a_third_waits_for_one(
     assert reg.load(c).status is Status.STOPPED and "pending in Slurm" in reg.load(c).reason
     seen = set()
     for run_id in (a, b):
-        wait_status(reg, run_id, Status.COMPLETED)
-        out = (reg.run_dir(run_id) / "output.log").read_text()
+        out: str = wait_until(
+            partial(_output_once, reg.run_dir(run_id) / "output.log", "CVD="),
+            message="the device it was given",
+        )
         seen.add(out.split("CVD=")[1].split()[0])
+        cluster.cancel(reg, run_id, force=True)
     assert seen == {"0", "1"}
+    for run_id in (a, b):
+        wait_status(reg, run_id, Status.STOPPED)
 
 
-def test_sigterm_from_slurm_is_a_preemption(cluster: SlurmBackend, reg: Registry) -> None:
-    run_id = submit(
-        reg,
-        [str(EXAMPLES / "train_helpers.py"), "--steps", "100000", "--step-time", "0.01"],
-        name="preempted",
+def test_sigterm_from_slurm_is_a_preemption_and_is_retried(cluster: SlurmBackend, cli: Cli) -> None:
+    (cli.cwd / "backprop.toml").write_text('[retry]\nbackoff = "1s"\n')
+    out = cli.json(
+        "run",
+        "--backend",
+        "slurm",
+        "--retries",
+        "1",
+        "--env",
+        "OMP_NUM_THREADS=1",
+        str(EXAMPLES / "train_helpers.py"),
+        "--steps",
+        "400",
+        "--step-time",
+        "0.02",
     )
-    job = start(cluster, reg, run_id)
+    run_id = out["id"]
+    reg = Registry(cli.home)
     folder = reg.run_dir(run_id)
     wait_until(lambda: read_history(folder).points, timeout=60, message="a first metric")
+    job = read_intent(reg, run_id, 1).handle  # type: ignore[union-attr]
+    assert job
     # What a preemption (or an administrator's scancel) does: SIGTERM to the job's processes.
     slurm_cli.scancel(job)
-    wait_status(reg, run_id, Status.STOPPED)
-    view = reg.load(run_id)
-    assert view.reason.startswith(f"supervisor received SIGTERM (Slurm job {job}"), view.reason
-    assert retry.cause_of(view.status, view.reason) == "preempted"
-    assert sorted((folder / "checkpoints").glob("*.pt")), "no checkpoint on SIGTERM"
+    shown = cli.wait_status(run_id, "completed", timeout=90)
+    assert shown["attempt"] == 2
+    ends = [e for e in readout.events(reg, run_id) if e["event"] == "exited"]
+    first = ends[0]
+    assert first["status"] == "stopped" and first["attempt"] == 1
+    assert first["reason"].startswith(f"supervisor received SIGTERM (Slurm job {job}")
+    assert retry.cause_of(Status.STOPPED, first["reason"]) == "preempted"
+    assert "resumed from step" in (folder / "output.log").read_text()  # its SIGTERM checkpoint
     facts = [e for e in readout.events(reg, run_id) if e["event"] == "slurm_job"]
-    assert facts and facts[0]["job_id"] == job and facts[0]["restart_count"] == 0
+    assert [f["job_id"] == job for f in facts] == [True, False]
+    assert facts[0]["restart_count"] == 0
 
 
 @pytest.mark.parametrize("point", ["before", "after"])
@@ -287,22 +311,39 @@ def test_kill_9_of_the_submitter_around_sbatch_leaves_one_job_per_run(
         subprocess.run(["scancel", jobs[0].job_id], check=False)
 
 
-def test_kill_9_of_the_jobs_supervisor_ends_truthfully(
-    cluster: SlurmBackend, reg: Registry
+def test_kill_9_of_the_jobs_supervisor_ends_truthfully_and_is_retried(
+    cluster: SlurmBackend, cli: Cli
 ) -> None:
-    run_id = submit(
-        reg, [str(EXAMPLES / "train_plain.py"), "--steps", "100000", "--step-time", "0.01"]
+    (cli.cwd / "backprop.toml").write_text('[retry]\nbackoff = "1s"\n')
+    out = cli.json(
+        "run",
+        "--backend",
+        "slurm",
+        "--retries",
+        "1",
+        "--env",
+        "OMP_NUM_THREADS=1",
+        str(EXAMPLES / "train_plain.py"),
+        "--steps",
+        "40",
+        "--step-time",
+        "0.1",
     )
-    start(cluster, reg, run_id)
-    wait_status(reg, run_id, Status.RUNNING)
+    run_id = out["id"]
+    reg = Registry(cli.home)
+    cli.wait_status(run_id, "running", timeout=60)
     state = reg.read_state(run_id)
-    assert state is not None
+    assert state is not None and state.trainer is not None and state.attempt == 1
     os.kill(state.supervisor.pid, signal.SIGKILL)
-    # Its batch step is gone, so Slurm ends the job and its processes; the run is lost.
-    wait_status(reg, run_id, Status.LOST, timeout=40)
-    wait_until(lambda: cluster.describe(reg, run_id).state == ENDED, message="Slurm ends it")
-    if state.trainer is not None:
-        wait_until(lambda: not _alive(state.trainer.pid), message="the trainer ended too")  # type: ignore[union-attr]
+    # Its batch step is gone, so Slurm ends the job; its trainer dies with it; the run is
+    # lost, and the retry policy (through the dispatcher) gives it a new attempt: a new job.
+    wait_until(lambda: not _alive(state.trainer.pid), message="the trainer ended too")  # type: ignore[union-attr]
+    shown = cli.wait_status(run_id, "completed", timeout=90)
+    assert shown["attempt"] == 2
+    events = readout.events(reg, run_id)
+    assert [e["attempt"] for e in events if e["event"] == "slurm_job"] == [1, 2]
+    jobs = {read_intent(reg, run_id, a).handle for a in (1, 2)}  # type: ignore[union-attr]
+    assert len(jobs) == 2 and None not in jobs
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="restarting slurmctld needs root")
@@ -321,6 +362,7 @@ def test_kill_9_of_slurmctld_while_a_run_runs(cluster: SlurmBackend, reg: Regist
     os.kill(pid, signal.SIGKILL)
     try:
         wait_until(lambda: not _alive(pid), message="slurmctld gone")
+        slurm_cli.forget()  # describe may answer from a listing of the last seconds: ask now
         # Slurm's tools retry an absent controller for about 9 s: ask both at once.
         with ThreadPoolExecutor(2) as pool:
             view = pool.submit(cluster.describe, reg, run_id)
@@ -370,6 +412,12 @@ def _resume_node() -> bool:
     return False
 
 
+def _output_once(log: Path, words: str) -> str:
+    """The run's output once it holds ``words`` (else empty)."""
+    text = log.read_text()
+    return text if words in text else ""
+
+
 def _ctld_config(key: str) -> str:
     for line in slurm_cli.run(["scontrol", "show", "config"]).splitlines():
         name, _, value = line.partition("=")
@@ -388,3 +436,53 @@ def _alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_backprop_run_backend_flags_place_the_run_on_slurm(cluster: SlurmBackend, cli: Cli) -> None:
+    out = cli.json(
+        "run",
+        "--backend",
+        "slurm",
+        "--partition",
+        "debug",
+        "--slurm-arg=--hold",  # never starts: this test is about the record and the stop
+        "--name",
+        "placed",
+        sys.executable,
+        "-c",
+        "import time; time.sleep(60)",
+    )
+    reg = Registry(cli.home)
+    where = reg.read_spec(out["id"]).placement
+    assert (where.backend, where.partition, where.extra_args) == ("slurm", "debug", ("--hold",))
+    # The dispatcher hands it to Slurm; it shows as queued with Slurm's own pending reason.
+    shown = wait_until(
+        lambda: (lambda d: d if "JobHeldUser" in d["reason"] else None)(cli.show(out["id"])),
+        timeout=40,
+        interval=0.5,
+        message="queued with Slurm's reason",
+    )
+    assert shown["status"] == "queued"
+    intent = read_intent(reg, out["id"], 1)
+    assert intent is not None and intent.handle and len(jobs_named(intent.key)) == 1
+    assert "cancelled Slurm job" in cli("stop", out["id"]).stdout
+    shown = cli.wait_status(out["id"], "stopped")
+    assert "pending in Slurm" in shown["reason"]
+    for bad, words in (
+        (["--partition", "gpu"], "need --backend slurm"),
+        (["--backend", "slurm", "--slurm-arg", "qos"], "one option like --qos=high"),
+        (["--backend", "slurm", "--ray-address", "http://x"], "needs --backend ray"),
+    ):
+        proc = cli("run", *bad, "true", check=False)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and words in proc.stderr
+
+
+def test_a_job_slurm_refuses_ends_the_run_failed_with_slurms_words(
+    cluster: SlurmBackend, reg: Registry
+) -> None:
+    run_id = submit(reg, ["-c", "pass"], extra=["--partition=no-such-partition"])
+    with pytest.raises(slurm_cli.SlurmError, match="Invalid partition"):
+        start(cluster, reg, run_id)
+    view = reg.load(run_id)
+    assert view.status is Status.FAILED and "Slurm refused the job" in view.reason
+    assert cluster.submit(reg, run_id, 1) == ""  # never submitted again

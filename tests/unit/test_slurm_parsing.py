@@ -215,8 +215,43 @@ def test_backend_flags_override_the_backend_section_key_by_key() -> None:
         ({"backend": "slurm", "slurm_args": ["qos"]}, "one option"),
     ):
         with pytest.raises(ConfigError, match=words):
-            placement_from(Config(), **kwargs)  # type: ignore[arg-type]
+            placement_from(Config(), **kwargs)
     with pytest.raises(ConfigError, match="unknown keys: queue"):
         placement_from(Config(raw={"backend": {"queue": "x"}}))
     with pytest.raises(ConfigError, match="list of strings"):
         placement_from(Config(raw={"backend": {"name": "slurm", "slurm_args": [1]}}))
+
+
+def test_a_run_request_names_its_backend_or_leaves_it_to_the_configuration() -> None:
+    from runner.request import RequestError, parse_run_request
+
+    req = parse_run_request(
+        "train.py", [], backend="Slurm", partition=" gpu ", slurm_args=["--qos=high"]
+    )
+    assert (req.backend, req.partition, req.slurm_args) == ("slurm", "gpu", ("--qos=high",))
+    assert parse_run_request("train.py", []).backend is None  # [backend] decides
+    with pytest.raises(RequestError, match="backend: unknown 'pbs'"):
+        parse_run_request("train.py", [], backend="pbs")
+
+
+def test_a_refusal_ends_the_run_and_an_absent_controller_is_tried_again() -> None:
+    refused = SlurmError("sbatch: Batch job submission failed: Invalid partition name specified")
+    assert not refused.transient and isinstance(refused, OSError)
+    for words in (
+        "sbatch: Batch job submission failed: Unable to contact slurm controller (connect failure)",
+        "sbatch did not answer in 20s",
+        "sbatch: Slurm temporarily unable to accept job, sleeping and retrying",
+    ):
+        assert SlurmError(words).transient, words
+    assert not SlurmError("sbatch not found: Slurm's client tools are not installed").transient
+
+
+def test_backprop_init_documents_backend_and_its_defaults_read_back_as_local() -> None:
+    import tomllib
+
+    from runner.backends.settings import placement_from
+    from runner.config import Config, default_config_text
+
+    raw = tomllib.loads(default_config_text())
+    assert set(raw["backend"]) == {"name", "partition", "account", "slurm_args", "ray_address"}
+    assert placement_from(Config(raw=raw)) == Placement()

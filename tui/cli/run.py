@@ -21,6 +21,7 @@ from runner.request import RequestError, RunRequest, parse_run_request
 from runner.submit_request import submit_request
 from runner.textsafe import safe_label
 from tui.cli import pipeline, queue
+from tui.cli.backend_options import add_backend_options
 from tui.cli.context import Context
 from tui.cli.conventions import EXIT_FAIL, EXIT_OK, UsageError
 from tui.cli.logs import follow
@@ -113,6 +114,11 @@ def run_request(args: argparse.Namespace) -> RunRequest:
             sweeps=[*(args.sweep or ()), *swept],
             sweep_template=template or args.sweep_template,
             checkpoint_globs=args.checkpoint_glob or (),
+            backend=args.backend,
+            partition=args.partition,
+            account=args.account,
+            slurm_args=args.slurm_arg or (),
+            ray_address=args.ray_address,
         )
     except RequestError as exc:
         raise UsageError(str(exc)) from None
@@ -190,6 +196,7 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
         "--framework", default="auto", choices=["auto", "pytorch", "tensorflow", "jax", "none"]
     )
     run.add_argument("--env", action="append", metavar="KEY=VALUE", help="extra environment")
+    add_backend_options(run)
     queue.add_run_options(run)
     run.add_argument(
         "--notify",
