@@ -120,11 +120,10 @@ def test_detail_lines_of_a_remote_run() -> None:
 def test_configured_backends_are_local_the_config_and_the_runs(tmp_path: Path) -> None:
     registry = remote_runs.build(tmp_path)
     assert configured_backends(Config(), []) == ["local"]
-    assert configured_backends(Config(raw={"slurm": {"partition": "gpu"}}), []) == [
-        "local",
-        "slurm",
-    ]
-    assert configured_backends(Config(raw={"run": {"backend": "ray"}}), []) == ["local", "ray"]
+    slurm = Config(raw={"backend": {"name": "slurm", "partition": "gpu"}})
+    assert configured_backends(slurm, []) == ["local", "slurm"]
+    assert configured_backends(Config(raw={"backend": {"name": "ray"}}), []) == ["local", "ray"]
+    assert configured_backends(Config(raw={"run": {"backend": "ray"}}), []) == ["local"]
     assert configured_backends(Config(), registry.list_runs()) == ["local", "slurm", "ray"]
 
 

@@ -103,20 +103,11 @@ def where_fields(doc: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def configured_backends(config: Config, views: Iterable[RunView]) -> list[str]:
-    """``local``, the backends ``backprop.toml`` names, and those runs in the registry use."""
+    """``local``, the backend ``[backend] name`` in ``backprop.toml`` names, and those runs use."""
     named: set[str] = {"local"}
-    raw = config.raw
-    for section in BACKENDS:
-        if isinstance(raw.get(section), dict):  # [slurm], [ray]
-            named.add(section)
-    for table in (raw.get("run"), raw.get("dispatcher"), raw.get("backends")):
-        if isinstance(table, dict):
-            value = table.get("backend")
-            if isinstance(value, str):
-                named.add(value)
-    backends = raw.get("backends")
-    if isinstance(backends, dict):  # [backends.slurm] …
-        named.update(k for k, v in backends.items() if isinstance(v, dict))
+    section = config.raw.get("backend")
+    if isinstance(section, dict) and isinstance(section.get("name"), str):
+        named.add(section["name"])
     named.update(v.backend for v in views)
     known = [b for b in BACKENDS if b in named]
     return known + sorted(named - set(BACKENDS))
