@@ -72,3 +72,20 @@ class Backend(Protocol):
 
     def reachable(self) -> tuple[bool, str]:
         """Whether the engine answers from here, and in a few words why not (``status``)."""
+
+
+def read_output(registry: Registry, run_id: str, offset: int, limit: int) -> tuple[bytes, int]:
+    """Up to ``limit`` bytes of the run folder's ``output.log`` from ``offset``; the next offset.
+
+    Every backend reads the trainer's output here: the run folder is the record (shared storage
+    for a remote backend), never an engine's own copy of the log.
+    """
+    from runner.registry import OUTPUT
+
+    try:
+        with open(registry.run_dir(run_id) / OUTPUT, "rb") as f:
+            f.seek(max(0, offset))
+            data = f.read(max(0, limit))
+    except FileNotFoundError:
+        return b"", offset
+    return data, offset + len(data)

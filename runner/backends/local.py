@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from runner.backends.base import ENDED, PENDING, RUNNING, UNKNOWN, BackendStatus
+from runner.backends.base import ENDED, PENDING, RUNNING, UNKNOWN, BackendStatus, read_output
 from runner.model import Status
-from runner.registry import OUTPUT, Registry
+from runner.registry import Registry
 
 
 class LocalBackend:
@@ -48,13 +48,7 @@ class LocalBackend:
 
     def logs(self, registry: Registry, run_id: str, offset: int, limit: int) -> tuple[bytes, int]:
         """Read ``output.log`` from ``offset``."""
-        try:
-            with open(registry.run_dir(run_id) / OUTPUT, "rb") as f:
-                f.seek(max(0, offset))
-                data = f.read(max(0, limit))
-        except FileNotFoundError:
-            return b"", offset
-        return data, offset + len(data)
+        return read_output(registry, run_id, offset, limit)
 
     def reachable(self) -> tuple[bool, str]:
         """This machine is always there."""

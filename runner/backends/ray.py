@@ -33,10 +33,10 @@ from typing import Any
 
 from runner import envnames
 from runner.backends import ray_jobs
-from runner.backends.base import UNKNOWN, BackendStatus
+from runner.backends.base import UNKNOWN, BackendStatus, read_output
 from runner.backends.intent import Intent, read_intent, record_handle, write_intent
 from runner.model import ShapeError, Status
-from runner.registry import OUTPUT, REQUESTS, Registry
+from runner.registry import REQUESTS, Registry
 from runner.tickets import ADMITTED, CANCELLED, Queue
 
 REACT_S = 5.0  # how long a supervisor may take to pick up a stop request before Ray is asked
@@ -212,13 +212,7 @@ class RayBackend:
 
     def logs(self, registry: Registry, run_id: str, offset: int, limit: int) -> tuple[bytes, int]:
         """Read the run folder's ``output.log`` from ``offset`` (shared storage, not Ray's)."""
-        try:
-            with open(registry.run_dir(run_id) / OUTPUT, "rb") as f:
-                f.seek(max(0, offset))
-                data = f.read(max(0, limit))
-        except FileNotFoundError:
-            return b"", offset
-        return data, offset + len(data)
+        return read_output(registry, run_id, offset, limit)
 
     def reachable(self, address: str | None = None) -> tuple[bool, str]:
         """Whether the Jobs API at ``address`` (default: ``RAY_ADDRESS`` or local) answers."""

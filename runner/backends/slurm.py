@@ -39,12 +39,12 @@ from pathlib import Path
 
 from runner import envnames
 from runner.backends import slurm_cli
-from runner.backends.base import ENDED, PENDING, RUNNING, UNKNOWN, BackendStatus
+from runner.backends.base import ENDED, PENDING, RUNNING, UNKNOWN, BackendStatus, read_output
 from runner.backends.intent import Intent, read_intent, record_handle, write_intent
 from runner.backends.slurm_cli import Job, NoAccounting, SlurmError
 from runner.durable import write_json
 from runner.model import ShapeError
-from runner.registry import OUTPUT, REQUESTS, Registry
+from runner.registry import REQUESTS, Registry
 from runner.tickets import ADMITTED, CANCELLED, Queue
 
 SUPERVISOR_MODULE = "runner.supervisor.main"
@@ -237,13 +237,7 @@ class SlurmBackend:
 
     def logs(self, registry: Registry, run_id: str, offset: int, limit: int) -> tuple[bytes, int]:
         """Read ``output.log`` from ``offset`` (the run folder is on shared storage)."""
-        try:
-            with open(registry.run_dir(run_id) / OUTPUT, "rb") as f:
-                f.seek(max(0, offset))
-                data = f.read(max(0, limit))
-        except FileNotFoundError:
-            return b"", offset
-        return data, offset + len(data)
+        return read_output(registry, run_id, offset, limit)
 
     def reachable(self) -> tuple[bool, str]:
         """Whether ``sinfo`` answers, with the partitions and node states it lists."""
