@@ -316,22 +316,32 @@ def notify_lost(registry: Registry, run_id: str, *, sweep: bool = True) -> bool:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False  # a supervisor holds it: the run is not lost
-        view = registry.load(run_id)  # under the lock: the truth now
-        if view.status is not Status.LOST or view.spec is None or view.state is None:
-            return False
-        state = replace(view.state, status=Status.LOST, reason=view.reason)
-
-        def record(event: str, /, **fields: Any) -> None:
-            entry = {"t": time.time(), "attempt": state.attempt, "event": event, **fields}
-            append_jsonl(run_dir / EVENTS, [entry])
-
-        notifier = Notifier(registry, view.spec, state.attempt, record)
-        fired = notifier.fire("lost", state)
-        if sweep and view.spec.group:
-            notifier.check_sweep(state)
-        return fired
+        return fire_lost_locked(registry, run_id, sweep=sweep)
     finally:
         os.close(fd)
+
+
+def fire_lost_locked(registry: Registry, run_id: str, *, sweep: bool = True) -> bool:
+    """:func:`notify_lost` for a caller that holds the run's supervisor lock already.
+
+    The adopter records a run ``lost`` under that lock; it must notify there too, since a
+    round that found the lease dead meanwhile could not take the lock and left it to us.
+    """
+    run_dir = registry.run_dir(run_id)
+    view = registry.load(run_id)  # under the lock: the truth now
+    if view.status is not Status.LOST or view.spec is None or view.state is None:
+        return False
+    state = replace(view.state, status=Status.LOST, reason=view.reason)
+
+    def record(event: str, /, **fields: Any) -> None:
+        entry = {"t": time.time(), "attempt": state.attempt, "event": event, **fields}
+        append_jsonl(run_dir / EVENTS, [entry])
+
+    notifier = Notifier(registry, view.spec, state.attempt, record)
+    fired = notifier.fire("lost", state)
+    if sweep and view.spec.group:
+        notifier.check_sweep(state)
+    return fired
 
 
 # --- the supervisor's one entry point --------------------------------------------------------

@@ -161,6 +161,12 @@ def finalize(registry: Registry, run_id: str, state: RunState) -> None:
     keeper.flush_final()
     for path in runcgroup.leftovers(run_dir, run_id):
         runcgroup.remove(path)  # only if empty
+    # A round that found the lease dead while we held the lock could not notify: we do (the
+    # ``notified`` record keeps ``lost`` to once whoever gets there first).
+    from runner.notify import fire_lost_locked
+
+    with contextlib.suppress(Exception):  # a hook's trouble never loses the record above
+        fire_lost_locked(registry, run_id)
 
 
 def zombie_exit_status(pid: int, start_ticks: int) -> int | None:
