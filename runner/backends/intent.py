@@ -11,11 +11,14 @@ job ids after a controller crash, so the key (and the submit time), not the id, 
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner import envnames
 from runner.durable import read_json, write_json
 from runner.registry import Registry
 
@@ -102,3 +105,13 @@ def record_handle(registry: Registry, run_id: str, intent: Intent, handle: str) 
     )
     write_json(intent_path(registry, run_id, intent.attempt), done.to_json())
     return done
+
+
+def fault_point(stage: str) -> None:
+    """Test hook: die by SIGKILL right ``before`` or ``after`` an engine's submit call.
+
+    ``BACKPROP_FAULT_SUBMIT=before|after`` makes the crash-safety tests kill the submitter at
+    exactly the moments the intent record must cover.
+    """
+    if os.environ.get(envnames.FAULT_SUBMIT) == stage:
+        os.kill(os.getpid(), signal.SIGKILL)

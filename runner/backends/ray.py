@@ -25,16 +25,20 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import time
 import urllib.request
 from dataclasses import replace
 from typing import Any
 
-from runner import envnames
 from runner.backends import ray_jobs
 from runner.backends.base import UNKNOWN, BackendStatus, read_output
-from runner.backends.intent import Intent, read_intent, record_handle, write_intent
+from runner.backends.intent import (
+    Intent,
+    fault_point,
+    read_intent,
+    record_handle,
+    write_intent,
+)
 from runner.model import ShapeError, Status
 from runner.registry import REQUESTS, Registry
 from runner.tickets import ADMITTED, CANCELLED, Queue
@@ -107,7 +111,7 @@ class RayBackend:
             intent = write_intent(
                 registry, run_id, attempt, backend=self.name, key=key, host=os.uname()[1]
             )
-        _fault_point("before")
+        fault_point("before")
         address = ray_jobs.address_for(spec.placement.address)
         client = self.client(address)
         try:
@@ -125,7 +129,7 @@ class RayBackend:
             # leaves it unclear: Ray's record of the key decides.
             if not ray_jobs.is_duplicate(exc) and self.job_info(address, key) is None:
                 raise RayError(f"Ray refused run {run_id}: {_one_line(exc)}") from None
-        _fault_point("after")
+        fault_point("after")
         record_handle(registry, run_id, intent, key)
         return key
 
@@ -283,12 +287,6 @@ def _cancel_unstarted(registry: Registry, run_id: str, attempt: int, reason: str
             replace(ticket, kind=CANCELLED, reason=reason, end_status=Status.STOPPED.value)
         )
     return True
-
-
-def _fault_point(stage: str) -> None:
-    """Test hook: die by SIGKILL right before or right after the submit call."""
-    if os.environ.get(envnames.FAULT_SUBMIT) == stage:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -31,7 +31,6 @@ import hashlib
 import math
 import os
 import shlex
-import signal
 import sys
 import time
 from dataclasses import replace
@@ -40,7 +39,13 @@ from pathlib import Path
 from runner import envnames
 from runner.backends import slurm_cli
 from runner.backends.base import ENDED, PENDING, RUNNING, UNKNOWN, BackendStatus, read_output
-from runner.backends.intent import Intent, read_intent, record_handle, write_intent
+from runner.backends.intent import (
+    Intent,
+    fault_point,
+    read_intent,
+    record_handle,
+    write_intent,
+)
 from runner.backends.slurm_cli import Job, NoAccounting, SlurmError
 from runner.durable import write_json
 from runner.model import ShapeError
@@ -121,12 +126,6 @@ def batch_script(registry: Registry, run_id: str, attempt: int) -> str:
     )
 
 
-def _fault(point: str) -> None:
-    """Test hook: die by SIGKILL at ``point`` of a submission (crash-safety tests)."""
-    if os.environ.get(envnames.FAULT_SUBMIT) == point:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 def find_job(intent: Intent, *, fresh: bool = True) -> Job | None:
     """The job of a submission, by id when known (its name checked: ids are reused), else name.
 
@@ -192,14 +191,14 @@ class SlurmBackend:
         intent = write_intent(
             registry, run_id, attempt, backend=self.name, key=key, host=os.uname()[1]
         )
-        _fault("before")
+        fault_point("before")
         try:
             job_id = slurm_cli.sbatch(args, script, env=env)
         except SlurmError as exc:
             if not exc.transient:  # Slurm refused the job: the run ends, saying why
                 _cancel_ticket(registry, run_id, attempt, f"Slurm refused the job: {exc}", "failed")
             raise
-        _fault("after")
+        fault_point("after")
         record_handle(registry, run_id, intent, job_id)
         return job_id
 
