@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from runner.backends.base import ENDED, PENDING, RUNNING, UNKNOWN, BackendStatus
 from runner.backends.intent import read_intent
 from runner.durable import read_json, write_json
-from runner.model import ShapeError, Status
+from runner.model import FINISHED, ShapeError, Status
 
 if TYPE_CHECKING:
     from runner.registry import Registry
@@ -45,17 +45,7 @@ _MAX_TEXT = 300
 _AGREES = {
     PENDING: frozenset({Status.STARTING, Status.QUEUED}),
     RUNNING: frozenset({Status.STARTING, Status.RUNNING, Status.PAUSED}),
-    ENDED: frozenset(
-        {
-            Status.COMPLETED,
-            Status.FAILED,
-            Status.STOPPED,
-            Status.TIMEBOXED,
-            Status.LOST,
-            Status.SKIPPED,
-            Status.CORRUPT,
-        }
-    ),
+    ENDED: FINISHED | {Status.CORRUPT},
 }
 
 

@@ -15,6 +15,7 @@ from runner.control.run_actions import (
 )
 from runner.control.submission import SubmitOptions, submit
 from runner.model import (
+    FINISHED,
     Lineage,
     RunSpec,
     Status,
@@ -82,14 +83,7 @@ def resume(
         view = registry.load(run_id)
         require_status(
             view,
-            {
-                Status.COMPLETED,
-                Status.FAILED,
-                Status.STOPPED,
-                Status.TIMEBOXED,
-                Status.LOST,
-                Status.SKIPPED,
-            },
+            FINISHED,
             "resume",
         )
         if registry.supervisor_locked(run_id):

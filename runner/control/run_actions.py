@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Set as AbstractSet
 from dataclasses import replace
 
 from runner import identity
@@ -34,7 +35,7 @@ from runner.tickets import (
 )
 
 
-def require_status(view: RunView, allowed: set[Status], action: str) -> None:
+def require_status(view: RunView, allowed: AbstractSet[Status], action: str) -> None:
     """Refuse ``action`` unless the run is in one of the ``allowed`` states."""
     if view.status not in allowed:
         detail = f" ({view.reason})" if view.reason else ""
