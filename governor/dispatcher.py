@@ -34,7 +34,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from governor.admit_round import Round, RoundResult, StartGate, open_gate
@@ -155,24 +154,16 @@ def alive(registry: Registry) -> DispatcherInfo | None:
 
 def spawn(registry: Registry) -> None:
     """Start a detached dispatcher (returns once it has detached; a spare one just exits)."""
-    import subprocess
+    from runner.control.spawn import popen_detached
 
-    env = dict(os.environ)
-    pkg_root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [pkg_root, env.get("PYTHONPATH")]))
     queue = Queue(registry.root)
     queue.ensure()
-    with open(queue.dir / "dispatcher.log", "ab") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "governor.dispatcher", "--home", str(registry.root), "--detach"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            start_new_session=True,
-            close_fds=True,
-            env=env,
-            cwd=registry.root,
-        )
+    proc = popen_detached(
+        "governor.dispatcher",
+        ["--home", str(registry.root)],
+        log=queue.dir / "dispatcher.log",
+        cwd=registry.root,
+    )
     # It forks once and its parent exits at once; reap that parent without waiting for it
     # (its interpreter's start is not on any command's critical path).
     threading.Thread(target=proc.wait, name="backprop-reap", daemon=True).start()

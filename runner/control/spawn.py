@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from runner import forkstart
@@ -24,10 +25,47 @@ from runner.registry import Registry
 MODULE = "runner.supervisor.main"
 
 
-def _pythonpath() -> str:
-    # The supervisor must import this very package, wherever the launcher was started.
+def _pythonpath(env: Mapping[str, str] | None = None) -> str:
+    # The child must import this very package, wherever the launcher was started.
     pkg_root = str(Path(__file__).resolve().parents[2])
-    return os.pathsep.join(filter(None, [pkg_root, os.environ.get("PYTHONPATH")]))
+    env = os.environ if env is None else env
+    return os.pathsep.join(filter(None, [pkg_root, env.get("PYTHONPATH")]))
+
+
+def popen_detached(
+    module: str,
+    args: Sequence[str],
+    *,
+    log: Path,
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    log_or_null: bool = False,
+) -> subprocess.Popen[bytes]:
+    """``python -m MODULE ARGS --detach`` in a session of its own (supervisor, adopter, dispatcher).
+
+    stdin and stdout on ``/dev/null``, stderr appended to ``log`` (``log_or_null``: to
+    ``/dev/null`` when ``log`` cannot be opened, e.g. a full or read-only registry; else the
+    ``OSError`` is raised), no inherited descriptor, and this package first on ``PYTHONPATH``.
+    """
+    child_env = dict(os.environ if env is None else env)
+    child_env["PYTHONPATH"] = _pythonpath(child_env)
+    try:
+        err = open(log, "ab")  # noqa: SIM115 - closed below
+    except OSError:
+        if not log_or_null:
+            raise
+        err = open(os.devnull, "wb")  # noqa: SIM115 - closed below
+    with err:
+        return subprocess.Popen(
+            [sys.executable, "-m", module, *args, "--detach"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+            close_fds=True,
+            env=child_env,
+            cwd=cwd,
+        )
 
 
 def spawn_supervisor(
@@ -68,19 +106,7 @@ def spawn_supervisor(
             ],
         ):
             return
-    env = dict(os.environ)
-    env["PYTHONPATH"] = _pythonpath()
-    with open(run_dir / "supervisor.log", "ab") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", MODULE, *args, "--detach"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            start_new_session=True,
-            close_fds=True,
-            env=env,
-            cwd=run_dir,
-        )
+    proc = popen_detached(MODULE, args, log=run_dir / "supervisor.log", cwd=run_dir)
     if wait:
         proc.wait()
 

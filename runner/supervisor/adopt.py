@@ -21,11 +21,9 @@ import argparse
 import contextlib
 import os
 import select
-import subprocess
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 from runner import envnames, identity
 from runner.model import ProcessIdentity, RunState, ShapeError, Status
@@ -98,33 +96,17 @@ def adopt_orphan(registry: Registry, run_id: str, state: RunState | None) -> str
     env = dict(os.environ)
     for name in (envnames.RUN_ID, envnames.RUN_DIR, envnames.CHECKPOINT_DIR):
         env.pop(name, None)  # the new supervisor is no member of any run
-    pkg_root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [pkg_root, env.get("PYTHONPATH")]))
+    from runner.control.spawn import popen_detached
+
     run_dir = registry.run_dir(run_id)
-    cmd = [
-        sys.executable,
-        "-m",
+    proc = popen_detached(
         "runner.supervisor.adopt",
-        "--home",
-        str(registry.root),
-        "--run",
-        run_id,
-    ]
-    try:
-        err = open(run_dir / "supervisor.log", "ab")  # noqa: SIM115 - closed below
-    except OSError:
-        err = open(os.devnull, "wb")  # noqa: SIM115 - a read-only or full registry
-    with err:
-        proc = subprocess.Popen(
-            [*cmd, "--detach"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            start_new_session=True,
-            close_fds=True,
-            env=env,
-            cwd=run_dir,
-        )
+        ["--home", str(registry.root), "--run", run_id],
+        log=run_dir / "supervisor.log",
+        cwd=run_dir,
+        env=env,
+        log_or_null=True,  # a read-only or full registry: adopt all the same
+    )
     proc.wait()
     return action
 
