@@ -87,21 +87,7 @@ def stop(registry: Registry, run_id: str, *, force: bool = False) -> str:
     """
     view = registry.load(run_id)
     if view.status is Status.LOST:
-        # The supervisor is gone: end every process of the run ourselves, by identity.
-        from runner.supervisor.members import stop_unsupervised
-
-        ending = stop_unsupervised(
-            view.state.trainer if view.state else None,
-            run_id,
-            registry.root,
-            force=force,
-            grace_s=view.spec.grace_int_s if view.spec else 30.0,
-        )
-        if not ending.ended and not ending.survivors:
-            raise LifecycleError(f"cannot stop run {run_id}: it is lost and nothing is running")
-        if ending.survivors:
-            raise LifecycleError(f"run {run_id} had no supervisor: {ending.describe()}")
-        return f"run {run_id} had no supervisor: {ending.describe()}"
+        return _stop_lost(registry, view, force=force)
     require_status(view, {Status.STARTING, Status.QUEUED, Status.RUNNING, Status.PAUSED}, "stop")
     if view.status is Status.QUEUED and cancel_queued(registry, run_id, "stopped while queued"):
         return f"stopped queued run {run_id}"
@@ -112,6 +98,44 @@ def stop(registry: Registry, run_id: str, *, force: bool = False) -> str:
         return get_backend(view.spec.placement.backend).cancel(registry, run_id, force=force)
     send_request(registry, run_id, "kill" if force else "stop")
     return f"{'force-' if force else ''}stop requested for run {run_id}"
+
+
+def _stop_lost(registry: Registry, view: RunView, *, force: bool) -> str:
+    """Stop a run whose supervisor is gone: end every process of it ourselves, by identity.
+
+    The run's lock is taken first. Reading a lost run with a live trainer starts a new
+    supervisor for it (:func:`runner.supervisor.adopt.adopt_orphan`); ending the trainer under
+    that one's feet would leave it to record a death by SIGKILL with no stop on record
+    (``failed``). Holding the lock keeps it out; if it holds the lock already, it supervises
+    the run again and takes the stop as a request, like any supervisor.
+    """
+    from runner.supervisor.claim import acquire_lock
+    from runner.supervisor.members import stop_unsupervised
+
+    run_id = view.id
+    try:
+        lock = acquire_lock(registry.run_dir(run_id))  # a lock only checked waits ≤ 1 s
+    except OSError:
+        lock = -1  # no lock file can be opened: nobody can supervise it either
+    if lock is None:
+        send_request(registry, run_id, "kill" if force else "stop")
+        return f"{'force-' if force else ''}stop requested for run {run_id} (supervised again)"
+    try:
+        ending = stop_unsupervised(
+            view.state.trainer if view.state else None,
+            run_id,
+            registry.root,
+            force=force,
+            grace_s=view.spec.grace_int_s if view.spec else 30.0,
+        )
+    finally:
+        if lock >= 0:
+            os.close(lock)
+    if not ending.ended and not ending.survivors:
+        raise LifecycleError(f"cannot stop run {run_id}: it is lost and nothing is running")
+    if ending.survivors:
+        raise LifecycleError(f"run {run_id} had no supervisor: {ending.describe()}")
+    return f"run {run_id} had no supervisor: {ending.describe()}"
 
 
 def cancel_queued(

@@ -429,6 +429,43 @@ def test_setsid_grandchild_after_supervisor_death_is_ended_by_stop(
     assert members.find_members(run_id, cli.home) == []
 
 
+def test_stop_of_a_lost_run_being_taken_over_goes_to_its_new_supervisor(cli: Cli) -> None:
+    """Reading a lost run with a live trainer starts a new supervisor for it. A stop that
+    found the run lost killed the trainer itself, under that supervisor's feet, which then
+    recorded a death by SIGKILL with no stop on record: ``failed`` (seen in CI, ~1 in 12 under
+    load). Now the stop takes the run's lock first, and a supervisor holding it gets the stop
+    as a request instead."""
+    from runner.control import run_actions
+    from runner.supervisor.claim import acquire_lock
+
+    run_id = cli.run_script(ESCAPER, name="taken")
+    cli.wait_status(run_id, "running")
+    run_dir = cli.home / "runs" / run_id
+    gc = int(
+        wait_until(lambda: (run_dir / "gc.pid").is_file() and (run_dir / "gc.pid").read_text())
+    )
+    state = state_of(cli.home, run_id)
+    assert state.trainer is not None
+    os.kill(state.supervisor.pid, signal.SIGKILL)
+    wait_until(lambda: not pid_alive(state.supervisor.pid), message="supervisor gone")
+    lock = acquire_lock(run_dir)  # as a new supervisor that has just taken the run over
+    assert lock is not None
+    try:
+        said = run_actions.stop(Registry(cli.home), run_id, force=True)
+        assert said.startswith("force-stop requested"), said
+        assert pid_alive(state.trainer.pid)  # left to the run's supervisor
+        requests = [json.loads(p.read_text()) for p in (run_dir / "requests").glob("*.json")]
+        assert [r["action"] for r in requests] == ["kill"]
+    finally:
+        os.close(lock)
+    # With the lock free it is a lost run again: this stop ends everything itself.
+    for p in (run_dir / "requests").glob("*.json"):
+        p.unlink()
+    cli("stop", "--force", run_id)
+    wait_until(lambda: not pid_alive(gc) and not pid_alive(state.trainer.pid), timeout=15)
+    assert cli.wait_status(run_id, *FINISHED)["status"] in ("stopped", "lost")
+
+
 # A grandchild that escapes the process groups *and* clears its environment: only the run's
 # cgroup still knows it.
 SCRUBBED = textwrap.dedent(
