@@ -110,6 +110,7 @@ class RoundResult:
         lost: runs among ``ended`` that ended ``lost`` (their ``lost`` notifications are due).
         queued: entries still in line.
         wait_s: look again after this long without an event (``None``: only on an event).
+        held: the leases as the round left them (the dispatcher's quiet check reads them).
     """
 
     started: list[tuple[str, int]] = field(default_factory=list)
@@ -118,6 +119,7 @@ class RoundResult:
     lost: list[str] = field(default_factory=list)
     queued: int = 0
     wait_s: float | None = None
+    held: tuple[Lease, ...] = ()
 
     def hint(self, seconds: float) -> None:
         """Look again after at most ``seconds``."""
@@ -165,6 +167,7 @@ class Round:
             entries = self.queue.entries()
             if entries:
                 self._admit(st, entries, res)
+            res.held = tuple(st.leases.values())
         self._learn(learned_peaks)
         return res
 

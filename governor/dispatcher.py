@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from governor import quiet
 from governor.admit_round import Round, RoundResult, StartGate, open_gate
 from governor.handoff import backend_to_start
 from governor.probes import HostInfo
@@ -56,6 +57,8 @@ INFO_NAME = "dispatcher.json"
 # Without any event, a waiting queue is looked at again this often (a supervisor killed with
 # SIGKILL pokes nobody; its run's place is freed at the next look).
 SAFETY_POLL_S = 5.0
+# ... but cheaply (governor.quiet): a full round only when something moved, or this often.
+DEEP_POLL_S = 60.0
 EXIT_ALREADY_RUNNING = 3
 
 
@@ -289,14 +292,27 @@ class Dispatcher:
         self._fifo = [rd, wr]
         return True
 
-    def wait(self, timeout: float) -> None:
-        """Sleep until poked or ``timeout`` passes; swallow the pokes."""
+    def wait(self, timeout: float) -> bool:
+        """Sleep until poked or ``timeout`` passes; swallow the pokes. Returns if poked."""
         rd = self._fifo[0]
+        ready: list[int] = []
         with contextlib.suppress(InterruptedError):
-            select.select([rd], [], [], max(0.0, timeout))
+            ready, _, _ = select.select([rd], [], [], max(0.0, timeout))
         with contextlib.suppress(BlockingIOError, OSError):
             while os.read(rd, 4096):
                 pass
+        return bool(ready)
+
+    def wait_for_change(self, rnd: Round, res: RoundResult) -> None:
+        """The safety poll of a queue that waits for events only (see :mod:`governor.quiet`).
+
+        Returns on a poke, when the inputs of a round moved, or after :data:`DEEP_POLL_S`.
+        """
+        mark = quiet.take(self.registry, rnd.store, res.held)
+        until = time.monotonic() + DEEP_POLL_S
+        while not self.wait(SAFETY_POLL_S) and mark is not None and time.monotonic() < until:
+            if quiet.take(self.registry, rnd.store, res.held) != mark:
+                return
 
     def serve(self) -> int:
         """Run until idle. Returns the exit code."""
@@ -323,7 +339,10 @@ class Dispatcher:
             now = time.monotonic()
             if res.queued or res.wait_s is not None:
                 empty_since = None
-                self.wait(res.wait_s if res.wait_s is not None else SAFETY_POLL_S)
+                if res.wait_s is None:
+                    self.wait_for_change(rnd, res)
+                else:
+                    self.wait(res.wait_s)
                 continue
             if empty_since is None:
                 empty_since = now

@@ -138,3 +138,45 @@ def test_stop_and_resume_a_sweep_as_a_whole(cli: Cli, home: Path) -> None:
     assert sorted(r["id"] for r in resumed) == sorted(ids)
     for rid in ids:
         cli.wait_status(rid, "completed", timeout=60)
+
+
+def test_a_run_killed_without_a_word_frees_its_place_with_no_command_run(
+    cli: Cli, home: Path
+) -> None:
+    """SIGKILL of a run's supervisor and trainer pokes nobody, and no command runs after it (a
+    listing would notice, record it and poke): the waiting dispatcher's own quiet check
+    (governor.quiet) sees the supervisor gone and a full round gives the place away."""
+    import signal
+
+    from governor.store import store_for
+
+    configure(home, max_parallel=1)
+    holder = cli.json("run", "--name", "holder", "sleep", "3600")["id"]
+    waiting = cli.json("run", "--name", "next", "true")["id"]
+    reg = Registry(home)
+    assert reg.load(waiting).status is Status.QUEUED
+    first = wait_until(lambda: dispatchers(home), message="a dispatcher")
+    assert len(first) == 1
+    # The holder's supervisor is on its lease once the dispatcher has looked at it: from then
+    # on the dispatcher waits with a quiet mark (nothing else is due).
+    lease = wait_until(
+        lambda: (lambda x: x if x is not None and x.supervisor else None)(
+            store_for(home).read().leases.get(holder)
+        ),
+        timeout=30,
+        message="the holder's lease to name its supervisor",
+    )
+    state = reg.read_state(holder)
+    assert state is not None and state.trainer is not None and lease.supervisor is not None
+    os.kill(lease.supervisor.pid, signal.SIGKILL)
+    os.killpg(state.trainer.pid, signal.SIGKILL)
+    t0 = time.monotonic()
+    wait_until(
+        lambda: (lambda s: s is not None and s.status is Status.COMPLETED)(reg.read_state(waiting)),
+        timeout=30,
+        interval=0.2,
+        message="the waiting run to start and complete",
+    )
+    took = time.monotonic() - t0
+    assert took < dispatcher.DEEP_POLL_S / 2  # the quiet check, not the deep poll, saw it
+    assert [p.pid for p in dispatchers(home)] in ([], [first[0].pid])  # no new one was needed
