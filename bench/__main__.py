@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import gpu_poll, listing, logging_cost, monitor, queue_scale, supervision
-from bench.common import MIN_REPEATS, ROOT, Section, machine_table
+from bench.common import MIN_REPEATS, ROOT, Section, compile_bytecode, machine_table
 
 ITEMS: dict[str, Callable[[bool, int], Section]] = {
     "1": logging_cost.run,
@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"no such item: {', '.join(unknown)} (items: {', '.join(ITEMS)})")
     os.chdir(ROOT)
+    compile_bytecode()
     started = time.monotonic()
     when = datetime.datetime.now().astimezone()
     mode = "quick (small sizes)" if args.quick else "full"

@@ -148,3 +148,5 @@ def test_queue_at_sweep_scale(report: str) -> None:
     assert re.fullmatch(FIG, row(queue, "submit a 100-run sweep (s)")[0])
     assert re.fullmatch(FIG, row(queue, "drain, max_parallel 8, 20 trivial runs (starts/s)")[0])
     assert re.fullmatch(FIG, row(queue, "submit → trainer's first line (ms)")[0])
+    src = row(queue, "the same, every module compiled from source at each start (ms)")[0]
+    assert re.fullmatch(FIG, src)
