@@ -91,3 +91,15 @@ def test_outside_git_and_a_big_diff(tmp_path: Path) -> None:
     assert doc["git"] is None
     assert json.loads((tmp_path / "provenance.json").read_text())["git"] is None
     assert ("commit", "not a git tree") in provenance.describe(doc)
+
+
+def test_the_helpers_yield_to_the_starting_trainer(tmp_path: Path) -> None:
+    """Provenance is collected while the run's trainer starts: its helper processes run at a
+    lower priority (an interpreter that reports its own niceness as its version shows it)."""
+    fake = tmp_path / "python"
+    fake.write_text('#!/bin/sh\necho "{\\"python\\": \\"$(nice)\\", \\"packages\\": {}}"\n')
+    fake.chmod(0o755)
+    doc = provenance.interpreter_versions(str(fake))
+    assert doc is not None
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    assert int(doc["python"]) == min(19, mine + provenance.BACKGROUND_NICE)
