@@ -15,9 +15,10 @@
   median on this machine (274–394), taken with every Backprop module compiled from source at
   each start (this sandbox sets `PYTHONDONTWRITEBYTECODE=1` and the install is editable);
   the report measures from bytecode, as a `pip install` leaves it, and shows that case too.
-* **Idle CPU**: a queue that waits only for events (a run's end) is looked at again every
-  5 s by a cheap check (a few `stat`s, the leases' supervisors alive), a full round only
-  when something moved or once a minute (`governor/quiet.py`).
+* **Idle CPU**: a queue that waits only for events (a run's end) sleeps on its FIFO and on a
+  pidfd per running supervisor (a SIGKILL is an event too), looks at a few `stat`s every
+  15 s (`backprop.toml` edited) and runs a full round only then or every 5 minutes
+  (`governor/quiet.py`); before, a full round ran every 5 s (~1 % of a core).
 """
 
 from __future__ import annotations

@@ -57,8 +57,9 @@ INFO_NAME = "dispatcher.json"
 # Without any event, a waiting queue is looked at again this often (a supervisor killed with
 # SIGKILL pokes nobody; its run's place is freed at the next look).
 SAFETY_POLL_S = 5.0
-# ... but cheaply (governor.quiet): a full round only when something moved, or this often.
-DEEP_POLL_S = 60.0
+# ... unless the supervisors' ends are events too (pidfds, governor.quiet): then a full round
+# when something moved, or this often (a waiting run's reason is refreshed then, too).
+DEEP_POLL_S = 300.0
 EXIT_ALREADY_RUNNING = 3
 
 
@@ -292,27 +293,41 @@ class Dispatcher:
         self._fifo = [rd, wr]
         return True
 
-    def wait(self, timeout: float) -> bool:
-        """Sleep until poked or ``timeout`` passes; swallow the pokes. Returns if poked."""
+    def wait(self, timeout: float, also: list[int] | None = None) -> bool:
+        """Sleep until poked, one of ``also`` is readable or ``timeout`` passes.
+
+        Swallows the pokes. Returns whether anything woke it.
+        """
         rd = self._fifo[0]
         ready: list[int] = []
         with contextlib.suppress(InterruptedError):
-            ready, _, _ = select.select([rd], [], [], max(0.0, timeout))
+            ready, _, _ = select.select([rd, *(also or ())], [], [], max(0.0, timeout))
         with contextlib.suppress(BlockingIOError, OSError):
             while os.read(rd, 4096):
                 pass
         return bool(ready)
 
     def wait_for_change(self, rnd: Round, res: RoundResult) -> None:
-        """The safety poll of a queue that waits for events only (see :mod:`governor.quiet`).
+        """Wait while only events can move the queue (see :mod:`governor.quiet`).
 
-        Returns on a poke, when the inputs of a round moved, or after :data:`DEEP_POLL_S`.
+        Returns on a poke, a lease's supervisor ending (its pidfd), the inputs of a round
+        moving, or after :data:`DEEP_POLL_S`.
         """
         mark = quiet.take(self.registry, rnd.store, res.held)
+        if mark is None:
+            self.wait(SAFETY_POLL_S)
+            return
+        pidfds = quiet.watch(res.held)
+        poll_s = quiet.MARK_POLL_S if pidfds is not None else SAFETY_POLL_S
         until = time.monotonic() + DEEP_POLL_S
-        while not self.wait(SAFETY_POLL_S) and mark is not None and time.monotonic() < until:
-            if quiet.take(self.registry, rnd.store, res.held) != mark:
-                return
+        try:
+            while time.monotonic() < until:
+                if self.wait(min(poll_s, until - time.monotonic()), pidfds):
+                    return
+                if quiet.take(self.registry, rnd.store, res.held) != mark:
+                    return
+        finally:
+            quiet.close(pidfds or [])
 
     def serve(self) -> int:
         """Run until idle. Returns the exit code."""

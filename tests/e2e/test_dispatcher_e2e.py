@@ -145,7 +145,7 @@ def test_a_run_killed_without_a_word_frees_its_place_with_no_command_run(
 ) -> None:
     """SIGKILL of a run's supervisor and trainer pokes nobody, and no command runs after it (a
     listing would notice, record it and poke): the waiting dispatcher's own quiet check
-    (governor.quiet) sees the supervisor gone and a full round gives the place away."""
+    (a pidfd per supervisor, governor.quiet) sees it end and a full round gives the place away."""
     import signal
 
     from governor.store import store_for
@@ -155,8 +155,10 @@ def test_a_run_killed_without_a_word_frees_its_place_with_no_command_run(
     waiting = cli.json("run", "--name", "next", "true")["id"]
     reg = Registry(home)
     assert reg.load(waiting).status is Status.QUEUED
-    first = wait_until(lambda: dispatchers(home), message="a dispatcher")
-    assert len(first) == 1
+    first = wait_until(
+        lambda: (lambda d: d if d is not None and d.pid > 0 else None)(dispatcher.alive(reg)),
+        message="a dispatcher",
+    )
     # The holder's supervisor is on its lease once the dispatcher has looked at it: from then
     # on the dispatcher waits with a quiet mark (nothing else is due).
     lease = wait_until(
@@ -178,5 +180,47 @@ def test_a_run_killed_without_a_word_frees_its_place_with_no_command_run(
         message="the waiting run to start and complete",
     )
     took = time.monotonic() - t0
-    assert took < dispatcher.DEEP_POLL_S / 2  # the quiet check, not the deep poll, saw it
-    assert [p.pid for p in dispatchers(home)] in ([], [first[0].pid])  # no new one was needed
+    assert took < dispatcher.SAFETY_POLL_S  # its pidfd told it: no poll was due yet
+    now = dispatcher.alive(reg)
+    assert now is None or now.pid == first.pid  # no new one was needed
+
+
+def test_a_supervisors_end_is_an_event_through_its_pidfd() -> None:
+    """governor.quiet.watch: one pidfd per lease's supervisor, readable once it has ended
+    (SIGKILL included); none at all when one of them is already gone or not known."""
+    import select
+    import signal
+    import subprocess
+
+    from governor import quiet
+    from governor.reservations import Lease
+    from runner import identity
+    from runner.model import ProcessIdentity
+
+    procs = [subprocess.Popen(["sleep", "60"]) for _ in range(2)]
+    try:
+        idents = [identity.identity_of(p.pid) for p in procs]
+        assert all(idents)
+        leases = [Lease(run_id=f"r{i}", supervisor=ident) for i, ident in enumerate(idents)]
+        fds = quiet.watch(leases)
+        assert fds is not None and len(fds) == 2
+        assert select.select(fds, [], [], 0)[0] == []
+        procs[1].send_signal(signal.SIGKILL)
+        ready, _, _ = select.select(fds, [], [], 10)
+        assert ready == [fds[1]]
+        quiet.close(fds)
+        assert fds == []
+        procs[1].wait()
+        gone = idents[1]
+        assert gone is not None
+        assert quiet.watch(leases) is None  # its pid is free (or someone else's) now
+        live = idents[0]
+        assert live is not None
+        recycled = ProcessIdentity(live.pid, live.start_ticks + 1, live.boot_id)
+        assert quiet.watch([Lease(run_id="x", supervisor=recycled)]) is None
+        assert quiet.watch([Lease(run_id="y")]) is None
+        assert quiet.watch([]) == []
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
