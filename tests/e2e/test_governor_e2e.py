@@ -83,8 +83,12 @@ def events_of(cli: Cli, run_id: str) -> list[dict[str, Any]]:
 
 def test_three_runs_with_max_parallel_one_run_one_after_another(cli: Cli, home: Path) -> None:
     configure(home, max_parallel=1)
-    ids = [cli.run_script(QUICK, str(i), name=f"seq{i}") for i in range(3)]
+    # The first waits for a gate, so that the others queue however slow the submissions are
+    # (on a loaded machine the first two could end before the third was submitted).
+    ids = [cli.run_script(GATED, name="seq0")]
+    ids += [cli.run_script(QUICK, str(i), name=f"seq{i}") for i in (1, 2)]
     assert cli_processes(home) == []  # the CLI has returned; only supervisors remain
+    (home / "gate").touch()
     vs = wait_all_finished(home, ids)
     assert [v.status for v in vs] == [Status.COMPLETED] * 3
     spans = intervals(vs)
