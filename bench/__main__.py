@@ -6,7 +6,7 @@ installs nothing: peers come from the optional extra (``pip install -e '.[bench]
 virtualenv that sees the system's packages); one that is missing or fails is listed with the
 reason.
 
-    python -m bench                      # full sizes, about 10 minutes on 2 cores
+    python -m bench                      # full sizes, about 13 minutes on 2 cores
     python -m bench --quick -o /tmp/b.md # small sizes, about a minute (the test suite's)
 """
 
