@@ -402,11 +402,12 @@ ESCAPER = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("trainer_too", [False, True], ids=["re-adopted", "unsupervised"])
-def test_setsid_grandchild_after_supervisor_death_is_ended_by_stop(
-    cli: Cli, trainer_too: bool
-) -> None:
-    run_id = cli.run_script(ESCAPER, name="escaper")
+def escaper_without_supervisor(cli: Cli, name: str) -> tuple[str, Path, int, RunState]:
+    """An ESCAPER run whose grandchild has escaped, then its supervisor SIGKILLed.
+
+    Returns the run id, its folder, the grandchild's pid and the state it had.
+    """
+    run_id = cli.run_script(ESCAPER, name=name)
     cli.wait_status(run_id, "running")
     run_dir = cli.home / "runs" / run_id
     gc = int(
@@ -415,6 +416,15 @@ def test_setsid_grandchild_after_supervisor_death_is_ended_by_stop(
     state = state_of(cli.home, run_id)
     assert state.trainer is not None
     os.kill(state.supervisor.pid, signal.SIGKILL)
+    return run_id, run_dir, gc, state
+
+
+@pytest.mark.parametrize("trainer_too", [False, True], ids=["re-adopted", "unsupervised"])
+def test_setsid_grandchild_after_supervisor_death_is_ended_by_stop(
+    cli: Cli, trainer_too: bool
+) -> None:
+    run_id, _, gc, state = escaper_without_supervisor(cli, "escaper")
+    assert state.trainer is not None
     if trainer_too:  # nothing of the run but the escaped grandchild is left
         os.killpg(state.trainer.pid, signal.SIGKILL)
         wait_until(lambda: not pid_alive(state.trainer.pid), message="trainer gone")
@@ -438,15 +448,8 @@ def test_stop_of_a_lost_run_being_taken_over_goes_to_its_new_supervisor(cli: Cli
     from runner.control import run_actions
     from runner.supervisor.claim import acquire_lock
 
-    run_id = cli.run_script(ESCAPER, name="taken")
-    cli.wait_status(run_id, "running")
-    run_dir = cli.home / "runs" / run_id
-    gc = int(
-        wait_until(lambda: (run_dir / "gc.pid").is_file() and (run_dir / "gc.pid").read_text())
-    )
-    state = state_of(cli.home, run_id)
+    run_id, run_dir, gc, state = escaper_without_supervisor(cli, "taken")
     assert state.trainer is not None
-    os.kill(state.supervisor.pid, signal.SIGKILL)
     wait_until(lambda: not pid_alive(state.supervisor.pid), message="supervisor gone")
     lock = acquire_lock(run_dir)  # as a new supervisor that has just taken the run over
     assert lock is not None
