@@ -38,6 +38,8 @@ from runner.tickets import Queue
 
 # The mark is looked at this often while pidfds watch the supervisors (5 s without them).
 MARK_POLL_S = 15.0
+# More leases than this are polled instead (select() takes descriptors below 1,024 only).
+MAX_WATCHED = 256
 
 Stat = tuple[int, int, int] | None
 
@@ -84,6 +86,9 @@ def watch(leases: Iterable[Lease]) -> list[int] | None:
     ``None`` if one of them cannot be had (then the caller polls). Close them with
     :func:`close`.
     """
+    leases = list(leases)
+    if len(leases) > MAX_WATCHED:
+        return None
     fds: list[int] = []
     for lease in leases:
         ident = lease.supervisor

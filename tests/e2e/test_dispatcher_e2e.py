@@ -220,6 +220,8 @@ def test_a_supervisors_end_is_an_event_through_its_pidfd() -> None:
         assert quiet.watch([Lease(run_id="x", supervisor=recycled)]) is None
         assert quiet.watch([Lease(run_id="y")]) is None
         assert quiet.watch([]) == []
+        many = [Lease(run_id=str(i), supervisor=live) for i in range(quiet.MAX_WATCHED + 1)]
+        assert quiet.watch(many) is None  # polled: select() would not take that many
     finally:
         for p in procs:
             p.kill()
