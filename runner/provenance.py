@@ -48,11 +48,14 @@ _VERSIONS_SNIPPET = (
 BACKGROUND_NICE = 10
 
 
-def _background(pid: int) -> None:
-    """Lower a helper process's priority (right after its start; a failure changes nothing)."""
-    with contextlib.suppress(OSError):
-        now = os.getpriority(os.PRIO_PROCESS, pid)
-        os.setpriority(os.PRIO_PROCESS, pid, min(19, now + BACKGROUND_NICE))
+def _background(argv: list[str]) -> list[str]:
+    """``argv`` run at a lower priority from its first instruction.
+
+    Through ``nice``, which execs it (the pid is the helper's own). Without ``nice`` it runs at
+    the caller's priority: lowering it after the start would race the helper's own work.
+    """
+    nice = shutil.which("nice")
+    return [nice, "-n", str(BACKGROUND_NICE), *argv] if nice else argv
 
 
 def _git_env() -> dict[str, str]:
@@ -68,14 +71,13 @@ def _git(cwd: Path, *args: str, limit: int = 64 * 1024) -> tuple[int, bytes, boo
     if git is None:
         return 127, b"", False
     with subprocess.Popen(
-        [git, "-C", str(cwd), *args],
+        _background([git, "-C", str(cwd), *args]),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         env=_git_env(),
         start_new_session=True,
     ) as proc:
-        _background(proc.pid)
         assert proc.stdout is not None
         deadline = time.monotonic() + GIT_TIMEOUT_S
         chunks: list[bytes] = []
@@ -143,12 +145,11 @@ def interpreter_versions(python: str) -> dict[str, Any] | None:
     """The Python version and packages of another interpreter (``None`` if it cannot say)."""
     try:
         with subprocess.Popen(
-            [python, "-I", "-c", _VERSIONS_SNIPPET, *PACKAGES],
+            _background([python, "-I", "-c", _VERSIONS_SNIPPET, *PACKAGES]),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         ) as proc:
-            _background(proc.pid)
             try:
                 out, _ = proc.communicate(timeout=GIT_TIMEOUT_S)
             except subprocess.TimeoutExpired:
