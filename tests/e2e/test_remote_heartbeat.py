@@ -211,9 +211,13 @@ def test_the_supervisor_samples_its_own_trees_gpu_memory(home: Path, tmp_path: P
     state = reg.read_state(run_id)
     assert state is not None and state.trainer is not None
     mine = {"pid": state.trainer.pid, "memory": 3 * GIB}
-    gpus.write_text(
+    # Replaced, never rewritten in place: the supervisor samples as soon as the trainer runs,
+    # just when this line does, and a fake file read half-written means "no NVML" for good.
+    changed = tmp_path / "gpus.json.new"
+    changed.write_text(
         json.dumps([{"memory_total": 80 * GIB, "processes": [other]}, {"processes": [mine]}])
     )
+    changed.replace(gpus)
     sample = wait_until(  # the next sample (every 5 s) sees the trainer on GPU 1
         lambda: (p := reg.run_dir(run_id) / GPU_FILE).exists() and json.loads(p.read_text()),
         timeout=30,
