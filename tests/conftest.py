@@ -23,6 +23,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "screenshots") not in sys.path:  # sample_registry: the registry the pictures show
     sys.path.insert(0, str(ROOT / "screenshots"))
 
+# The trainers the tests start train on one thread each. CI's two cores host two workers, each
+# starting several trainers at once; PyTorch's default of a thread per core then spins on its
+# OpenMP barriers (four trainers at once here: 8 s of CPU each instead of 3, 18 s instead of 11),
+# and a run under test trained ten times slower than alone. A user's own setting is kept.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 def wait_until(
     cond: Callable[[], Any],
@@ -136,12 +142,21 @@ class Cli:
         return result
 
     def wait_status(self, run_id: str, *statuses: str, timeout: float = 30) -> dict[str, Any]:
-        result: dict[str, Any] = wait_until(
-            lambda: (lambda d: d if d["status"] in statuses else None)(self.show(run_id)),
-            timeout=timeout,
-            interval=0.1,
-            message=f"run {run_id} to be {statuses}",
-        )
+        seen: dict[str, Any] = {}
+
+        def reached() -> dict[str, Any] | None:
+            seen.clear()
+            seen.update(self.show(run_id))
+            return seen if seen["status"] in statuses else None
+
+        try:
+            result: dict[str, Any] = wait_until(
+                reached, timeout=timeout, interval=0.1, message=f"run {run_id} to be {statuses}"
+            )
+        except AssertionError as exc:  # say where it stopped: a failure in CI is read once
+            last = {k: seen.get(k) for k in ("status", "reason", "attempt", "step", "queue")}
+            last["events"] = (seen.get("events") or [])[-4:]
+            raise AssertionError(f"{exc}; last seen {last}") from None
         return result
 
 
