@@ -20,6 +20,7 @@ from runner.model import ProcessIdentity, RunState, Status
 from runner.registry import OUTPUT, STATE
 from runner.supervisor import members, runcgroup
 from runner.supervisor.adopt import takeover
+from tests.conftest import wait_until
 from tests.unit.test_write_faults import make_registry
 
 
@@ -61,6 +62,8 @@ def marked(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
         [sys.executable, "-c", "import time; time.sleep(60)"], env=env, process_group=0
     )
     try:
+        # Its marker is in its environment once it has exec'd: until then /proc shows ours.
+        wait_until(lambda: members.find_members("000007", home), timeout=10, message="exec")
         yield proc, home
     finally:
         proc.kill()
@@ -71,9 +74,6 @@ def test_members_are_found_by_their_marker_only(
     marked: tuple[subprocess.Popen[bytes], Path], tmp_path: Path
 ) -> None:
     proc, home = marked
-    deadline = time.monotonic() + 10
-    while not members.find_members("000007", home) and time.monotonic() < deadline:
-        time.sleep(0.02)
     assert [i.pid for i in members.find_members("000007", home)] == [proc.pid]
     assert members.find_trainer("000007", home) == identity.identity_of(proc.pid)
     assert members.find_members("000008", home) == []  # another run
