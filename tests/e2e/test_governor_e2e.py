@@ -157,10 +157,15 @@ def test_queued_runs_hold_no_process_and_survive_the_dispatchers_death(
     assert (
         len(run_processes(home, "runner.supervisor.main")) == 1
     )  # the gated run's supervisor only
-    dispatchers = wait_until(lambda: run_processes(home, "governor.dispatcher"))
-    assert len(dispatchers) == 1
-    info = cli.json("status")["dispatcher"]
-    assert info["pid"] == dispatchers[0].pid and info["queued"] == 3
+
+    def the_dispatcher() -> list[psutil.Process] | None:
+        # It forks once to detach: its parent, same command line, may still be on its way out.
+        found = run_processes(home, "governor.dispatcher")
+        info = cli.json("status")["dispatcher"]
+        return found if len(found) == 1 and info and info["pid"] == found[0].pid else None
+
+    dispatchers = wait_until(the_dispatcher)
+    assert cli.json("status")["dispatcher"]["queued"] == 3
     dispatchers[0].kill()
     dispatchers[0].wait(5)
     (home / "gate").touch()
